@@ -1,0 +1,248 @@
+//! Which address a request really came from.
+//!
+//! The TCP peer is the truth unless it is a trusted proxy. Only then is the forwarding
+//! header that proxy writes consulted, walked right to left (nearest hop first) past further
+//! trusted hops; the first untrusted address is the client. Entries to the left of it were
+//! written by the client itself and are never believed. Anything malformed on that walk
+//! falls back to the peer: a wrong-but-honest address beats a forged one.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+/// The most forwarding hops examined. Real chains are a handful long; the cap bounds the
+/// work an attacker can cause with a huge header.
+pub const MAX_HOPS: usize = 32;
+
+/// The forwarding header the trusted proxies write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most load balancers).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for="[2001:db8::1]:443"`.
+    Forwarded,
+}
+
+impl ProxyHeader {
+    /// The header's name as sent on the wire (lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// Resolves client addresses given the deployment's trusted proxies.
+#[derive(Debug, Clone)]
+pub struct ClientIpResolver {
+    trusted: Vec<IpNet>,
+    header: ProxyHeader,
+}
+
+impl ClientIpResolver {
+    pub fn new(trusted: Vec<IpNet>, header: ProxyHeader) -> Self {
+        Self { trusted, header }
+    }
+
+    /// The header whose values [`Self::resolve`] wants.
+    pub fn header(&self) -> ProxyHeader {
+        self.header
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client address of a request from `peer` carrying `header_values` (every
+    /// occurrence of the configured forwarding header, in order; bytes that are not
+    /// visible ASCII make the header malformed).
+    pub fn resolve<'a>(
+        &self,
+        peer: IpAddr,
+        header_values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        let peer = normalize(peer);
+        if self.trusted.is_empty() || !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut joined = String::new();
+        for value in header_values {
+            let Ok(text) = std::str::from_utf8(value) else {
+                return peer;
+            };
+            if !joined.is_empty() {
+                joined.push(',');
+            }
+            joined.push_str(text);
+        }
+        let hops: Vec<&str> = joined.split(',').map(str::trim).collect();
+        if joined.trim().is_empty() {
+            return peer;
+        }
+        let mut leftmost = peer;
+        for hop in hops.iter().rev().take(MAX_HOPS) {
+            let parsed = match self.header {
+                ProxyHeader::XForwardedFor => parse_node(hop),
+                ProxyHeader::Forwarded => parse_forwarded_element(hop),
+            };
+            let Some(ip) = parsed.map(normalize) else {
+                return peer;
+            };
+            if !self.is_trusted(ip) {
+                return ip;
+            }
+            leftmost = ip;
+        }
+        // Every hop examined is trusted: the client sits inside a trusted network itself.
+        leftmost
+    }
+}
+
+/// `::ffff:a.b.c.d` is the IPv4 address a.b.c.d; everything else is itself.
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// One address as proxies write it: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443`.
+fn parse_node(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// The `for=` node of one RFC 7239 element (`for=1.2.3.4;proto=https`). `unknown` and
+/// obfuscated identifiers (`_hidden`) are not addresses and yield `None`.
+fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
+    let mut found = None;
+    for pair in element.split(';') {
+        let (name, value) = pair.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("for") {
+            if found.is_some() {
+                return None; // two `for` parameters in one element: malformed
+            }
+            let value = value.trim();
+            let value = match value.strip_prefix('"') {
+                Some(rest) => rest.strip_suffix('"')?,
+                None => value,
+            };
+            found = Some(parse_node(value)?);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn resolver(trusted: &[&str], header: ProxyHeader) -> ClientIpResolver {
+        ClientIpResolver::new(trusted.iter().map(|n| n.parse().unwrap()).collect(), header)
+    }
+
+    fn xff(r: &ClientIpResolver, peer: &str, values: &[&str]) -> IpAddr {
+        r.resolve(ip(peer), values.iter().map(|v| v.as_bytes()))
+    }
+
+    #[test]
+    fn without_trusted_proxies_headers_are_ignored() {
+        let r = resolver(&[], ProxyHeader::XForwardedFor);
+        assert_eq!(xff(&r, "203.0.113.9", &["1.1.1.1"]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_choose_its_address() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        assert_eq!(
+            xff(&r, "203.0.113.9", &["10.0.0.1, 1.1.1.1"]),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_rightmost_untrusted_address_is_the_client() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        // The client forged "6.6.6.6"; the proxy appended the real peer 198.51.100.7.
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["6.6.6.6, 198.51.100.7, 10.0.0.5"]),
+            ip("198.51.100.7")
+        );
+        // Several header lines count as one list, in order.
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["6.6.6.6", "198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn malformed_forwarding_falls_back_to_the_peer() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        assert_eq!(xff(&r, "10.0.0.2", &["1.1.1.1, garbage"]), ip("10.0.0.2"));
+        assert_eq!(xff(&r, "10.0.0.2", &[""]), ip("10.0.0.2"));
+        assert_eq!(
+            r.resolve(ip("10.0.0.2"), [&b"\xff\xfe"[..]]),
+            ip("10.0.0.2")
+        );
+        assert_eq!(xff(&r, "10.0.0.2", &[]), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_ipv4() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        assert_eq!(
+            xff(&r, "::ffff:10.0.0.2", &["::ffff:198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(xff(&r, "::ffff:203.0.113.1", &[]), ip("203.0.113.1"));
+    }
+
+    #[test]
+    fn ports_and_brackets_are_understood() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["198.51.100.7:5555"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["[2001:db8::1]:443"]),
+            ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn forwarded_header_is_parsed_per_rfc_7239() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::Forwarded);
+        let v = "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, For=10.0.0.9";
+        assert_eq!(xff(&r, "10.0.0.2", &[v]), ip("2001:db8:cafe::17"));
+        assert_eq!(xff(&r, "10.0.0.2", &["for=_hidden"]), ip("10.0.0.2"));
+        assert_eq!(xff(&r, "10.0.0.2", &["for=unknown"]), ip("10.0.0.2"));
+        assert_eq!(xff(&r, "10.0.0.2", &["proto=https"]), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn a_fully_trusted_chain_yields_its_leftmost_hop() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        assert_eq!(xff(&r, "10.0.0.2", &["10.1.1.1, 10.0.0.5"]), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn only_the_nearest_hops_are_examined() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        let mut hops = vec!["10.0.0.3"; MAX_HOPS + 10];
+        hops[0] = "198.51.100.7";
+        let joined = hops.join(",");
+        assert_eq!(xff(&r, "10.0.0.2", &[&joined]), ip("10.0.0.3"));
+    }
+}

@@ -1,0 +1,14 @@
+//! Shared foundation of iptrack: typed settings, client-IP resolution, the payloads of the
+//! jobs that travel over Redis, the queue plumbing around apalis-redis, database
+//! connection and telemetry setup. Every iptrack process depends on this crate; it depends
+//! on no other iptrack crate.
+
+pub mod client_ip;
+pub mod db;
+pub mod jobs;
+pub mod queue;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use settings::{Settings, SettingsError};

@@ -1,0 +1,455 @@
+//! One typed settings struct for every iptrack process, loaded once at start-up.
+//!
+//! Sources, lowest precedence first: built-in defaults, an optional TOML config file whose
+//! keys are the environment variable names (`IPTRACK_BIND = "0.0.0.0:8000"`), then the
+//! environment. An invalid value stops start-up with an error that names the variable.
+//! README.md carries the same table for users; keep the two in step.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+
+use crate::client_ip::ProxyHeader;
+
+/// Every variable iptrack reads, in the order README.md lists them. A config-file key that
+/// is not in this list is rejected, so a typo does not silently leave a default in force.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "REDIS_URL",
+    "IPTRACK_BIND",
+    "IPTRACK_TRUSTED_PROXIES",
+    "IPTRACK_PROXY_HEADER",
+    "IPTRACK_REDIS_PREFIX",
+    "IPTRACK_LOG_BUFFER",
+    "IPTRACK_BATCH_MAX_EVENTS",
+    "IPTRACK_BATCH_MAX_WAIT_MS",
+    "IPTRACK_WORKER_CONCURRENCY",
+    "IPTRACK_WORKER_POLL_MS",
+    "IPTRACK_WORKER_HEARTBEAT_SECS",
+    "IPTRACK_WORKER_MISSED_HEARTBEATS",
+    "IPTRACK_FLAG_SCHEDULE",
+    "IPTRACK_LOG_FORMAT",
+];
+
+/// Settings shared by the web, worker, scheduler and CLI processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `DATABASE_URL`: SeaORM connection URL. SQLite (`sqlite://file.db?mode=rwc`) for a single
+    /// machine, PostgreSQL (`postgres://user@host/db`) for production.
+    pub database_url: String,
+    /// `REDIS_URL`: job queues live here (and, later, rate-limit counters and the geo cache).
+    pub redis_url: String,
+    /// `IPTRACK_BIND`: address the web server listens on.
+    pub bind: SocketAddr,
+    /// `IPTRACK_TRUSTED_PROXIES`: comma-separated CIDRs of reverse proxies whose forwarding
+    /// header is believed. Empty (the default) means forwarding headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `IPTRACK_PROXY_HEADER`: which header the trusted proxies write, `x-forwarded-for`
+    /// (default) or `forwarded`. Only one is read: a header the proxy does not rewrite is
+    /// entirely client-controlled and would let a client choose its own address.
+    pub proxy_header: ProxyHeader,
+    /// `IPTRACK_REDIS_PREFIX`: every Redis key iptrack writes starts with this.
+    pub redis_prefix: String,
+    /// Request-log pipeline in the web process.
+    pub log_pipeline: LogPipelineSettings,
+    /// apalis worker tuning in the worker process.
+    pub worker: WorkerSettings,
+    /// `IPTRACK_FLAG_SCHEDULE`: cron expression with seconds for `flag-suspicious-ips`.
+    pub flag_schedule: String,
+    /// `IPTRACK_LOG_FORMAT`: `text` (default) or `json` for the process's own logs.
+    pub log_format: LogFormat,
+}
+
+/// Bounds of the in-process log buffer and of the batches the web pushes to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPipelineSettings {
+    /// `IPTRACK_LOG_BUFFER`: events held in memory while Redis is slow or down. When full,
+    /// new events are dropped (and counted); requests are still served.
+    pub buffer_capacity: usize,
+    /// `IPTRACK_BATCH_MAX_EVENTS`: a batch closes when it holds this many events ...
+    pub batch_max_events: usize,
+    /// `IPTRACK_BATCH_MAX_WAIT_MS`: ... or when its first event is this old.
+    pub batch_max_wait: Duration,
+}
+
+/// apalis worker settings; the defaults work around apalis-redis 1.0's sharp edges
+/// (see docs/ARCHITECTURE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// `IPTRACK_WORKER_CONCURRENCY`: apalis workers per queue in one process, each with
+    /// its own unique name.
+    pub concurrency: usize,
+    /// `IPTRACK_WORKER_POLL_MS`: how often an idle worker looks for new jobs. Without a
+    /// working poll strategy an idle apalis-redis worker wakes only on its heartbeat.
+    pub poll_interval: Duration,
+    /// `IPTRACK_WORKER_HEARTBEAT_SECS`: worker heartbeat. apalis-redis defaults to 30 s.
+    pub heartbeat: Duration,
+    /// `IPTRACK_WORKER_MISSED_HEARTBEATS`: after heartbeat × this, a silent worker's
+    /// in-flight jobs go back to the queue. apalis-redis defaults to 10 (5 minutes in all).
+    pub missed_heartbeats: usize,
+}
+
+/// Output format of the process's own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why settings could not be loaded. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid {variable}={value:?}: {reason}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error(
+        "config file {path}: unknown key {key:?} (known keys: the environment variables in README.md)"
+    )]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: key {key} must be a string, number or boolean")]
+    UnsupportedValue { path: PathBuf, key: String },
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://iptrack.db?mode=rwc".to_owned(),
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
+            redis_prefix: "iptrack".to_owned(),
+            log_pipeline: LogPipelineSettings {
+                buffer_capacity: 100_000,
+                batch_max_events: 1_000,
+                batch_max_wait: Duration::from_millis(100),
+            },
+            worker: WorkerSettings {
+                concurrency: 2,
+                poll_interval: Duration::from_millis(100),
+                heartbeat: Duration::from_secs(5),
+                missed_heartbeats: 3,
+            },
+            flag_schedule: "0 0 * * * *".to_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment and, when given, a config file.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::from_sources(config_file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from a config file and an environment lookup; the lookup wins.
+    /// Taking the lookup as a function keeps tests independent of the process environment.
+    pub fn from_sources(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let mut values = match config_file {
+            Some(path) => read_config_file(path)?,
+            None => BTreeMap::new(),
+        };
+        for name in KNOWN_VARIABLES {
+            if let Some(value) = env(name) {
+                values.insert((*name).to_owned(), value);
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, SettingsError> {
+        let mut s = Settings::default();
+        let get = |name: &str| values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        if let Some(v) = get("DATABASE_URL") {
+            s.database_url = parse_database_url(v)?;
+        }
+        if let Some(v) = get("REDIS_URL") {
+            s.redis_url = parse_redis_url(v)?;
+        }
+        if let Some(v) = get("IPTRACK_BIND") {
+            s.bind = v
+                .parse()
+                .map_err(|e| invalid("IPTRACK_BIND", v, format!("{e}; expected host:port")))?;
+        }
+        if let Some(v) = get("IPTRACK_TRUSTED_PROXIES") {
+            s.trusted_proxies = parse_networks(v)
+                .map_err(|reason| invalid("IPTRACK_TRUSTED_PROXIES", v, reason))?;
+        }
+        if let Some(v) = get("IPTRACK_PROXY_HEADER") {
+            s.proxy_header = match v.to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => ProxyHeader::XForwardedFor,
+                "forwarded" => ProxyHeader::Forwarded,
+                _ => {
+                    return Err(invalid(
+                        "IPTRACK_PROXY_HEADER",
+                        v,
+                        "expected x-forwarded-for or forwarded",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("IPTRACK_REDIS_PREFIX") {
+            if v.chars().any(|c| c.is_whitespace() || c == '*' || c == '?') {
+                return Err(invalid(
+                    "IPTRACK_REDIS_PREFIX",
+                    v,
+                    "must not contain spaces or glob characters",
+                ));
+            }
+            s.redis_prefix = v.to_owned();
+        }
+        let p = &mut s.log_pipeline;
+        if let Some(v) = get("IPTRACK_LOG_BUFFER") {
+            p.buffer_capacity = parse_bounded("IPTRACK_LOG_BUFFER", v, 1, 10_000_000)?;
+        }
+        if let Some(v) = get("IPTRACK_BATCH_MAX_EVENTS") {
+            // 5,000 rows keep one multi-row INSERT under PostgreSQL's 65,535 bind parameters.
+            p.batch_max_events = parse_bounded("IPTRACK_BATCH_MAX_EVENTS", v, 1, 5_000)?;
+        }
+        if let Some(v) = get("IPTRACK_BATCH_MAX_WAIT_MS") {
+            p.batch_max_wait =
+                Duration::from_millis(parse_bounded("IPTRACK_BATCH_MAX_WAIT_MS", v, 1, 60_000)?);
+        }
+        let w = &mut s.worker;
+        if let Some(v) = get("IPTRACK_WORKER_CONCURRENCY") {
+            w.concurrency = parse_bounded("IPTRACK_WORKER_CONCURRENCY", v, 1, 64)?;
+        }
+        if let Some(v) = get("IPTRACK_WORKER_POLL_MS") {
+            w.poll_interval =
+                Duration::from_millis(parse_bounded("IPTRACK_WORKER_POLL_MS", v, 10, 60_000)?);
+        }
+        if let Some(v) = get("IPTRACK_WORKER_HEARTBEAT_SECS") {
+            w.heartbeat =
+                Duration::from_secs(parse_bounded("IPTRACK_WORKER_HEARTBEAT_SECS", v, 1, 300)?);
+        }
+        if let Some(v) = get("IPTRACK_WORKER_MISSED_HEARTBEATS") {
+            w.missed_heartbeats = parse_bounded("IPTRACK_WORKER_MISSED_HEARTBEATS", v, 2, 100)?;
+        }
+        if let Some(v) = get("IPTRACK_FLAG_SCHEDULE") {
+            s.flag_schedule = v.to_owned();
+        }
+        if let Some(v) = get("IPTRACK_LOG_FORMAT") {
+            s.log_format = match v.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(invalid("IPTRACK_LOG_FORMAT", v, "expected text or json")),
+            };
+        }
+        Ok(s)
+    }
+
+    /// The database backend this URL selects, for log lines and test names.
+    pub fn database_kind(&self) -> &'static str {
+        if self.database_url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+}
+
+fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        variable,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_database_url(v: &str) -> Result<String, SettingsError> {
+    let known = ["sqlite:", "postgres:", "postgresql:"];
+    if known.iter().any(|scheme| v.starts_with(scheme)) {
+        Ok(v.to_owned())
+    } else {
+        Err(invalid(
+            "DATABASE_URL",
+            v,
+            "expected a sqlite:// or postgres:// URL",
+        ))
+    }
+}
+
+fn parse_redis_url(v: &str) -> Result<String, SettingsError> {
+    redis::Client::open(v)
+        .map(|_| v.to_owned())
+        .map_err(|e| invalid("REDIS_URL", v, e.to_string()))
+}
+
+/// Parses comma-separated CIDRs; a bare address means that one host.
+pub fn parse_networks(v: &str) -> Result<Vec<IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| format!("{part:?} is not an IP address or CIDR network"))
+        })
+        .collect()
+}
+
+fn parse_bounded<T>(variable: &'static str, v: &str, min: T, max: T) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let n: T = v.parse().map_err(|_| {
+        invalid(
+            variable,
+            v,
+            format!("expected a whole number from {min} to {max}"),
+        )
+    })?;
+    if n < min || n > max {
+        return Err(invalid(
+            variable,
+            v,
+            format!("expected a whole number from {min} to {max}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| SettingsError::ParseFile {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        if !KNOWN_VARIABLES.contains(&key.as_str()) {
+            return Err(SettingsError::UnknownKey {
+                path: path.to_owned(),
+                key,
+            });
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => {
+                // A list of CIDRs reads naturally as a TOML array.
+                let parts: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect();
+                parts
+                    .ok_or_else(|| SettingsError::UnsupportedValue {
+                        path: path.to_owned(),
+                        key: key.clone(),
+                    })?
+                    .join(",")
+            }
+            _ => {
+                return Err(SettingsError::UnsupportedValue {
+                    path: path.to_owned(),
+                    key,
+                });
+            }
+        };
+        values.insert(key, text);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_interface() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.database_url, "sqlite://iptrack.db?mode=rwc");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.redis_prefix, "iptrack");
+        assert_eq!(s.flag_schedule, "0 0 * * * *");
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_variable() {
+        let err = Settings::from_sources(None, env(&[("IPTRACK_BIND", "nope")])).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_BIND"), "{err}");
+
+        let err =
+            Settings::from_sources(None, env(&[("IPTRACK_TRUSTED_PROXIES", "10.0.0.0/8, x")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_TRUSTED_PROXIES"), "{err}");
+
+        let err = Settings::from_sources(None, env(&[("IPTRACK_LOG_BUFFER", "0")])).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_LOG_BUFFER"), "{err}");
+
+        let err = Settings::from_sources(None, env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iptrack.toml");
+        std::fs::write(
+            &path,
+            "IPTRACK_BIND = \"0.0.0.0:9000\"\nIPTRACK_REDIS_PREFIX = \"fromfile\"\n\
+             IPTRACK_TRUSTED_PROXIES = [\"10.0.0.0/8\", \"192.168.1.1\"]\nIPTRACK_LOG_BUFFER = 500\n",
+        )
+        .unwrap();
+        let s = Settings::from_sources(Some(&path), env(&[("IPTRACK_REDIS_PREFIX", "fromenv")]))
+            .unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.redis_prefix, "fromenv");
+        assert_eq!(s.log_pipeline.buffer_capacity, 500);
+        assert_eq!(
+            s.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.168.1.1/32".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_config_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iptrack.toml");
+        std::fs::write(&path, "IPTRACK_BNID = \"0.0.0.0:9000\"\n").unwrap();
+        let err = Settings::from_sources(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_BNID"), "{err}");
+    }
+}

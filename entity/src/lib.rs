@@ -1,0 +1,7 @@
+//! SeaORM entities of iptrack's tables. The schema itself is owned by `iptrack-migration`;
+//! its tests check that these entities match what the migrations build.
+
+pub mod blocked_ip;
+pub mod log_batch;
+pub mod request_log;
+pub mod suspicious_ip;

@@ -1,0 +1,17 @@
+//! The database schema of iptrack as sea-orm-migration migrations. `iptrack migrate`,
+//! `iptrack up` and the services' `--migrate` flag all run [`Migrator`]; the
+//! `iptrack-migration` binary is sea-orm's standard migration CLI over the same list.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_tables;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_tables::Migration)]
+    }
+}

@@ -1,0 +1,148 @@
+//! The bounded in-process buffer between the middleware and Redis.
+//!
+//! The middleware only ever calls [`LogSink::record`], a non-blocking `try_send` on a bounded
+//! channel. When the buffer is full the event is dropped and counted: the application keeps
+//! serving at full speed and memory stays bounded. A batcher task (batcher.rs) drains the
+//! channel into batches and pushes them to Redis, retrying while Redis is away.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use iptrack_core::{
+    jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
+    queue::{self, JobQueue},
+    settings::Settings,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{batcher, metrics::PipelineMetrics};
+
+/// How often, at most, a full buffer is reported in the log.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Longest a stopping pipeline keeps trying to deliver what it holds.
+pub const FINAL_FLUSH_GRACE: Duration = Duration::from_secs(10);
+
+/// The write end of the buffer; cheap to clone, one per middleware instance.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<LogEvent>,
+    metrics: Arc<PipelineMetrics>,
+    drop_warning: Arc<RateLimitedWarning>,
+}
+
+impl LogSink {
+    /// Hands `event` to the buffer without waiting. A full buffer drops it (counted in
+    /// `iptrack_log_events_dropped_total`, warned about at most every 10 s).
+    pub fn record(&self, event: LogEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => PipelineMetrics::add(&self.metrics.events_buffered, 1),
+            Err(_) => {
+                PipelineMetrics::add(&self.metrics.events_dropped, 1);
+                if self.drop_warning.should_fire() {
+                    tracing::warn!(
+                        capacity = self.tx.max_capacity(),
+                        dropped_total = self.metrics.events_dropped.load(Ordering::Relaxed),
+                        "request-log buffer full; dropping events until Redis catches up"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Events waiting in the buffer now.
+    pub fn buffered(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    pub fn metrics(&self) -> &PipelineMetrics {
+        &self.metrics
+    }
+}
+
+/// The buffer plus its batcher task.
+#[derive(Debug)]
+pub struct LogPipeline {
+    sink: LogSink,
+    stop: CancellationToken,
+    batcher: JoinHandle<()>,
+}
+
+impl LogPipeline {
+    /// Starts the batcher, pushing to the `request-logs` queue over `conn`.
+    pub fn start(settings: &Settings, conn: redis::aio::ConnectionManager) -> Self {
+        let limits = settings.log_pipeline;
+        let (tx, rx) = mpsc::channel(limits.buffer_capacity);
+        let metrics = Arc::new(PipelineMetrics::default());
+        let queue = JobQueue::<RequestLogBatch>::new(
+            conn,
+            queue::queue_config(settings, REQUEST_LOGS_QUEUE),
+        );
+        let stop = CancellationToken::new();
+        let batcher = tokio::spawn(batcher::run(
+            rx,
+            queue,
+            limits,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        Self {
+            sink: LogSink {
+                tx,
+                metrics,
+                drop_warning: Arc::new(RateLimitedWarning::new(DROP_WARNING_INTERVAL)),
+            },
+            stop,
+            batcher,
+        }
+    }
+
+    pub fn sink(&self) -> LogSink {
+        self.sink.clone()
+    }
+
+    /// Stops accepting events, delivers what the buffer holds (trying for at most
+    /// [`FINAL_FLUSH_GRACE`]), and waits for the batcher to finish.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        if let Err(error) = self.batcher.await {
+            tracing::error!(%error, "request-log batcher task failed");
+        }
+    }
+}
+
+/// Lets a warning through at most once per interval, from any thread.
+#[derive(Debug)]
+pub(crate) struct RateLimitedWarning {
+    origin: Instant,
+    interval: Duration,
+    /// Milliseconds since `origin` of the last warning, plus one (0 = never warned).
+    last_ms: AtomicU64,
+}
+
+impl RateLimitedWarning {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            interval,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn should_fire(&self) -> bool {
+        let now = self.origin.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now - last < self.interval.as_millis() as u64 {
+            return false;
+        }
+        self.last_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}

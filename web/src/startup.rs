@@ -1,0 +1,132 @@
+//! Building and running the reference server; used by `iptrack-web`, `iptrack up` and the
+//! tests alike.
+
+use std::net::TcpListener;
+
+use actix_web::{App, HttpServer, dev::Server, web};
+use anyhow::Context;
+use iptrack_core::{client_ip::ClientIpResolver, queue, settings::Settings};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    middleware::IpTracking,
+    pipeline::LogPipeline,
+    routes::{self, AppState},
+};
+
+/// How long a stopping server lets in-flight requests finish.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// Options that are about this process rather than the deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct WebOptions {
+    /// `false` (`--no-tracking`) serves the same routes without the middleware, to measure
+    /// what tracking costs.
+    pub tracking: bool,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        Self { tracking: true }
+    }
+}
+
+/// A bound, not yet running, server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pipeline: Option<LogPipeline>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `settings.bind` (port 0 picks a free port) and prepares the server.
+    pub async fn build(settings: &Settings, options: WebOptions) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let redis = deadpool_redis::Config::from_url(settings.redis_url.clone())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .context("cannot create the Redis pool (REDIS_URL)")?;
+        let pipeline = if options.tracking {
+            let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+            Some(LogPipeline::start(settings, conn))
+        } else {
+            None
+        };
+        let state = web::Data::new(AppState {
+            redis,
+            log_sink: pipeline.as_ref().map(LogPipeline::sink),
+        });
+
+        let server = match &pipeline {
+            Some(pipeline) => {
+                let tracking = IpTracking::new(
+                    ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
+                    pipeline.sink(),
+                );
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(tracking.clone())
+                        .app_data(state.clone())
+                        .configure(routes::configure)
+                })
+                .listen(listener)?
+                .disable_signals()
+                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                .run()
+            }
+            None => HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(routes::configure)
+            })
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            .run(),
+        };
+        tracing::info!(
+            address = %settings.bind.ip(),
+            port,
+            tracking = options.tracking,
+            "iptrack-web listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            pipeline,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and
+    /// delivers the buffered log events before returning.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            _ = shutdown.cancelled() => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        if let Some(pipeline) = self.pipeline {
+            pipeline.finish().await;
+        }
+        served
+            .context("web server task failed")?
+            .context("web server failed")
+    }
+}

@@ -1,0 +1,87 @@
+//! `request-logs`: write one batch of logged requests to `request_log`.
+//!
+//! Idempotent by batch id: the id goes into `log_batch` in the same transaction as the rows.
+//! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
+//! lost is retried) finds its id taken and writes nothing.
+
+use anyhow::Context;
+use apalis::prelude::{BoxDynError, Data};
+use chrono::Utc;
+use iptrack_core::jobs::{LogEvent, RequestLogBatch};
+use iptrack_entity::{log_batch, request_log};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    DatabaseConnection, EntityTrait, TransactionTrait, TryInsertResult,
+};
+
+use crate::context::JobContext;
+
+/// Rows per INSERT statement: 6 columns × 5,000 stays under PostgreSQL's 65,535 bind
+/// parameters; larger batches are written in several statements of one transaction.
+const ROWS_PER_STATEMENT: usize = 5_000;
+
+/// What writing a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// The batch's rows were inserted.
+    Rows(u64),
+    /// The batch had been written before; nothing was inserted.
+    AlreadyWritten,
+}
+
+/// The apalis handler.
+pub async fn handle(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    match ingest(&ctx.db, &batch).await {
+        Ok(Ingested::Rows(rows)) => {
+            tracing::debug!(batch_id = %batch.batch_id, rows, "request-log batch written");
+            Ok(())
+        }
+        Ok(Ingested::AlreadyWritten) => {
+            tracing::info!(batch_id = %batch.batch_id, "request-log batch delivered again; already written");
+            Ok(())
+        }
+        Err(error) => {
+            // Logged here, once; apalis re-schedules the job with back-off.
+            tracing::warn!(batch_id = %batch.batch_id, "request-log batch not written: {error:#}");
+            Err(error.into())
+        }
+    }
+}
+
+/// Writes `batch` in one transaction unless it was written before.
+pub async fn ingest(db: &DatabaseConnection, batch: &RequestLogBatch) -> anyhow::Result<Ingested> {
+    let txn = db.begin().await.context("cannot begin a transaction")?;
+    let claim = log_batch::Entity::insert(log_batch::ActiveModel {
+        batch_id: Set(batch.batch_id.to_string()),
+        events: Set(i32::try_from(batch.events.len()).unwrap_or(i32::MAX)),
+        ingested_at: Set(Utc::now()),
+    })
+    .on_conflict_do_nothing_on([log_batch::Column::BatchId])
+    .exec_without_returning(&txn)
+    .await
+    .context("cannot record the batch id")?;
+    if !matches!(claim, TryInsertResult::Inserted(n) if n > 0) {
+        txn.rollback().await.context("cannot roll back")?;
+        return Ok(Ingested::AlreadyWritten);
+    }
+    let mut rows = 0;
+    for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
+        rows += request_log::Entity::insert_many(chunk.iter().map(to_row))
+            .exec_without_returning(&txn)
+            .await
+            .context("cannot insert request_log rows")?;
+    }
+    txn.commit().await.context("cannot commit the batch")?;
+    Ok(Ingested::Rows(rows))
+}
+
+fn to_row(event: &LogEvent) -> request_log::ActiveModel {
+    request_log::ActiveModel {
+        id: NotSet,
+        ip_address: Set(event.ip.to_string()),
+        timestamp: Set(event.timestamp),
+        method: Set(event.method.clone()),
+        path: Set(event.path.clone()),
+        status: Set(i32::from(event.status)),
+    }
+}

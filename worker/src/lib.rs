@@ -1,0 +1,15 @@
+//! iptrack's worker side: apalis workers over the Redis queues, one module per job.
+//!
+//! [`startup::run`] starts, per queue, `IPTRACK_WORKER_CONCURRENCY` apalis workers (each
+//! under a [`supervisor`] that restarts it with back-off and a fresh unique name) plus the
+//! [`maintenance`] loop that keeps apalis-redis's sets within bounds.
+
+pub mod context;
+pub mod jobs;
+pub mod maintenance;
+pub mod poll;
+pub mod startup;
+pub mod supervisor;
+
+pub use context::JobContext;
+pub use startup::{RunningWorkers, start};

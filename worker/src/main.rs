@@ -1,0 +1,51 @@
+//! `iptrack-worker`: runs the apalis workers of every iptrack queue.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use iptrack_core::{Settings, db, shutdown, telemetry};
+use iptrack_migration::{Migrator, MigratorTrait};
+use tokio_util::sync::CancellationToken;
+
+/// iptrack's job worker. Configuration comes from the environment (see README).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML file with the same keys as the environment variables (the environment wins).
+    #[arg(long, env = "IPTRACK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Apply pending database migrations before starting.
+    #[arg(long)]
+    migrate: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match Settings::load(args.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("iptrack-worker: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(args, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("iptrack-worker failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
+    if args.migrate {
+        let db = db::connect(&settings.database_url).await?;
+        Migrator::up(&db, None).await?;
+    }
+    let stop = CancellationToken::new();
+    shutdown::cancel_on_signal(stop.clone());
+    iptrack_worker::start(&settings, stop).await?.wait().await;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Housekeeping of apalis-redis's sets, run by every worker process once a second.
+//!
+//! - Due retries are moved from `:scheduled` to the active list in chunks, so apalis-redis's
+//!   fetch never meets the 8,000 due jobs its single `unpack` cannot carry.
+//! - Completed jobs beyond a fixed number are forgotten; apalis-redis keeps them forever.
+//!
+//! Several worker processes running this at once is harmless: each step is one atomic
+//! script.
+
+use std::time::Duration;
+
+use iptrack_core::queue::{self, QueueConfig};
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// One pass over `queues`.
+pub async fn run_once(
+    conn: &mut ConnectionManager,
+    queues: &[QueueConfig],
+) -> Result<(), redis::RedisError> {
+    for config in queues {
+        let promoted = queue::promote_due(conn, config).await?;
+        if promoted > 0 {
+            tracing::debug!(
+                queue = config.queue.as_ref(),
+                promoted,
+                "due retries re-queued"
+            );
+        }
+        queue::trim_done(conn, config).await?;
+    }
+    Ok(())
+}
+
+/// Runs [`run_once`] every [`INTERVAL`] until `shutdown`.
+pub async fn run(
+    mut conn: ConnectionManager,
+    queues: Vec<QueueConfig>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(INTERVAL);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match run_once(&mut conn, &queues).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("queue maintenance works again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "queue maintenance failed; retrying every second");
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Keeps one apalis worker running: restarts it after it ends with an error, with
+//! exponential back-off and a fresh unique name.
+//!
+//! An apalis-redis worker ends at the first Redis error (a dropped connection, a failed
+//! fetch). Restarting it at once under the same name fails registration ("worker is still
+//! active") and, in a loop, spins thousands of times a second while Redis is away. The
+//! back-off bounds that to a few attempts; the new name lets registration succeed. The
+//! previous incarnation's in-flight jobs return to the queue through orphan recovery after
+//! heartbeat × missed heartbeats.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use iptrack_core::queue::unique_worker_name;
+use tokio_util::sync::CancellationToken;
+
+/// First delay before a restart; doubled after each failure ...
+pub const RESTART_MIN: Duration = Duration::from_millis(100);
+/// ... up to this.
+pub const RESTART_MAX: Duration = Duration::from_secs(10);
+/// A worker that ran this long before failing restarts after the minimum delay again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Counts worker starts, for metrics and for tests of the back-off.
+#[derive(Debug, Default)]
+pub struct SupervisorStats {
+    pub starts: AtomicU64,
+}
+
+impl SupervisorStats {
+    pub fn starts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `start_worker(name)` until `shutdown`, restarting it with back-off whenever it
+/// returns before then.
+pub async fn supervise<F, Fut, E>(
+    queue: &'static str,
+    index: usize,
+    stats: Arc<SupervisorStats>,
+    shutdown: CancellationToken,
+    mut start_worker: F,
+) where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut delay = RESTART_MIN;
+    for generation in 0.. {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let name = unique_worker_name(queue, index, generation);
+        stats.starts.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = start_worker(name.clone()).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if started.elapsed() >= HEALTHY_RUN {
+            delay = RESTART_MIN;
+        }
+        match result {
+            Ok(()) => tracing::warn!(worker = %name, queue, "worker stopped; restarting"),
+            Err(error) => tracing::warn!(
+                worker = %name,
+                queue,
+                restart_in_ms = delay.as_millis() as u64,
+                "worker failed: {error}"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(RESTART_MAX);
+    }
+}
