@@ -1,0 +1,98 @@
+//! The migrations build a schema the entities can use, on SQLite and PostgreSQL, and can
+//! be rolled back and applied again.
+
+#![allow(clippy::unwrap_used)]
+
+use chrono::{SubsecRound, Utc};
+use iptrack_entity::{blocked_ip, log_batch, request_log, suspicious_ip};
+use iptrack_migration::{Migrator, MigratorTrait, SchemaManager};
+use iptrack_tests::{TestDb, both_backends};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+
+both_backends!(
+    every_entity_round_trips_through_the_migrated_schema,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        // Microseconds: what PostgreSQL keeps of a timestamp.
+        let now = Utc::now().trunc_subsecs(6);
+
+        let log = request_log::ActiveModel {
+            ip_address: Set("2001:db8::1".into()),
+            timestamp: Set(now),
+            method: Set("POST".into()),
+            path: Set("/login".into()),
+            status: Set(429),
+            ..Default::default()
+        };
+        let id = request_log::Entity::insert(log).exec(&conn).await.unwrap().last_insert_id;
+        let row = request_log::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
+        assert_eq!(
+            (row.ip_address.as_str(), row.timestamp, row.method.as_str(), row.path.as_str(), row.status),
+            ("2001:db8::1", now, "POST", "/login", 429)
+        );
+
+        let blocked = blocked_ip::ActiveModel {
+            ip_address: Set("203.0.113.0/24".into()),
+            reason: Set("scanner".into()),
+            created_at: Set(now),
+            expires_at: Set(None),
+            ..Default::default()
+        };
+        let id = blocked_ip::Entity::insert(blocked).exec(&conn).await.unwrap().last_insert_id;
+        let row = blocked_ip::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
+        assert_eq!((row.ip_address.as_str(), row.expires_at), ("203.0.113.0/24", None));
+
+        let flagged = suspicious_ip::ActiveModel {
+            ip_address: Set("198.51.100.7".into()),
+            reason: Set("412 requests in 1h (threshold 100)".into()),
+            flagged_at: Set(now),
+            ..Default::default()
+        };
+        let id = suspicious_ip::Entity::insert(flagged).exec(&conn).await.unwrap().last_insert_id;
+        let row = suspicious_ip::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
+        assert_eq!(row.reason, "412 requests in 1h (threshold 100)");
+
+        log_batch::Entity::insert(log_batch::ActiveModel {
+            batch_id: Set("0190b1a2-0000-7000-8000-000000000000".into()),
+            events: Set(3),
+            ingested_at: Set(now),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        assert_eq!(db.count(&conn, "log_batch").await, 1);
+    }
+);
+
+both_backends!(
+    the_indexes_the_jobs_need_exist,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let manager = SchemaManager::new(&conn);
+        for index in ["idx_request_log_timestamp", "idx_request_log_ip_timestamp"] {
+            assert!(manager.has_index("request_log", index).await.unwrap(), "{index} missing");
+        }
+    }
+);
+
+both_backends!(
+    migrations_roll_back_and_apply_again,
+    |backend| async move {
+        let db = TestDb::empty(backend).await;
+        let conn = db.connect().await;
+        let manager = SchemaManager::new(&conn);
+        Migrator::up(&conn, None).await.unwrap();
+        Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
+        for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+            assert!(manager.has_table(table).await.unwrap(), "{table} missing after up");
+        }
+        Migrator::down(&conn, None).await.unwrap();
+        for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+            assert!(!manager.has_table(table).await.unwrap(), "{table} left after down");
+        }
+        Migrator::up(&conn, None).await.unwrap();
+        assert!(manager.has_table("request_log").await.unwrap());
+    }
+);

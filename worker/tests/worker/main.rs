@@ -1,0 +1,27 @@
+//! Worker tests against a real Redis and real databases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ingest;
+mod queue_edges;
+
+use std::net::IpAddr;
+
+use chrono::Utc;
+use iptrack_core::jobs::{LogEvent, RequestLogBatch};
+
+/// A batch of `n` GET events from `ip`, with paths `/{tag}/{i}`.
+pub fn batch(tag: &str, n: usize, ip: &str) -> RequestLogBatch {
+    let ip: IpAddr = ip.parse().unwrap();
+    RequestLogBatch::new(
+        (0..n)
+            .map(|i| LogEvent {
+                ip,
+                timestamp: Utc::now(),
+                method: "GET".into(),
+                path: format!("/{tag}/{i}"),
+                status: 200,
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,238 @@
+//! Each of apalis-redis 1.0's sharp edges that the request-log pipeline meets, with the
+//! workaround proven: every test here fails when its workaround is taken out.
+
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
+use iptrack_core::{
+    jobs::{REQUEST_LOGS_QUEUE, RequestLogBatch},
+    queue::{self, JobQueue},
+    settings::Settings,
+};
+use iptrack_tests::{Backend, PrivateRedis, TestDb, TestRedis, eventually};
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch;
+
+fn job_queue(settings: &Settings) -> JobQueue<RequestLogBatch> {
+    JobQueue::new(
+        queue::connect(&settings.redis_url).unwrap(),
+        queue::queue_config(settings, REQUEST_LOGS_QUEUE),
+    )
+}
+
+async fn wait_for_rows(db: &TestDb, expected: i64, limit: Duration) {
+    let conn = db.connect().await;
+    eventually(limit, &format!("{expected} request_log rows"), || async {
+        (db.count(&conn, "request_log").await == expected).then_some(())
+    })
+    .await;
+}
+
+/// apalis-redis's own push lands in `:scheduled`, and its fetch fails with "too many
+/// results to unpack" once 8,000 due jobs wait there. Our push goes to the active list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_jobs_queued_while_no_worker_ran_are_all_written() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    let mut jobs = job_queue(&settings);
+    let batches: Vec<_> = (0..10_000).map(|i| batch(&format!("b{i}"), 1, "198.51.100.9")).collect();
+    for chunk in batches.chunks(1_000) {
+        jobs.push(chunk).await.unwrap();
+    }
+
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    wait_for_rows(&db, 10_000, Duration::from_secs(120)).await;
+    stop.cancel();
+    workers.wait().await;
+}
+
+/// Retries wait in `:scheduled` (apalis-redis's handle_results puts them there). After an
+/// outage thousands can be due at once; the maintenance loop moves them in chunks before
+/// apalis-redis's fetch would choke on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nine_thousand_due_retries_are_promoted_and_written() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    // apalis-redis's own push: every job lands in `:scheduled`, due now, exactly as retries do.
+    let mut storage = RedisStorage::<RequestLogBatch>::new(queue::connect(&settings.redis_url).unwrap())
+        .with_config(queue::queue_config(&settings, REQUEST_LOGS_QUEUE));
+    let batches: Vec<_> = (0..9_000).map(|i| batch(&format!("r{i}"), 1, "198.51.100.10")).collect();
+    storage.push_bulk(batches).await.unwrap();
+    let mut conn = redis.connection().await;
+    let scheduled: u64 = conn
+        .zcard(queue::queue_config(&settings, REQUEST_LOGS_QUEUE).scheduled_jobs_set())
+        .await
+        .unwrap();
+    assert_eq!(scheduled, 9_000);
+
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    wait_for_rows(&db, 9_000, Duration::from_secs(120)).await;
+    stop.cancel();
+    workers.wait().await;
+}
+
+/// apalis-core's IntervalStrategy does not re-arm its timer, so an idle worker only looks
+/// again at its next heartbeat (30 s here). TickStrategy wakes it every poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_picks_up_a_new_job_well_before_its_heartbeat() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let mut settings = iptrack_tests::settings(&db, &redis);
+    settings.worker.heartbeat = Duration::from_secs(30);
+    settings.worker.concurrency = 1;
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let mut jobs = job_queue(&settings);
+
+    jobs.push(&[batch("first", 1, "198.51.100.11")]).await.unwrap();
+    wait_for_rows(&db, 1, Duration::from_secs(10)).await;
+    // Idle for a while, then a new job arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    jobs.push(&[batch("second", 1, "198.51.100.11")]).await.unwrap();
+    wait_for_rows(&db, 2, Duration::from_secs(10)).await;
+
+    stop.cancel();
+    workers.wait().await;
+}
+
+/// apalis-redis refuses to register a worker name that heartbeated recently, so workers
+/// sharing a name would leave all but one unable to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_registers_under_a_name_of_its_own() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let mut settings = iptrack_tests::settings(&db, &redis);
+    settings.worker.concurrency = 3;
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers_set = queue::queue_config(&settings, REQUEST_LOGS_QUEUE).workers_set();
+    let mut conn = redis.connection().await;
+    eventually(Duration::from_secs(10), "three registered workers", || {
+        let mut conn = conn.clone();
+        let key = workers_set.clone();
+        async move { (conn.zcard::<_, u64>(key).await.unwrap() == 3).then_some(()) }
+    })
+    .await;
+    // A second process (same queue) registers its own three.
+    let stop_other = CancellationToken::new();
+    let other = iptrack_worker::start(&settings, stop_other.clone()).await.unwrap();
+    eventually(Duration::from_secs(10), "six registered workers", || {
+        let mut conn = conn.clone();
+        let key = workers_set.clone();
+        async move { (conn.zcard::<_, u64>(key).await.unwrap() == 6).then_some(()) }
+    })
+    .await;
+    assert_eq!(workers.stats.starts(), 3, "no worker needed a restart");
+    let _: () = conn.ping().await.unwrap();
+
+    stop.cancel();
+    stop_other.cancel();
+    workers.wait().await;
+    other.wait().await;
+}
+
+/// A worker that dies (SIGKILL, lost machine) leaves jobs in its in-flight set. They return
+/// to the queue after heartbeat × missed heartbeats; apalis-redis's defaults make that
+/// 5 minutes, iptrack's settings seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_jobs_return_to_the_queue_within_seconds() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let mut jobs = job_queue(&settings);
+    jobs.push(&[batch("orphan", 5, "198.51.100.12")]).await.unwrap();
+
+    // The state a killed worker leaves: registered, heartbeat just now, the job in flight.
+    let mut conn = redis.connection().await;
+    let job_id: String = conn.lpop(config.active_jobs_list(), None).await.unwrap();
+    let ghost = "ghost-worker";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let _: () = conn.zadd(config.workers_set(), ghost, now).await.unwrap();
+    let _: () = conn
+        .sadd(format!("{}:{ghost}", config.inflight_jobs_set()), &job_id)
+        .await
+        .unwrap();
+
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    wait_for_rows(&db, 5, Duration::from_secs(20)).await;
+    stop.cancel();
+    workers.wait().await;
+}
+
+/// An apalis-redis worker ends at the first Redis error. Restarted at once it would spin
+/// while Redis is away; the supervisor backs off, and the worker works again once Redis
+/// is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_backs_off_while_redis_is_down_and_resumes_when_it_returns() {
+    let mut private = PrivateRedis::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let redis = TestRedis {
+        url: private.url(),
+        prefix: "iptrack".into(),
+    };
+    let mut settings = iptrack_tests::settings(&db, &redis);
+    settings.worker.concurrency = 1;
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let mut jobs = job_queue(&settings);
+    jobs.push(&[batch("before", 1, "198.51.100.13")]).await.unwrap();
+    wait_for_rows(&db, 1, Duration::from_secs(10)).await;
+
+    private.stop();
+    let starts_at_outage = workers.stats.starts();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarts = workers.stats.starts() - starts_at_outage;
+    assert!(
+        restarts <= 8,
+        "{restarts} restarts in 3 s of outage: the restart loop does not back off"
+    );
+
+    private.restart();
+    let mut jobs = job_queue(&settings);
+    eventually(Duration::from_secs(10), "a push after Redis returned", || {
+        let mut jobs = jobs.clone();
+        async move { jobs.push(&[batch("after", 1, "198.51.100.13")]).await.ok() }
+    })
+    .await;
+    jobs.push(&[]).await.unwrap();
+    wait_for_rows(&db, 2, Duration::from_secs(30)).await;
+    stop.cancel();
+    workers.wait().await;
+}
+
+/// apalis-redis keeps every completed job (payload and metadata) forever; request-log
+/// batches are large, so the maintenance loop forgets all but the newest thousand or so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_jobs_do_not_accumulate_in_redis() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let mut jobs = job_queue(&settings);
+    let batches: Vec<_> = (0..1_500).map(|i| batch(&format!("d{i}"), 1, "198.51.100.14")).collect();
+    jobs.push(&batches).await.unwrap();
+    let stop = CancellationToken::new();
+    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    wait_for_rows(&db, 1_500, Duration::from_secs(60)).await;
+
+    let conn = redis.connection().await;
+    eventually(Duration::from_secs(10), "done jobs trimmed", || {
+        let mut conn = conn.clone();
+        let (done, data) = (config.done_jobs_set(), config.job_data_hash());
+        async move {
+            let done: u64 = conn.scard(done).await.unwrap();
+            let payloads: u64 = conn.hlen(data).await.unwrap();
+            (done <= queue::DONE_JOBS_KEPT as u64 && payloads <= queue::DONE_JOBS_KEPT as u64)
+                .then_some(())
+        }
+    })
+    .await;
+    stop.cancel();
+    workers.wait().await;
+}
