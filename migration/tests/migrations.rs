@@ -25,10 +25,24 @@ both_backends!(
             status: Set(429),
             ..Default::default()
         };
-        let id = request_log::Entity::insert(log).exec(&conn).await.unwrap().last_insert_id;
-        let row = request_log::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
+        let id = request_log::Entity::insert(log)
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = request_log::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            (row.ip_address.as_str(), row.timestamp, row.method.as_str(), row.path.as_str(), row.status),
+            (
+                row.ip_address.as_str(),
+                row.timestamp,
+                row.method.as_str(),
+                row.path.as_str(),
+                row.status
+            ),
             ("2001:db8::1", now, "POST", "/login", 429)
         );
 
@@ -39,9 +53,20 @@ both_backends!(
             expires_at: Set(None),
             ..Default::default()
         };
-        let id = blocked_ip::Entity::insert(blocked).exec(&conn).await.unwrap().last_insert_id;
-        let row = blocked_ip::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
-        assert_eq!((row.ip_address.as_str(), row.expires_at), ("203.0.113.0/24", None));
+        let id = blocked_ip::Entity::insert(blocked)
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = blocked_ip::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.ip_address.as_str(), row.expires_at),
+            ("203.0.113.0/24", None)
+        );
 
         let flagged = suspicious_ip::ActiveModel {
             ip_address: Set("198.51.100.7".into()),
@@ -49,8 +74,16 @@ both_backends!(
             flagged_at: Set(now),
             ..Default::default()
         };
-        let id = suspicious_ip::Entity::insert(flagged).exec(&conn).await.unwrap().last_insert_id;
-        let row = suspicious_ip::Entity::find_by_id(id).one(&conn).await.unwrap().unwrap();
+        let id = suspicious_ip::Entity::insert(flagged)
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = suspicious_ip::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(row.reason, "412 requests in 1h (threshold 100)");
 
         log_batch::Entity::insert(log_batch::ActiveModel {
@@ -65,34 +98,37 @@ both_backends!(
     }
 );
 
-both_backends!(
-    the_indexes_the_jobs_need_exist,
-    |backend| async move {
-        let db = TestDb::new(backend).await;
-        let conn = db.connect().await;
-        let manager = SchemaManager::new(&conn);
-        for index in ["idx_request_log_timestamp", "idx_request_log_ip_timestamp"] {
-            assert!(manager.has_index("request_log", index).await.unwrap(), "{index} missing");
-        }
+both_backends!(the_indexes_the_jobs_need_exist, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let conn = db.connect().await;
+    let manager = SchemaManager::new(&conn);
+    for index in ["idx_request_log_timestamp", "idx_request_log_ip_timestamp"] {
+        assert!(
+            manager.has_index("request_log", index).await.unwrap(),
+            "{index} missing"
+        );
     }
-);
+});
 
-both_backends!(
-    migrations_roll_back_and_apply_again,
-    |backend| async move {
-        let db = TestDb::empty(backend).await;
-        let conn = db.connect().await;
-        let manager = SchemaManager::new(&conn);
-        Migrator::up(&conn, None).await.unwrap();
-        Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
-        for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
-            assert!(manager.has_table(table).await.unwrap(), "{table} missing after up");
-        }
-        Migrator::down(&conn, None).await.unwrap();
-        for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
-            assert!(!manager.has_table(table).await.unwrap(), "{table} left after down");
-        }
-        Migrator::up(&conn, None).await.unwrap();
-        assert!(manager.has_table("request_log").await.unwrap());
+both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
+    let db = TestDb::empty(backend).await;
+    let conn = db.connect().await;
+    let manager = SchemaManager::new(&conn);
+    Migrator::up(&conn, None).await.unwrap();
+    Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
+    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+        assert!(
+            manager.has_table(table).await.unwrap(),
+            "{table} missing after up"
+        );
     }
-);
+    Migrator::down(&conn, None).await.unwrap();
+    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+        assert!(
+            !manager.has_table(table).await.unwrap(),
+            "{table} left after down"
+        );
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    assert!(manager.has_table("request_log").await.unwrap());
+});

@@ -40,7 +40,10 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("iptrack.db").display());
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("iptrack.db").display()
+                );
                 Self {
                     url,
                     backend,

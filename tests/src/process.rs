@@ -41,7 +41,10 @@ impl Service {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env)
             .stdin(Stdio::null())
             // Inherit stderr: a failing test shows the processes' logs.
@@ -56,7 +59,10 @@ impl Service {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("process already stopped")
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("process already stopped")
     }
 
     /// SIGKILL: no chance to clean up, like a crashed machine.
@@ -69,7 +75,9 @@ impl Service {
 
     /// Whether the process has exited, and how.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
     }
 
     /// Waits up to `limit` for the process to exit on its own.

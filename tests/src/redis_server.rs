@@ -50,7 +50,10 @@ fn delete_prefix(url: &str, prefix: &str) {
     let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
         return;
     };
-    let keys: Vec<String> = match redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn) {
+    let keys: Vec<String> = match redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+    {
         Ok(keys) => keys,
         Err(_) => return,
     };

@@ -54,3 +54,62 @@ impl PollStrategy for TickStrategy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::{Wake, Waker},
+    };
+
+    use apalis_core::backend::ext::poll_strategy::IntervalStrategy;
+
+    use super::*;
+
+    const PERIOD: Duration = Duration::from_millis(50);
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls `strategy` the way a worker does after being woken: once, then waits (without
+    /// polling) for longer than a period, and reports how many wake-ups arrived meanwhile.
+    async fn wakes_after_a_tick(strategy: &mut impl PollStrategy) -> usize {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::new();
+        // Wait for the first tick to be due, then take it, as a woken worker does.
+        let _ = strategy.poll_drive(&mut cx, &snapshot);
+        tokio::time::sleep(PERIOD * 3).await;
+        let _ = strategy.poll_drive(&mut cx, &snapshot);
+        counter.0.store(0, Ordering::SeqCst);
+        // An idle worker is polled again only when something wakes it.
+        tokio::time::sleep(PERIOD * 6).await;
+        counter.0.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn after_a_tick_the_next_wake_up_is_already_armed() {
+        let wakes = wakes_after_a_tick(&mut TickStrategy::new(PERIOD)).await;
+        assert!(wakes >= 1, "an idle worker would never be woken again");
+    }
+
+    /// The sharp edge this module exists for. If apalis fixes IntervalStrategy this test
+    /// fails, and TickStrategy can go.
+    #[tokio::test]
+    async fn apalis_interval_strategy_arms_no_wake_up_after_a_tick() {
+        let wakes = wakes_after_a_tick(&mut IntervalStrategy::new(PERIOD)).await;
+        assert_eq!(
+            wakes, 0,
+            "apalis-core's IntervalStrategy now re-arms itself"
+        );
+    }
+}

@@ -8,42 +8,46 @@ use sea_orm::{EntityTrait, QueryOrder};
 
 use crate::batch;
 
-both_backends!(
-    a_batch_is_written_with_every_field,
-    |backend| async move {
-        let db = TestDb::new(backend).await;
-        let conn = db.connect().await;
-        let mut batch = batch("shop", 3, "::ffff:203.0.113.9");
-        batch.events[1].method = "POST".into();
-        batch.events[1].status = 403;
-        batch.events[2].ip = "2001:db8::7".parse().unwrap();
+both_backends!(a_batch_is_written_with_every_field, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let conn = db.connect().await;
+    let mut batch = batch("shop", 3, "::ffff:203.0.113.9");
+    batch.events[1].method = "POST".into();
+    batch.events[1].status = 403;
+    batch.events[2].ip = "2001:db8::7".parse().unwrap();
 
-        assert_eq!(ingest(&conn, &batch).await.unwrap(), Ingested::Rows(3));
+    assert_eq!(ingest(&conn, &batch).await.unwrap(), Ingested::Rows(3));
 
-        let rows = request_log::Entity::find()
-            .order_by_asc(request_log::Column::Id)
-            .all(&conn)
-            .await
-            .unwrap();
-        let got: Vec<_> = rows
-            .iter()
-            .map(|r| (r.ip_address.as_str(), r.method.as_str(), r.path.as_str(), r.status))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("::ffff:203.0.113.9", "GET", "/shop/0", 200),
-                ("::ffff:203.0.113.9", "POST", "/shop/1", 403),
-                ("2001:db8::7", "GET", "/shop/2", 200),
-            ]
-        );
-        // PostgreSQL keeps microseconds, SQLite all of it.
-        assert_eq!(
-            rows[0].timestamp.trunc_subsecs(6),
-            batch.events[0].timestamp.trunc_subsecs(6)
-        );
-    }
-);
+    let rows = request_log::Entity::find()
+        .order_by_asc(request_log::Column::Id)
+        .all(&conn)
+        .await
+        .unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.ip_address.as_str(),
+                r.method.as_str(),
+                r.path.as_str(),
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("::ffff:203.0.113.9", "GET", "/shop/0", 200),
+            ("::ffff:203.0.113.9", "POST", "/shop/1", 403),
+            ("2001:db8::7", "GET", "/shop/2", 200),
+        ]
+    );
+    // PostgreSQL keeps microseconds, SQLite all of it.
+    assert_eq!(
+        rows[0].timestamp.trunc_subsecs(6),
+        batch.events[0].timestamp.trunc_subsecs(6)
+    );
+});
 
 both_backends!(
     a_batch_delivered_twice_is_written_once,
@@ -52,7 +56,10 @@ both_backends!(
         let conn = db.connect().await;
         let batch = batch("twice", 25, "198.51.100.1");
         assert_eq!(ingest(&conn, &batch).await.unwrap(), Ingested::Rows(25));
-        assert_eq!(ingest(&conn, &batch).await.unwrap(), Ingested::AlreadyWritten);
+        assert_eq!(
+            ingest(&conn, &batch).await.unwrap(),
+            Ingested::AlreadyWritten
+        );
         assert_eq!(db.count(&conn, "request_log").await, 25);
     }
 );

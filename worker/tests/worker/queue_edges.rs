@@ -38,13 +38,30 @@ async fn ten_thousand_jobs_queued_while_no_worker_ran_are_all_written() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
     let mut jobs = job_queue(&settings);
-    let batches: Vec<_> = (0..10_000).map(|i| batch(&format!("b{i}"), 1, "198.51.100.9")).collect();
+    let batches: Vec<_> = (0..10_000)
+        .map(|i| batch(&format!("b{i}"), 1, "198.51.100.9"))
+        .collect();
     for chunk in batches.chunks(1_000) {
         jobs.push(chunk).await.unwrap();
     }
+    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let mut conn = redis.connection().await;
+    let (active, scheduled): (u64, u64) = redis::pipe()
+        .llen(config.active_jobs_list())
+        .zcard(config.scheduled_jobs_set())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (active, scheduled),
+        (10_000, 0),
+        "pushed jobs must bypass `:scheduled`"
+    );
 
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     wait_for_rows(&db, 10_000, Duration::from_secs(120)).await;
     stop.cancel();
     workers.wait().await;
@@ -58,9 +75,12 @@ async fn nine_thousand_due_retries_are_promoted_and_written() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
     // apalis-redis's own push: every job lands in `:scheduled`, due now, exactly as retries do.
-    let mut storage = RedisStorage::<RequestLogBatch>::new(queue::connect(&settings.redis_url).unwrap())
-        .with_config(queue::queue_config(&settings, REQUEST_LOGS_QUEUE));
-    let batches: Vec<_> = (0..9_000).map(|i| batch(&format!("r{i}"), 1, "198.51.100.10")).collect();
+    let mut storage =
+        RedisStorage::<RequestLogBatch>::new(queue::connect(&settings.redis_url).unwrap())
+            .with_config(queue::queue_config(&settings, REQUEST_LOGS_QUEUE));
+    let batches: Vec<_> = (0..9_000)
+        .map(|i| batch(&format!("r{i}"), 1, "198.51.100.10"))
+        .collect();
     storage.push_bulk(batches).await.unwrap();
     let mut conn = redis.connection().await;
     let scheduled: u64 = conn
@@ -70,14 +90,18 @@ async fn nine_thousand_due_retries_are_promoted_and_written() {
     assert_eq!(scheduled, 9_000);
 
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     wait_for_rows(&db, 9_000, Duration::from_secs(120)).await;
     stop.cancel();
     workers.wait().await;
 }
 
-/// apalis-core's IntervalStrategy does not re-arm its timer, so an idle worker only looks
-/// again at its next heartbeat (30 s here). TickStrategy wakes it every poll interval.
+/// An idle worker looks for work every poll interval, not only at its heartbeat (30 s
+/// here). The sharp edge behind this (apalis-core's IntervalStrategy not re-arming its
+/// timer) is proven deterministically in `poll.rs`'s unit tests: end to end, the Redis
+/// round trip of each fetch usually re-arms it by accident.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_picks_up_a_new_job_well_before_its_heartbeat() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
@@ -85,14 +109,20 @@ async fn an_idle_worker_picks_up_a_new_job_well_before_its_heartbeat() {
     settings.worker.heartbeat = Duration::from_secs(30);
     settings.worker.concurrency = 1;
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     let mut jobs = job_queue(&settings);
 
-    jobs.push(&[batch("first", 1, "198.51.100.11")]).await.unwrap();
+    jobs.push(&[batch("first", 1, "198.51.100.11")])
+        .await
+        .unwrap();
     wait_for_rows(&db, 1, Duration::from_secs(10)).await;
     // Idle for a while, then a new job arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    jobs.push(&[batch("second", 1, "198.51.100.11")]).await.unwrap();
+    jobs.push(&[batch("second", 1, "198.51.100.11")])
+        .await
+        .unwrap();
     wait_for_rows(&db, 2, Duration::from_secs(10)).await;
 
     stop.cancel();
@@ -107,7 +137,9 @@ async fn every_worker_registers_under_a_name_of_its_own() {
     let mut settings = iptrack_tests::settings(&db, &redis);
     settings.worker.concurrency = 3;
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     let workers_set = queue::queue_config(&settings, REQUEST_LOGS_QUEUE).workers_set();
     let mut conn = redis.connection().await;
     eventually(Duration::from_secs(10), "three registered workers", || {
@@ -118,7 +150,9 @@ async fn every_worker_registers_under_a_name_of_its_own() {
     .await;
     // A second process (same queue) registers its own three.
     let stop_other = CancellationToken::new();
-    let other = iptrack_worker::start(&settings, stop_other.clone()).await.unwrap();
+    let other = iptrack_worker::start(&settings, stop_other.clone())
+        .await
+        .unwrap();
     eventually(Duration::from_secs(10), "six registered workers", || {
         let mut conn = conn.clone();
         let key = workers_set.clone();
@@ -143,7 +177,9 @@ async fn a_dead_workers_jobs_return_to_the_queue_within_seconds() {
     let settings = iptrack_tests::settings(&db, &redis);
     let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
     let mut jobs = job_queue(&settings);
-    jobs.push(&[batch("orphan", 5, "198.51.100.12")]).await.unwrap();
+    jobs.push(&[batch("orphan", 5, "198.51.100.12")])
+        .await
+        .unwrap();
 
     // The state a killed worker leaves: registered, heartbeat just now, the job in flight.
     let mut conn = redis.connection().await;
@@ -160,7 +196,9 @@ async fn a_dead_workers_jobs_return_to_the_queue_within_seconds() {
         .unwrap();
 
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     wait_for_rows(&db, 5, Duration::from_secs(20)).await;
     stop.cancel();
     workers.wait().await;
@@ -180,9 +218,13 @@ async fn a_worker_backs_off_while_redis_is_down_and_resumes_when_it_returns() {
     let mut settings = iptrack_tests::settings(&db, &redis);
     settings.worker.concurrency = 1;
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     let mut jobs = job_queue(&settings);
-    jobs.push(&[batch("before", 1, "198.51.100.13")]).await.unwrap();
+    jobs.push(&[batch("before", 1, "198.51.100.13")])
+        .await
+        .unwrap();
     wait_for_rows(&db, 1, Duration::from_secs(10)).await;
 
     private.stop();
@@ -196,10 +238,14 @@ async fn a_worker_backs_off_while_redis_is_down_and_resumes_when_it_returns() {
 
     private.restart();
     let mut jobs = job_queue(&settings);
-    eventually(Duration::from_secs(10), "a push after Redis returned", || {
-        let mut jobs = jobs.clone();
-        async move { jobs.push(&[batch("after", 1, "198.51.100.13")]).await.ok() }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "a push after Redis returned",
+        || {
+            let mut jobs = jobs.clone();
+            async move { jobs.push(&[batch("after", 1, "198.51.100.13")]).await.ok() }
+        },
+    )
     .await;
     jobs.push(&[]).await.unwrap();
     wait_for_rows(&db, 2, Duration::from_secs(30)).await;
@@ -215,10 +261,14 @@ async fn completed_jobs_do_not_accumulate_in_redis() {
     let settings = iptrack_tests::settings(&db, &redis);
     let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
     let mut jobs = job_queue(&settings);
-    let batches: Vec<_> = (0..1_500).map(|i| batch(&format!("d{i}"), 1, "198.51.100.14")).collect();
+    let batches: Vec<_> = (0..1_500)
+        .map(|i| batch(&format!("d{i}"), 1, "198.51.100.14"))
+        .collect();
     jobs.push(&batches).await.unwrap();
     let stop = CancellationToken::new();
-    let workers = iptrack_worker::start(&settings, stop.clone()).await.unwrap();
+    let workers = iptrack_worker::start(&settings, stop.clone())
+        .await
+        .unwrap();
     wait_for_rows(&db, 1_500, Duration::from_secs(60)).await;
 
     let conn = redis.connection().await;

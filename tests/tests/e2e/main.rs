@@ -1,0 +1,96 @@
+//! End-to-end tests: the real binaries as processes, real Redis, real databases.
+//! Build the binaries first: `cargo build --workspace --bins` (README's test command does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod processes;
+mod up;
+mod worker_killed;
+
+use std::{collections::HashMap, time::Duration};
+
+use futures::StreamExt;
+use iptrack_tests::{TestDb, TestRedis, free_port};
+
+/// Environment of one test's iptrack processes.
+#[derive(Debug)]
+pub struct Stack {
+    pub env: HashMap<String, String>,
+    pub port: u16,
+}
+
+impl Stack {
+    pub fn new(db: &TestDb, redis: &TestRedis) -> Self {
+        let port = free_port();
+        let env = [
+            ("DATABASE_URL", db.url.clone()),
+            ("REDIS_URL", redis.url.clone()),
+            ("IPTRACK_REDIS_PREFIX", redis.prefix.clone()),
+            ("IPTRACK_BIND", format!("127.0.0.1:{port}")),
+            // The test client plays a trusted proxy, so each request can carry its own
+            // client address in X-Forwarded-For.
+            ("IPTRACK_TRUSTED_PROXIES", "127.0.0.1".into()),
+            ("IPTRACK_WORKER_HEARTBEAT_SECS", "1".into()),
+            ("IPTRACK_WORKER_MISSED_HEARTBEATS", "2".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Self { env, port }
+    }
+
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn wait_until_listening(&self) {
+        iptrack_tests::process::wait_until_listening(&self.url("/"), Duration::from_secs(30)).await;
+    }
+}
+
+/// The client address request `i` claims (through the trusted-proxy header): a mix of
+/// IPv4 and IPv6, all distinct.
+pub fn client_ip(i: usize) -> String {
+    if i.is_multiple_of(2) {
+        format!("198.51.{}.{}", 100 + i / 250 % 100, i % 250 + 1)
+    } else {
+        format!("2001:db8::{i:x}")
+    }
+}
+
+/// Sends `GET /items/{i}` for each `i` in `range` from `client_ip(i)`, 16 at a time.
+/// Returns the statuses.
+pub async fn send_requests(stack: &Stack, range: std::ops::Range<usize>) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    futures::stream::iter(range)
+        .map(|i| {
+            let request = client
+                .get(stack.url(&format!("/items/{i}")))
+                .header("x-forwarded-for", client_ip(i));
+            async move {
+                request
+                    .send()
+                    .await
+                    .expect("request failed")
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Sends SIGTERM to a process.
+pub fn terminate(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("cannot signal the process");
+}

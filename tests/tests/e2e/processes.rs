@@ -1,0 +1,70 @@
+//! The services as separate processes, the way a deployment runs them.
+
+use std::{process::Command, time::Duration};
+
+use iptrack_tests::{
+    TestDb, TestRedis, both_backends, eventually,
+    process::{Service, binary},
+};
+
+use crate::{Stack, send_requests, terminate};
+
+both_backends!(
+    a_web_and_two_workers_store_every_request_exactly_once,
+    |backend| async move {
+        let (db, redis) = (TestDb::empty(backend).await, TestRedis::new());
+        let stack = Stack::new(&db, &redis);
+        let migrate = Command::new(binary("iptrack"))
+            .arg("migrate")
+            .env_clear()
+            .envs(&stack.env)
+            .status()
+            .unwrap();
+        assert!(migrate.success(), "iptrack migrate failed");
+        let _workers = [
+            Service::start("iptrack-worker", &[], &stack.env),
+            Service::start("iptrack-worker", &[], &stack.env),
+        ];
+        let mut web = Service::start("iptrack-web", &[], &stack.env);
+        stack.wait_until_listening().await;
+
+        send_requests(&stack, 0..500).await;
+        let conn = db.connect().await;
+        eventually(Duration::from_secs(20), "500 rows", || async {
+            (db.count(&conn, "request_log").await >= 500).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await; // let any duplicate land
+        assert_eq!(db.count(&conn, "request_log").await, 500);
+        assert_eq!(
+            db.count(&conn, "(SELECT DISTINCT path FROM request_log) AS p")
+                .await,
+            500
+        );
+
+        terminate(web.pid());
+        let status = web
+            .wait_for_exit(Duration::from_secs(30))
+            .expect("iptrack-web ignored SIGTERM");
+        assert!(status.success(), "iptrack-web exited with {status}");
+    }
+);
+
+#[test]
+fn an_invalid_setting_stops_start_up_with_one_line_naming_it() {
+    for name in ["iptrack-web", "iptrack-worker", "iptrack"] {
+        let mut command = Command::new(binary(name));
+        if name == "iptrack" {
+            command.arg("migrate");
+        }
+        let output = command
+            .env_clear()
+            .env("IPTRACK_BIND", "not-an-address")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name} exit status");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{name} printed: {stderr}");
+        assert!(stderr.contains("IPTRACK_BIND"), "{name} printed: {stderr}");
+    }
+}

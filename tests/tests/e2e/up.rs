@@ -1,0 +1,52 @@
+//! `iptrack up` on a fresh database: the newcomer's first run.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use iptrack_entity::request_log;
+use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
+use sea_orm::EntityTrait;
+
+use crate::{Stack, client_ip, send_requests, terminate};
+
+both_backends!(
+    a_thousand_requests_to_iptrack_up_become_a_thousand_rows,
+    |backend| async move {
+        // No migrations applied: `iptrack up` must do it itself.
+        let (db, redis) = (TestDb::empty(backend).await, TestRedis::new());
+        let stack = Stack::new(&db, &redis);
+        let mut up = Service::start("iptrack", &["up"], &stack.env);
+        stack.wait_until_listening().await;
+
+        let statuses = send_requests(&stack, 0..1_000).await;
+        assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+        let last_response = std::time::Instant::now();
+
+        let conn = db.connect().await;
+        eventually(Duration::from_secs(20), "1,000 rows", || async {
+            (db.count(&conn, "request_log").await >= 1_000).then_some(())
+        })
+        .await;
+        // Recorded for the curious; the figure that counts is measured in bench/.
+        eprintln!(
+            "rows complete {:?} after the last response",
+            last_response.elapsed()
+        );
+
+        let rows = request_log::Entity::find().all(&conn).await.unwrap();
+        let stored: BTreeSet<(String, String, String, i32)> = rows
+            .into_iter()
+            .map(|r| (r.ip_address, r.method, r.path, r.status))
+            .collect();
+        let expected: BTreeSet<_> = (0..1_000)
+            .map(|i| (client_ip(i), "GET".to_owned(), format!("/items/{i}"), 404))
+            .collect();
+        assert_eq!(stored.len(), 1_000, "duplicate rows");
+        assert_eq!(stored, expected);
+
+        terminate(up.pid());
+        let status = up
+            .wait_for_exit(Duration::from_secs(30))
+            .expect("iptrack up did not stop on SIGTERM");
+        assert!(status.success(), "iptrack up exited with {status}");
+    }
+);

@@ -1,0 +1,74 @@
+//! A worker killed with SIGKILL while it holds jobs loses no row and duplicates none.
+
+use std::time::Duration;
+
+use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually, process::Service};
+use redis::AsyncCommands;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+use crate::{Stack, send_requests};
+
+both_backends!(
+    a_worker_killed_mid_stream_loses_and_duplicates_nothing,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        // Small batches: many jobs in flight at once.
+        let stack = Stack::new(&db, &redis)
+            .with("IPTRACK_BATCH_MAX_EVENTS", "10")
+            .with("IPTRACK_BATCH_MAX_WAIT_MS", "5");
+        let mut doomed = Service::start("iptrack-worker", &[], &stack.env);
+        let _survivor = Service::start("iptrack-worker", &[], &stack.env);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        stack.wait_until_listening().await;
+
+        // Stall every write so the workers are certain to hold jobs when one is killed.
+        let conn = db.connect().await;
+        let lock = conn.begin().await.unwrap();
+        match backend {
+            Backend::Postgres => lock.execute_unprepared("LOCK TABLE log_batch IN EXCLUSIVE MODE"),
+            Backend::Sqlite => lock.execute_unprepared(
+                "INSERT INTO log_batch (batch_id, events, ingested_at) VALUES ('lock', 0, '2000-01-01')",
+            ),
+        }
+        .await
+        .unwrap();
+
+        send_requests(&stack, 0..300).await;
+        let doomed_pid = doomed.pid().to_string();
+        let mut redis_conn = redis.connection().await;
+        eventually(
+            Duration::from_secs(20),
+            "the doomed worker to hold jobs",
+            || {
+                let mut redis_conn = redis_conn.clone();
+                let pattern = format!("{}:request-logs:inflight:*-{doomed_pid}-*", redis.prefix);
+                async move {
+                    let keys: Vec<String> = redis_conn.keys(pattern).await.unwrap();
+                    for key in keys {
+                        if redis_conn.scard::<_, u64>(&key).await.unwrap() > 0 {
+                            return Some(());
+                        }
+                    }
+                    None
+                }
+            },
+        )
+        .await;
+        doomed.kill();
+        lock.rollback().await.unwrap();
+
+        send_requests(&stack, 300..500).await;
+        eventually(Duration::from_secs(60), "500 rows", || async {
+            (db.count(&conn, "request_log").await >= 500).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await; // let any duplicate land
+        assert_eq!(db.count(&conn, "request_log").await, 500);
+        assert_eq!(
+            db.count(&conn, "(SELECT DISTINCT path FROM request_log) AS p")
+                .await,
+            500
+        );
+        let _: () = redis_conn.ping().await.unwrap();
+    }
+);
