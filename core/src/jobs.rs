@@ -12,9 +12,26 @@ use uuid::Uuid;
 
 /// Queue of [`RequestLogBatch`] jobs: web → worker.
 pub const REQUEST_LOGS_QUEUE: &str = "request-logs";
+/// Queue of [`FlagSuspiciousIps`] jobs: scheduler (or `iptrack flag-suspicious`) → worker.
+pub const FLAG_SUSPICIOUS_IPS_QUEUE: &str = "flag-suspicious-ips";
+/// Queue of [`PurgeLogs`] jobs: scheduler → worker.
+pub const PURGE_LOGS_QUEUE: &str = "purge-logs";
 
 /// Every queue iptrack uses, for inspection and clean-up.
-pub const ALL_QUEUES: &[&str] = &[REQUEST_LOGS_QUEUE];
+pub const ALL_QUEUES: &[&str] = &[REQUEST_LOGS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, PURGE_LOGS_QUEUE];
+
+/// Flag the addresses that misbehaved in `[window_start, window_end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagSuspiciousIps {
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+}
+
+/// Delete request logs (and batch ids) older than `older_than`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeLogs {
+    pub older_than: DateTime<Utc>,
+}
 
 /// One logged request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ static PUSH_READY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/push_ready.lua")));
 static PROMOTE_DUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote_due.lua")));
+static PUSH_ONCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/push_once.lua")));
 static TRIM_DONE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/trim_done.lua")));
 
@@ -125,6 +126,30 @@ impl<T: Serialize> JobQueue<T> {
                 .arg(serde_json::to_vec(job)?);
         }
         Ok(invocation.invoke_async(&mut self.conn).await?)
+    }
+}
+
+impl<T: Serialize> JobQueue<T> {
+    /// Pushes `job` unless `claim` (a key under this queue) was claimed within `claim_ttl`.
+    /// Returns whether this call pushed it.
+    pub async fn push_once(
+        &mut self,
+        claim: &str,
+        claim_ttl: Duration,
+        job: &T,
+    ) -> Result<bool, QueueError> {
+        let pushed: u8 = PUSH_ONCE
+            .key(self.config.job_data_hash())
+            .key(self.config.active_jobs_list())
+            .key(self.config.signal_list())
+            .key(self.config.job_meta_hash())
+            .key(format!("{}:claim:{claim}", self.config.queue.as_ref()))
+            .arg(claim_ttl.as_secs().max(1))
+            .arg(ulid::Ulid::generate().to_string())
+            .arg(serde_json::to_vec(job)?)
+            .invoke_async(&mut self.conn)
+            .await?;
+        Ok(pushed == 1)
     }
 }
 

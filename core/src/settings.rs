@@ -33,6 +33,12 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_WORKER_HEARTBEAT_SECS",
     "IPTRACK_WORKER_MISSED_HEARTBEATS",
     "IPTRACK_FLAG_SCHEDULE",
+    "IPTRACK_FLAG_WINDOW_SECS",
+    "IPTRACK_FLAG_THRESHOLD",
+    "IPTRACK_SENSITIVE_PATHS",
+    "IPTRACK_FLAG_CATCHUP_WINDOWS",
+    "IPTRACK_PURGE_SCHEDULE",
+    "IPTRACK_LOG_RETENTION_DAYS",
     "IPTRACK_LOG_FORMAT",
 ];
 
@@ -59,8 +65,8 @@ pub struct Settings {
     pub log_pipeline: LogPipelineSettings,
     /// apalis worker tuning in the worker process.
     pub worker: WorkerSettings,
-    /// `IPTRACK_FLAG_SCHEDULE`: cron expression with seconds for `flag-suspicious-ips`.
-    pub flag_schedule: String,
+    /// Anomaly detection and retention: what the scheduler enqueues, when.
+    pub schedules: ScheduleSettings,
     /// `IPTRACK_LOG_FORMAT`: `text` (default) or `json` for the process's own logs.
     pub log_format: LogFormat,
 }
@@ -92,6 +98,30 @@ pub struct WorkerSettings {
     /// `IPTRACK_WORKER_MISSED_HEARTBEATS`: after heartbeat × this, a silent worker's
     /// in-flight jobs go back to the queue. apalis-redis defaults to 10 (5 minutes in all).
     pub missed_heartbeats: usize,
+}
+
+/// The scheduler's schedules and the jobs' rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// `IPTRACK_FLAG_SCHEDULE`: cron expression (with seconds, UTC) on which
+    /// `flag-suspicious-ips` is enqueued; default `0 0 * * * *`, hourly at :00.
+    pub flag_schedule: String,
+    /// `IPTRACK_FLAG_WINDOW_SECS`: each flag job looks at the window of this length that
+    /// ends at its tick; default 3600 (the hour that just ended).
+    pub flag_window: Duration,
+    /// `IPTRACK_FLAG_THRESHOLD`: more requests than this in a window flags an address.
+    pub flag_threshold: u64,
+    /// `IPTRACK_SENSITIVE_PATHS`: comma-separated path prefixes; any request to one of them
+    /// (or below it) flags the address. Default `/admin,/login`.
+    pub sensitive_paths: Vec<String>,
+    /// `IPTRACK_FLAG_CATCHUP_WINDOWS`: after downtime, the scheduler enqueues at most this
+    /// many missed windows (the most recent ones).
+    pub flag_catch_up_windows: usize,
+    /// `IPTRACK_PURGE_SCHEDULE`: cron expression on which `purge-logs` is enqueued; default
+    /// `0 30 3 * * *`, daily at 03:30 UTC.
+    pub purge_schedule: String,
+    /// `IPTRACK_LOG_RETENTION_DAYS`: request logs older than this are purged.
+    pub log_retention: Duration,
 }
 
 /// Output format of the process's own logs.
@@ -148,7 +178,15 @@ impl Default for Settings {
                 heartbeat: Duration::from_secs(5),
                 missed_heartbeats: 3,
             },
-            flag_schedule: "0 0 * * * *".to_owned(),
+            schedules: ScheduleSettings {
+                flag_schedule: "0 0 * * * *".to_owned(),
+                flag_window: Duration::from_secs(3600),
+                flag_threshold: 100,
+                sensitive_paths: vec!["/admin".to_owned(), "/login".to_owned()],
+                flag_catch_up_windows: 24,
+                purge_schedule: "0 30 3 * * *".to_owned(),
+                log_retention: Duration::from_secs(30 * 86_400),
+            },
             log_format: LogFormat::Text,
         }
     }
@@ -247,8 +285,30 @@ impl Settings {
         if let Some(v) = get("IPTRACK_WORKER_MISSED_HEARTBEATS") {
             w.missed_heartbeats = parse_bounded("IPTRACK_WORKER_MISSED_HEARTBEATS", v, 2, 100)?;
         }
+        let sc = &mut s.schedules;
         if let Some(v) = get("IPTRACK_FLAG_SCHEDULE") {
-            s.flag_schedule = v.to_owned();
+            sc.flag_schedule = parse_cron("IPTRACK_FLAG_SCHEDULE", v)?;
+        }
+        if let Some(v) = get("IPTRACK_FLAG_WINDOW_SECS") {
+            sc.flag_window =
+                Duration::from_secs(parse_bounded("IPTRACK_FLAG_WINDOW_SECS", v, 1, 7 * 86_400)?);
+        }
+        if let Some(v) = get("IPTRACK_FLAG_THRESHOLD") {
+            sc.flag_threshold = parse_bounded("IPTRACK_FLAG_THRESHOLD", v, 1, u64::MAX)?;
+        }
+        if let Some(v) = get("IPTRACK_SENSITIVE_PATHS") {
+            sc.sensitive_paths = parse_path_prefixes(v)
+                .map_err(|reason| invalid("IPTRACK_SENSITIVE_PATHS", v, reason))?;
+        }
+        if let Some(v) = get("IPTRACK_FLAG_CATCHUP_WINDOWS") {
+            sc.flag_catch_up_windows = parse_bounded("IPTRACK_FLAG_CATCHUP_WINDOWS", v, 0, 10_000)?;
+        }
+        if let Some(v) = get("IPTRACK_PURGE_SCHEDULE") {
+            sc.purge_schedule = parse_cron("IPTRACK_PURGE_SCHEDULE", v)?;
+        }
+        if let Some(v) = get("IPTRACK_LOG_RETENTION_DAYS") {
+            sc.log_retention =
+                Duration::from_secs(86_400 * parse_bounded::<u64>("IPTRACK_LOG_RETENTION_DAYS", v, 1, 36_500)?);
         }
         if let Some(v) = get("IPTRACK_LOG_FORMAT") {
             s.log_format = match v.to_ascii_lowercase().as_str() {
@@ -309,6 +369,32 @@ pub fn parse_networks(v: &str) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| format!("{part:?} is not an IP address or CIDR network"))
         })
         .collect()
+}
+
+fn parse_cron(variable: &'static str, v: &str) -> Result<String, SettingsError> {
+    v.parse::<cron::Schedule>().map(|_| v.to_owned()).map_err(|e| {
+        invalid(
+            variable,
+            v,
+            format!("{e}; expected a cron expression with seconds, e.g. \"0 0 * * * *\""),
+        )
+    })
+}
+
+fn parse_path_prefixes(v: &str) -> Result<Vec<String>, String> {
+    let prefixes: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .collect();
+    if let Some(bad) = prefixes.iter().find(|p| !p.starts_with('/')) {
+        return Err(format!("{bad:?} does not start with /"));
+    }
+    if prefixes.is_empty() {
+        return Err("expected at least one path, e.g. /admin,/login".to_owned());
+    }
+    Ok(prefixes)
 }
 
 fn parse_bounded<T>(variable: &'static str, v: &str, min: T, max: T) -> Result<T, SettingsError>
@@ -400,7 +486,9 @@ mod tests {
         assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.redis_prefix, "iptrack");
-        assert_eq!(s.flag_schedule, "0 0 * * * *");
+        assert_eq!(s.schedules.flag_schedule, "0 0 * * * *");
+        assert_eq!(s.schedules.flag_threshold, 100);
+        assert_eq!(s.schedules.sensitive_paths, ["/admin", "/login"]);
     }
 
     #[test]
@@ -415,6 +503,10 @@ mod tests {
 
         let err = Settings::from_sources(None, env(&[("IPTRACK_LOG_BUFFER", "0")])).unwrap_err();
         assert!(err.to_string().contains("IPTRACK_LOG_BUFFER"), "{err}");
+
+        let err =
+            Settings::from_sources(None, env(&[("IPTRACK_FLAG_SCHEDULE", "hourly")])).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_FLAG_SCHEDULE"), "{err}");
 
         let err = Settings::from_sources(None, env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");

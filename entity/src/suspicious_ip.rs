@@ -9,8 +9,13 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub ip_address: String,
+    /// Which rule flagged it: `volume` (too many requests) or `sensitive-path`.
+    pub rule: String,
     /// Why, in words: "412 requests in 1h (threshold 100)".
     pub reason: String,
+    /// The window examined, `[window_start, window_end)`. Unique with address and rule.
+    pub window_start: DateTimeUtc,
+    pub window_end: DateTimeUtc,
     pub flagged_at: DateTimeUtc,
 }
 

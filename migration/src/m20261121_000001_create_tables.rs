@@ -92,8 +92,24 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(big_pk_auto(SuspiciousIp::Id))
                     .col(string_len(SuspiciousIp::IpAddress, 45))
+                    .col(string_len(SuspiciousIp::Rule, 32))
                     .col(text(SuspiciousIp::Reason))
+                    .col(timestamp_with_time_zone(SuspiciousIp::WindowStart))
+                    .col(timestamp_with_time_zone(SuspiciousIp::WindowEnd))
                     .col(timestamp_with_time_zone(SuspiciousIp::FlaggedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // One flag per address, rule and window: re-running a window adds nothing.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_suspicious_ip_window")
+                    .table(SuspiciousIp::Table)
+                    .col(SuspiciousIp::IpAddress)
+                    .col(SuspiciousIp::Rule)
+                    .col(SuspiciousIp::WindowStart)
+                    .unique()
                     .to_owned(),
             )
             .await?;
@@ -157,6 +173,9 @@ enum SuspiciousIp {
     Table,
     Id,
     IpAddress,
+    Rule,
     Reason,
+    WindowStart,
+    WindowEnd,
     FlaggedAt,
 }

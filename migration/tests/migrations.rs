@@ -70,7 +70,10 @@ both_backends!(
 
         let flagged = suspicious_ip::ActiveModel {
             ip_address: Set("198.51.100.7".into()),
+            rule: Set("volume".into()),
             reason: Set("412 requests in 1h (threshold 100)".into()),
+            window_start: Set(now - chrono::Duration::hours(1)),
+            window_end: Set(now),
             flagged_at: Set(now),
             ..Default::default()
         };

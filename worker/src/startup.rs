@@ -7,7 +7,10 @@ use apalis::prelude::{BackendExt, WorkerBuilder};
 use apalis_redis::RedisStorage;
 use iptrack_core::{
     db,
-    jobs::{REQUEST_LOGS_QUEUE, RequestLogBatch},
+    jobs::{
+        FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs,
+        REQUEST_LOGS_QUEUE, RequestLogBatch,
+    },
     queue,
     settings::Settings,
 };
@@ -16,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     context::JobContext,
-    jobs::request_logs,
+    jobs::{flag_suspicious_ips, purge_logs, request_logs},
     maintenance,
     poll::TickStrategy,
     supervisor::{SupervisorStats, supervise},
@@ -42,6 +45,48 @@ impl RunningWorkers {
     }
 }
 
+/// Starts `$count` supervised apalis workers for `$queue`, each running `$handler` on
+/// `$job` payloads. A macro rather than a function: apalis's builder bounds for a generic
+/// handler run to a dozen lines of where-clauses.
+macro_rules! spawn_queue {
+    ($tasks:expr, $env:expr, $queue:expr, $job:ty, $handler:path, $count:expr) => {
+        let config = queue::queue_config($env.settings, $queue);
+        for index in 0..$count {
+            let (conn, config, context) = ($env.conn.clone(), config.clone(), $env.context.clone());
+            let (poll_interval, stop) = ($env.settings.worker.poll_interval, $env.shutdown.clone());
+            $tasks.spawn(supervise(
+                $queue,
+                index,
+                $env.stats.clone(),
+                $env.shutdown.clone(),
+                move |name| {
+                    let backend = RedisStorage::<$job>::new(conn.clone())
+                        .with_config(config.clone())
+                        .poll_with_strategy(TickStrategy::new(poll_interval));
+                    let worker = WorkerBuilder::new(name)
+                        .backend(backend)
+                        .data(context.clone())
+                        .build($handler);
+                    let stop = stop.clone();
+                    worker.run_until(async move {
+                        stop.cancelled().await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                },
+            ));
+        }
+    };
+}
+
+/// What every queue's workers share.
+struct QueueEnv<'a> {
+    settings: &'a Settings,
+    conn: redis::aio::ConnectionManager,
+    context: JobContext,
+    stats: Arc<SupervisorStats>,
+    shutdown: CancellationToken,
+}
+
 /// Connects to the database and Redis and starts the workers; they run until `shutdown`.
 pub async fn start(
     settings: &Settings,
@@ -51,54 +96,53 @@ pub async fn start(
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
-    let context = JobContext { db };
-    let request_logs = queue::queue_config(settings, REQUEST_LOGS_QUEUE);
+    let queues: Vec<_> = [REQUEST_LOGS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, PURGE_LOGS_QUEUE]
+        .into_iter()
+        .map(|name| queue::queue_config(settings, name))
+        .collect();
 
-    // Bring a large retry backlog into the active list before any worker fetches.
-    if let Err(error) =
-        maintenance::run_once(&mut conn.clone(), std::slice::from_ref(&request_logs)).await
-    {
+    // Bring a large retry backlog into the active lists before any worker fetches.
+    if let Err(error) = maintenance::run_once(&mut conn.clone(), &queues).await {
         tracing::warn!(%error, "queue maintenance failed at start; the workers retry");
     }
 
-    let stats = Arc::new(SupervisorStats::default());
+    let env = QueueEnv {
+        settings,
+        conn: conn.clone(),
+        context: JobContext {
+            db,
+            rules: Arc::new(settings.schedules.clone()),
+        },
+        stats: Arc::new(SupervisorStats::default()),
+        shutdown: shutdown.clone(),
+    };
     let mut tasks = JoinSet::new();
-    tasks.spawn(maintenance::run(
-        conn.clone(),
-        vec![request_logs.clone()],
-        shutdown.clone(),
-    ));
-    let poll_interval = settings.worker.poll_interval;
-    for index in 0..settings.worker.concurrency {
-        let conn = conn.clone();
-        let config = request_logs.clone();
-        let context = context.clone();
-        let stop = shutdown.clone();
-        tasks.spawn(supervise(
-            REQUEST_LOGS_QUEUE,
-            index,
-            stats.clone(),
-            shutdown.clone(),
-            move |name| {
-                let backend = RedisStorage::<RequestLogBatch>::new(conn.clone())
-                    .with_config(config.clone())
-                    .poll_with_strategy(TickStrategy::new(poll_interval));
-                let worker = WorkerBuilder::new(name)
-                    .backend(backend)
-                    .data(context.clone())
-                    .build(request_logs::handle);
-                let stop = stop.clone();
-                worker.run_until(async move {
-                    stop.cancelled().await;
-                    Ok::<(), std::io::Error>(())
-                })
-            },
-        ));
-    }
+    tasks.spawn(maintenance::run(conn, queues, shutdown));
+    spawn_queue!(
+        tasks,
+        env,
+        REQUEST_LOGS_QUEUE,
+        RequestLogBatch,
+        request_logs::handle,
+        settings.worker.concurrency
+    );
+    // Hourly and daily jobs: one worker each per process is plenty.
+    spawn_queue!(
+        tasks,
+        env,
+        FLAG_SUSPICIOUS_IPS_QUEUE,
+        FlagSuspiciousIps,
+        flag_suspicious_ips::handle,
+        1
+    );
+    spawn_queue!(tasks, env, PURGE_LOGS_QUEUE, PurgeLogs, purge_logs::handle, 1);
     tracing::info!(
         database = settings.database_kind(),
-        workers_per_queue = settings.worker.concurrency,
+        request_log_workers = settings.worker.concurrency,
         "iptrack-worker started"
     );
-    Ok(RunningWorkers { stats, tasks })
+    Ok(RunningWorkers {
+        stats: env.stats,
+        tasks,
+    })
 }

@@ -1,0 +1,113 @@
+//! Enqueueing the scheduled jobs, once per window across every scheduler.
+
+use std::{sync::LazyLock, time::Duration};
+
+use chrono::{DateTime, TimeZone, Utc};
+use cron::Schedule;
+use iptrack_core::{
+    jobs::{FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs},
+    queue::{self, JobQueue, QueueError},
+    settings::{ScheduleSettings, Settings},
+};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
+
+use crate::windows::missed_ticks;
+
+/// How long a window's claim is remembered. Longer than any catch-up reaches back
+/// (24 hourly windows by default), so no window is enqueued twice.
+const CLAIM_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// Sets a key to a number only if that is greater than what it holds.
+static SET_IF_GREATER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"local current = tonumber(redis.call("get", KEYS[1]) or "-1")
+           if tonumber(ARGV[1]) > current then redis.call("set", KEYS[1], ARGV[1]) end
+           return 1"#,
+    )
+});
+
+/// Pushes the scheduler's jobs.
+#[derive(Debug, Clone)]
+pub struct Enqueuer {
+    conn: ConnectionManager,
+    flag: JobQueue<FlagSuspiciousIps>,
+    purge: JobQueue<PurgeLogs>,
+    rules: ScheduleSettings,
+    /// Redis key holding the end (unix seconds) of the latest window enqueued by anyone.
+    last_window_key: String,
+}
+
+impl Enqueuer {
+    pub fn new(settings: &Settings, conn: ConnectionManager) -> Self {
+        let flag_config = queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE);
+        let last_window_key = format!("{}:last-window-end", flag_config.queue.as_ref());
+        Self {
+            flag: JobQueue::new(conn.clone(), flag_config),
+            purge: JobQueue::new(conn.clone(), queue::queue_config(settings, PURGE_LOGS_QUEUE)),
+            conn,
+            rules: settings.schedules.clone(),
+            last_window_key,
+        }
+    }
+
+    /// Enqueues `flag-suspicious-ips` for the window ending at `window_end` unless some
+    /// scheduler already did. Returns whether this call enqueued it.
+    pub async fn flag_window(&mut self, window_end: DateTime<Utc>) -> Result<bool, QueueError> {
+        let window = chrono::Duration::from_std(self.rules.flag_window).unwrap_or_default();
+        let job = FlagSuspiciousIps {
+            window_start: window_end - window,
+            window_end,
+        };
+        let claim = window_end.timestamp().to_string();
+        let pushed = self.flag.push_once(&claim, CLAIM_TTL, &job).await?;
+        let _: i64 = SET_IF_GREATER
+            .key(&self.last_window_key)
+            .arg(window_end.timestamp())
+            .invoke_async(&mut self.conn)
+            .await?;
+        if pushed {
+            tracing::info!(%window_end, "flag-suspicious-ips enqueued");
+        }
+        Ok(pushed)
+    }
+
+    /// Enqueues every window of `schedule` that ended after the last one enqueued and at or
+    /// before `now` (at most the configured number, the most recent). When no window was
+    /// ever enqueued, `first` (if given) is the only one due. Returns how many this call
+    /// enqueued.
+    pub async fn enqueue_due(
+        &mut self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+        first: Option<DateTime<Utc>>,
+    ) -> Result<usize, QueueError> {
+        let last: Option<i64> = self.conn.get(&self.last_window_key).await?;
+        let due = match last.and_then(|secs| Utc.timestamp_opt(secs, 0).single()) {
+            Some(last) => missed_ticks(schedule, last, now, self.rules.flag_catch_up_windows),
+            None => first.into_iter().collect(),
+        };
+        let mut pushed = 0;
+        for window_end in due {
+            if self.flag_window(window_end).await? {
+                pushed += 1;
+            }
+        }
+        Ok(pushed)
+    }
+
+    /// Enqueues `purge-logs` for the purge tick at `tick` unless some scheduler already did.
+    pub async fn purge(&mut self, tick: DateTime<Utc>) -> Result<bool, QueueError> {
+        let retention = chrono::Duration::from_std(self.rules.log_retention).unwrap_or_default();
+        let job = PurgeLogs {
+            older_than: tick - retention,
+        };
+        let pushed = self
+            .purge
+            .push_once(&tick.timestamp().to_string(), CLAIM_TTL, &job)
+            .await?;
+        if pushed {
+            tracing::info!(older_than = %job.older_than, "purge-logs enqueued");
+        }
+        Ok(pushed)
+    }
+}

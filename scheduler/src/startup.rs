@@ -1,0 +1,154 @@
+//! Starting the scheduler; used by `iptrack-scheduler`, `iptrack up` and tests.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::{BoxDynError, Data, WorkerBuilder};
+use apalis_cron::{CronScheduler, Tick};
+use chrono::{DateTime, TimeZone, Utc};
+use cron::Schedule;
+use iptrack_core::{queue, settings::Settings};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::enqueue::Enqueuer;
+
+/// The scheduler's running cron loops.
+#[derive(Debug)]
+pub struct RunningScheduler {
+    tasks: JoinSet<()>,
+}
+
+impl RunningScheduler {
+    /// Waits until the cron loops have stopped (after the shutdown token is cancelled).
+    pub async fn wait(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "scheduler task failed");
+            }
+        }
+    }
+}
+
+/// What each tick handler needs.
+#[derive(Debug, Clone)]
+struct TickContext {
+    enqueuer: Enqueuer,
+    flag_schedule: Schedule,
+}
+
+/// Enqueues what is due and starts the cron loops; they run until `shutdown`.
+pub async fn start(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningScheduler> {
+    // Both were validated when the settings were loaded.
+    let flag_schedule: Schedule = settings
+        .schedules
+        .flag_schedule
+        .parse()
+        .context("IPTRACK_FLAG_SCHEDULE")?;
+    let purge_schedule: Schedule = settings
+        .schedules
+        .purge_schedule
+        .parse()
+        .context("IPTRACK_PURGE_SCHEDULE")?;
+    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    let mut enqueuer = Enqueuer::new(settings, conn);
+
+    // Windows that ended while no scheduler ran.
+    match enqueuer.enqueue_due(&flag_schedule, Utc::now(), None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(windows = n, "caught up on missed flag-suspicious-ips windows"),
+        Err(error) => tracing::warn!(%error, "cannot catch up on missed windows yet; the next tick retries"),
+    }
+
+    let context = TickContext {
+        enqueuer,
+        flag_schedule: flag_schedule.clone(),
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_cron(
+        "iptrack-scheduler-flag-suspicious-ips",
+        flag_schedule,
+        context.clone(),
+        shutdown.clone(),
+        on_flag_tick,
+    ));
+    tasks.spawn(run_cron(
+        "iptrack-scheduler-purge-logs",
+        purge_schedule,
+        context,
+        shutdown,
+        on_purge_tick,
+    ));
+    tracing::info!(
+        flag_schedule = %settings.schedules.flag_schedule,
+        purge_schedule = %settings.schedules.purge_schedule,
+        "iptrack-scheduler started"
+    );
+    Ok(RunningScheduler { tasks })
+}
+
+/// Runs an apalis-cron worker until `shutdown`; should it end early, starts it again.
+async fn run_cron<F, Fut>(
+    name: &'static str,
+    schedule: Schedule,
+    context: TickContext,
+    shutdown: CancellationToken,
+    handler: F,
+) where
+    F: Fn(Tick, Data<TickContext>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BoxDynError>> + Send + 'static,
+{
+    while !shutdown.is_cancelled() {
+        let stop = shutdown.clone();
+        let result = WorkerBuilder::new(name)
+            .backend(CronScheduler::new(schedule.clone()))
+            .data(context.clone())
+            .build(handler.clone())
+            .run_until(async move {
+                stop.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tracing::warn!(cron = name, ?result, "cron loop ended; restarting in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn tick_time(tick: &Tick) -> DateTime<Utc> {
+    i64::try_from(tick.get_timestamp())
+        .ok()
+        .and_then(|secs| Utc.timestamp_opt(secs, 0).single())
+        .unwrap_or_else(Utc::now)
+}
+
+/// The window ending at this tick, plus any earlier one a failed tick left behind.
+async fn on_flag_tick(tick: Tick, context: Data<TickContext>) -> Result<(), BoxDynError> {
+    let now = tick_time(&tick);
+    let mut enqueuer = context.enqueuer.clone();
+    enqueuer
+        .enqueue_due(&context.flag_schedule, now, Some(now))
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, window_end = %now, "cannot enqueue flag-suspicious-ips; the next tick catches up");
+            error.into()
+        })
+        .map(|_| ())
+}
+
+async fn on_purge_tick(tick: Tick, context: Data<TickContext>) -> Result<(), BoxDynError> {
+    let mut enqueuer = context.enqueuer.clone();
+    enqueuer
+        .purge(tick_time(&tick))
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot enqueue purge-logs");
+            error.into()
+        })
+        .map(|_| ())
+}
