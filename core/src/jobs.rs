@@ -18,7 +18,11 @@ pub const FLAG_SUSPICIOUS_IPS_QUEUE: &str = "flag-suspicious-ips";
 pub const PURGE_LOGS_QUEUE: &str = "purge-logs";
 
 /// Every queue iptrack uses, for inspection and clean-up.
-pub const ALL_QUEUES: &[&str] = &[REQUEST_LOGS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, PURGE_LOGS_QUEUE];
+pub const ALL_QUEUES: &[&str] = &[
+    REQUEST_LOGS_QUEUE,
+    FLAG_SUSPICIOUS_IPS_QUEUE,
+    PURGE_LOGS_QUEUE,
+];
 
 /// Flag the addresses that misbehaved in `[window_start, window_end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

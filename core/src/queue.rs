@@ -33,7 +33,8 @@ static PUSH_READY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/push_ready.lua")));
 static PROMOTE_DUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote_due.lua")));
-static PUSH_ONCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/push_once.lua")));
+static PUSH_ONCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/push_once.lua")));
 static TRIM_DONE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/trim_done.lua")));
 

@@ -307,8 +307,9 @@ impl Settings {
             sc.purge_schedule = parse_cron("IPTRACK_PURGE_SCHEDULE", v)?;
         }
         if let Some(v) = get("IPTRACK_LOG_RETENTION_DAYS") {
-            sc.log_retention =
-                Duration::from_secs(86_400 * parse_bounded::<u64>("IPTRACK_LOG_RETENTION_DAYS", v, 1, 36_500)?);
+            sc.log_retention = Duration::from_secs(
+                86_400 * parse_bounded::<u64>("IPTRACK_LOG_RETENTION_DAYS", v, 1, 36_500)?,
+            );
         }
         if let Some(v) = get("IPTRACK_LOG_FORMAT") {
             s.log_format = match v.to_ascii_lowercase().as_str() {
@@ -372,13 +373,15 @@ pub fn parse_networks(v: &str) -> Result<Vec<IpNet>, String> {
 }
 
 fn parse_cron(variable: &'static str, v: &str) -> Result<String, SettingsError> {
-    v.parse::<cron::Schedule>().map(|_| v.to_owned()).map_err(|e| {
-        invalid(
-            variable,
-            v,
-            format!("{e}; expected a cron expression with seconds, e.g. \"0 0 * * * *\""),
-        )
-    })
+    v.parse::<cron::Schedule>()
+        .map(|_| v.to_owned())
+        .map_err(|e| {
+            invalid(
+                variable,
+                v,
+                format!("{e}; expected a cron expression with seconds, e.g. \"0 0 * * * *\""),
+            )
+        })
 }
 
 fn parse_path_prefixes(v: &str) -> Result<Vec<String>, String> {

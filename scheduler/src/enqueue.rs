@@ -43,7 +43,10 @@ impl Enqueuer {
         let last_window_key = format!("{}:last-window-end", flag_config.queue.as_ref());
         Self {
             flag: JobQueue::new(conn.clone(), flag_config),
-            purge: JobQueue::new(conn.clone(), queue::queue_config(settings, PURGE_LOGS_QUEUE)),
+            purge: JobQueue::new(
+                conn.clone(),
+                queue::queue_config(settings, PURGE_LOGS_QUEUE),
+            ),
             conn,
             rules: settings.schedules.clone(),
             last_window_key,

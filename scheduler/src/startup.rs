@@ -59,8 +59,13 @@ pub async fn start(
     // Windows that ended while no scheduler ran.
     match enqueuer.enqueue_due(&flag_schedule, Utc::now(), None).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(windows = n, "caught up on missed flag-suspicious-ips windows"),
-        Err(error) => tracing::warn!(%error, "cannot catch up on missed windows yet; the next tick retries"),
+        Ok(n) => tracing::info!(
+            windows = n,
+            "caught up on missed flag-suspicious-ips windows"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot catch up on missed windows yet; the next tick retries")
+        }
     }
 
     let context = TickContext {

@@ -44,25 +44,55 @@ mod tests {
     #[test]
     fn ticks_between_the_last_run_and_now_are_due_oldest_first() {
         let hourly: Schedule = "0 0 * * * *".parse().unwrap();
-        let due = missed_ticks(&hourly, at("2026-11-21T07:00:00Z"), at("2026-11-21T10:30:00Z"), 24);
+        let due = missed_ticks(
+            &hourly,
+            at("2026-11-21T07:00:00Z"),
+            at("2026-11-21T10:30:00Z"),
+            24,
+        );
         assert_eq!(
             due,
-            [at("2026-11-21T08:00:00Z"), at("2026-11-21T09:00:00Z"), at("2026-11-21T10:00:00Z")]
+            [
+                at("2026-11-21T08:00:00Z"),
+                at("2026-11-21T09:00:00Z"),
+                at("2026-11-21T10:00:00Z")
+            ]
         );
     }
 
     #[test]
     fn only_the_most_recent_windows_are_caught_up() {
         let hourly: Schedule = "0 0 * * * *".parse().unwrap();
-        let due = missed_ticks(&hourly, at("2026-11-01T00:00:00Z"), at("2026-11-21T10:30:00Z"), 2);
-        assert_eq!(due, [at("2026-11-21T09:00:00Z"), at("2026-11-21T10:00:00Z")]);
-        assert!(missed_ticks(&hourly, at("2026-11-01T00:00:00Z"), at("2026-11-21T10:30:00Z"), 0).is_empty());
+        let due = missed_ticks(
+            &hourly,
+            at("2026-11-01T00:00:00Z"),
+            at("2026-11-21T10:30:00Z"),
+            2,
+        );
+        assert_eq!(
+            due,
+            [at("2026-11-21T09:00:00Z"), at("2026-11-21T10:00:00Z")]
+        );
+        assert!(
+            missed_ticks(
+                &hourly,
+                at("2026-11-01T00:00:00Z"),
+                at("2026-11-21T10:30:00Z"),
+                0
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn a_tick_exactly_now_is_due_and_the_last_one_is_not_again() {
         let hourly: Schedule = "0 0 * * * *".parse().unwrap();
-        let due = missed_ticks(&hourly, at("2026-11-21T09:00:00Z"), at("2026-11-21T10:00:00Z"), 24);
+        let due = missed_ticks(
+            &hourly,
+            at("2026-11-21T09:00:00Z"),
+            at("2026-11-21T10:00:00Z"),
+            24,
+        );
         assert_eq!(due, [at("2026-11-21T10:00:00Z")]);
     }
 }

@@ -96,10 +96,14 @@ pub async fn start(
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
-    let queues: Vec<_> = [REQUEST_LOGS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, PURGE_LOGS_QUEUE]
-        .into_iter()
-        .map(|name| queue::queue_config(settings, name))
-        .collect();
+    let queues: Vec<_> = [
+        REQUEST_LOGS_QUEUE,
+        FLAG_SUSPICIOUS_IPS_QUEUE,
+        PURGE_LOGS_QUEUE,
+    ]
+    .into_iter()
+    .map(|name| queue::queue_config(settings, name))
+    .collect();
 
     // Bring a large retry backlog into the active lists before any worker fetches.
     if let Err(error) = maintenance::run_once(&mut conn.clone(), &queues).await {
@@ -135,7 +139,14 @@ pub async fn start(
         flag_suspicious_ips::handle,
         1
     );
-    spawn_queue!(tasks, env, PURGE_LOGS_QUEUE, PurgeLogs, purge_logs::handle, 1);
+    spawn_queue!(
+        tasks,
+        env,
+        PURGE_LOGS_QUEUE,
+        PurgeLogs,
+        purge_logs::handle,
+        1
+    );
     tracing::info!(
         database = settings.database_kind(),
         request_log_workers = settings.worker.concurrency,

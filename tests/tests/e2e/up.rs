@@ -50,3 +50,57 @@ both_backends!(
         assert!(status.success(), "iptrack up exited with {status}");
     }
 );
+
+both_backends!(
+    iptrack_up_flags_an_address_that_probes_the_admin_pages,
+    |backend| async move {
+        let (db, redis) = (TestDb::empty(backend).await, TestRedis::new());
+        // A window every second, looking back a minute, so the test needs no real hour.
+        let stack = Stack::new(&db, &redis)
+            .with("IPTRACK_FLAG_SCHEDULE", "* * * * * *")
+            .with("IPTRACK_FLAG_WINDOW_SECS", "60")
+            .with("IPTRACK_FLAG_THRESHOLD", "5");
+        let _up = Service::start("iptrack", &["up"], &stack.env);
+        stack.wait_until_listening().await;
+
+        let client = reqwest::Client::new();
+        for _ in 0..8 {
+            client
+                .get(stack.url("/admin"))
+                .header("x-forwarded-for", "203.0.113.50")
+                .send()
+                .await
+                .unwrap();
+        }
+        client
+            .get(stack.url("/"))
+            .header("x-forwarded-for", "198.51.100.77")
+            .send()
+            .await
+            .unwrap();
+
+        let conn = db.connect().await;
+        let rules: BTreeSet<String> = eventually(Duration::from_secs(30), "both flags", || async {
+            let rules: BTreeSet<String> = iptrack_entity::suspicious_ip::Entity::find()
+                .all(&conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.ip_address == "203.0.113.50")
+                .map(|f| f.rule)
+                .collect();
+            (rules.len() == 2).then_some(rules)
+        })
+        .await;
+        assert_eq!(
+            rules,
+            BTreeSet::from(["sensitive-path".into(), "volume".into()])
+        );
+        assert_eq!(
+            db.count(&conn, "suspicious_ip WHERE ip_address = '198.51.100.77'")
+                .await,
+            0,
+            "a quiet address was flagged"
+        );
+    }
+);

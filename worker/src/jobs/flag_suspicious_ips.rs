@@ -130,11 +130,14 @@ pub async fn flag(
     let rows: Vec<_> = heavy
         .into_iter()
         .map(|(ip, n)| {
-            let reason = format!("{n} requests in {window} (threshold {threshold})");
+            let reason = format!("{} in {window} (threshold {threshold})", requests(n));
             row(ip, RULE_VOLUME, reason)
         })
         .chain(curious.into_iter().map(|(ip, n, example)| {
-            let reason = format!("{n} requests to sensitive paths in {window} (e.g. {example})");
+            let reason = format!(
+                "{} to sensitive paths in {window} (e.g. {example})",
+                requests(n)
+            );
             row(ip, RULE_SENSITIVE_PATH, reason)
         }))
         .collect();
@@ -166,6 +169,14 @@ fn describe(window: Duration) -> String {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
+    }
+}
+
+fn requests(n: i64) -> String {
+    if n == 1 {
+        "1 request".to_owned()
+    } else {
+        format!("{n} requests")
     }
 }
 

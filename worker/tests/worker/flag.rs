@@ -1,0 +1,196 @@
+//! flag-suspicious-ips and purge-logs against real databases.
+
+use chrono::{DateTime, Duration, Utc};
+use iptrack_core::{
+    jobs::{FlagSuspiciousIps, LogEvent, PurgeLogs, RequestLogBatch},
+    settings::Settings,
+};
+use iptrack_entity::{log_batch, suspicious_ip};
+use iptrack_tests::{TestDb, both_backends};
+use iptrack_worker::jobs::{
+    flag_suspicious_ips::{Flagged, flag},
+    purge_logs::purge,
+    request_logs::ingest,
+};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// `n` requests from `ip` to `path` at `time`.
+fn requests(ip: &str, path: &str, time: DateTime<Utc>, n: usize) -> Vec<LogEvent> {
+    (0..n)
+        .map(|_| LogEvent {
+            ip: ip.parse().unwrap(),
+            timestamp: time,
+            method: "GET".into(),
+            path: path.into(),
+            status: 200,
+        })
+        .collect()
+}
+
+async fn store(conn: &DatabaseConnection, events: Vec<LogEvent>) {
+    ingest(conn, &RequestLogBatch::new(events)).await.unwrap();
+}
+
+async fn flags(conn: &DatabaseConnection) -> Vec<(String, String, String)> {
+    suspicious_ip::Entity::find()
+        .order_by_asc(suspicious_ip::Column::IpAddress)
+        .order_by_asc(suspicious_ip::Column::Rule)
+        .all(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.ip_address, f.rule, f.reason))
+        .collect()
+}
+
+both_backends!(
+    the_hourly_rules_flag_exactly_the_addresses_that_broke_them,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let (start, end) = (at("2026-11-21T09:00:00Z"), at("2026-11-21T10:00:00Z"));
+        let inside = start + Duration::minutes(30);
+        // Over the threshold.
+        store(&conn, requests("203.0.113.1", "/", inside, 101)).await;
+        // At the threshold: not over it.
+        store(&conn, requests("203.0.113.2", "/", inside, 100)).await;
+        // Busy, but outside the window: the end is exclusive.
+        store(&conn, requests("203.0.113.3", "/", end, 150)).await;
+        store(
+            &conn,
+            requests("203.0.113.3", "/admin", start - Duration::seconds(1), 150),
+        )
+        .await;
+        // Below a sensitive path.
+        store(&conn, requests("203.0.113.4", "/admin/users", inside, 3)).await;
+        // Paths that only start with the same letters.
+        store(&conn, requests("203.0.113.5", "/administrator", inside, 1)).await;
+        store(&conn, requests("203.0.113.5", "/loginx", inside, 1)).await;
+        // Exactly at the start: inside.
+        store(&conn, requests("2001:db8::6", "/login", start, 1)).await;
+
+        let rules = Settings::default().schedules;
+        let job = FlagSuspiciousIps {
+            window_start: start,
+            window_end: end,
+        };
+        let found = flag(&conn, &rules, &job).await.unwrap();
+        assert_eq!(
+            found,
+            Flagged {
+                volume: 1,
+                sensitive: 2,
+                inserted: 3
+            }
+        );
+        let expected = vec![
+            (
+                "2001:db8::6".to_owned(),
+                "sensitive-path".to_owned(),
+                "1 request to sensitive paths in 1h (e.g. /login)".to_owned(),
+            ),
+            (
+                "203.0.113.1".to_owned(),
+                "volume".to_owned(),
+                "101 requests in 1h (threshold 100)".to_owned(),
+            ),
+            (
+                "203.0.113.4".to_owned(),
+                "sensitive-path".to_owned(),
+                "3 requests to sensitive paths in 1h (e.g. /admin/users)".to_owned(),
+            ),
+        ];
+        assert_eq!(flags(&conn).await, expected);
+
+        // Running the same window again adds nothing.
+        let again = flag(&conn, &rules, &job).await.unwrap();
+        assert_eq!(again.inserted, 0);
+        assert_eq!(flags(&conn).await, expected);
+    }
+);
+
+both_backends!(
+    threshold_and_sensitive_paths_follow_the_settings,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let (start, end) = (at("2026-11-21T09:00:00Z"), at("2026-11-21T09:15:00Z"));
+        let inside = start + Duration::minutes(1);
+        store(&conn, requests("198.51.100.1", "/", inside, 3)).await;
+        store(&conn, requests("198.51.100.2", "/wp_admin/x", inside, 1)).await;
+        store(&conn, requests("198.51.100.3", "/wpXadmin/x", inside, 1)).await;
+        store(&conn, requests("198.51.100.4", "/admin", inside, 1)).await;
+
+        let mut rules = Settings::default().schedules;
+        rules.flag_threshold = 2;
+        rules.sensitive_paths = vec!["/wp_admin".into()];
+        let job = FlagSuspiciousIps {
+            window_start: start,
+            window_end: end,
+        };
+        flag(&conn, &rules, &job).await.unwrap();
+        let got: Vec<_> = flags(&conn)
+            .await
+            .into_iter()
+            .map(|(ip, _, reason)| (ip, reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "198.51.100.1".to_owned(),
+                    "3 requests in 15m (threshold 2)".to_owned()
+                ),
+                (
+                    "198.51.100.2".to_owned(),
+                    "1 request to sensitive paths in 15m (e.g. /wp_admin/x)".to_owned()
+                ),
+            ]
+        );
+    }
+);
+
+both_backends!(
+    purging_deletes_only_what_is_older_than_the_retention,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let now = Utc::now();
+        store(
+            &conn,
+            requests("198.51.100.9", "/old", now - Duration::days(40), 25_000),
+        )
+        .await;
+        store(
+            &conn,
+            requests("198.51.100.9", "/new", now - Duration::days(1), 10),
+        )
+        .await;
+        log_batch::Entity::insert(log_batch::ActiveModel {
+            batch_id: Set("old-batch".into()),
+            events: Set(1),
+            ingested_at: Set(now - Duration::days(40)),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+
+        let deleted = purge(
+            &conn,
+            &PurgeLogs {
+                older_than: now - Duration::days(30),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(deleted, 25_000);
+        assert_eq!(db.count(&conn, "request_log").await, 10);
+        assert_eq!(db.count(&conn, "request_log WHERE path = '/new'").await, 10);
+        // The two batches ingested just now stay; the old batch id is gone.
+        assert_eq!(db.count(&conn, "log_batch").await, 2);
+    }
+);
