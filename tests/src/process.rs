@@ -7,11 +7,16 @@ use std::{
     time::Duration,
 };
 
-/// Directory holding the built binaries: the test executable lives in `target/<profile>/deps`.
+/// Directory holding the built binaries, `target/<profile>`: test executables live in its
+/// `deps/`, benchmark binaries in it directly.
 fn binary_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("no current executable");
-    let deps = exe.parent().expect("test executable has no directory");
-    deps.parent().expect("deps has no parent").to_owned()
+    let dir = exe.parent().expect("executable has no directory");
+    if dir.ends_with("deps") {
+        dir.parent().expect("deps has no parent").to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// Path of a workspace binary; panics with the command to run when it was not built.
