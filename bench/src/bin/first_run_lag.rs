@@ -81,7 +81,10 @@ async fn one_run(backend: Backend, requests: usize) -> (Duration, Duration) {
         if db.count(&conn, "request_log").await >= requests as i64 {
             break;
         }
-        assert!(last_response.elapsed() < Duration::from_secs(60), "rows never arrived");
+        assert!(
+            last_response.elapsed() < Duration::from_secs(60),
+            "rows never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (last_response.elapsed(), last_response - started)
