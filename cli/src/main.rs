@@ -1,9 +1,14 @@
 //! `iptrack`: the operator's command. Each subcommand lives in `commands/`.
 
+// A command-line tool's results belong on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::{path::PathBuf, process::ExitCode};
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use iptrack_core::{Settings, telemetry};
+use ipnet::IpNet;
+use iptrack_core::{Settings, blocklist::parse_block_target, telemetry};
 
 mod commands;
 
@@ -24,12 +29,78 @@ enum Command {
     Migrate,
     /// Run web, worker and scheduler in one process (migrations applied first).
     Up,
+    /// Block an address or network (IPv4 or IPv6); blocking it again updates it.
+    Block {
+        /// Address or CIDR network, e.g. 203.0.113.7, 2001:db8::/32.
+        #[arg(value_parser = parse_target)]
+        target: IpNet,
+        /// Why, for the people who read the list later.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long the block lasts (e.g. 30m, 12h, 7d); default until unblocked.
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Remove the block of an address or network.
+    Unblock {
+        #[arg(value_parser = parse_target)]
+        target: IpNet,
+    },
+    /// List the blocks in force.
+    Blocked {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enqueue flag-suspicious-ips now for the window ending at --window-end.
+    FlagSuspicious {
+        /// End of the window (RFC 3339, e.g. 2026-11-21T10:00:00Z); default now.
+        #[arg(long, value_parser = parse_time)]
+        window_end: Option<DateTime<Utc>>,
+    },
+    /// List the most recently flagged addresses.
+    Suspicious {
+        /// How many flags to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_target(text: &str) -> Result<IpNet, String> {
+    parse_block_target(text).map_err(|e| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!(
+            "{text:?} is not a duration; expected e.g. 30m, 12h, 7d"
+        )),
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; expected RFC 3339, e.g. 2026-11-21T10:00:00Z"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // clap exits with status 2 and one line on malformed arguments.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Malformed arguments: status 2 and one line (clap's own message adds usage lines).
+        Err(error) if error.use_stderr() => {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("iptrack: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(help_or_version) => help_or_version.exit(),
+    };
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -41,6 +112,19 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Up => commands::up::run(&settings).await,
+        Command::Block {
+            target,
+            reason,
+            duration,
+        } => commands::block::block(&settings, target, reason, duration).await,
+        Command::Unblock { target } => commands::block::unblock(&settings, target).await,
+        Command::Blocked { json } => commands::block::list(&settings, json).await,
+        Command::FlagSuspicious { window_end } => {
+            commands::flag_suspicious::run(&settings, window_end).await
+        }
+        Command::Suspicious { limit, json } => {
+            commands::suspicious::run(&settings, limit, json).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

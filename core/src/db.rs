@@ -4,11 +4,23 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
+/// Like [`connect`], but without connecting yet: for processes that must start (and serve)
+/// while the database is away. Each query then fails until it is back.
+pub async fn connect_lazy(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(database_url);
+    options.connect_lazy(true);
+    Database::connect(options).await
+}
+
 /// Connects to `database_url` (SQLite or PostgreSQL).
 ///
 /// SQLite runs in WAL mode with a busy timeout: several worker processes then share one file,
 /// waiting for the writer lock instead of failing with "database is locked".
 pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(options(database_url)).await
+}
+
+fn options(database_url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .connect_timeout(Duration::from_secs(5))
@@ -21,5 +33,5 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
         });
-    Database::connect(options).await
+    options
 }

@@ -3,6 +3,7 @@
 //! connection and telemetry setup. Every iptrack process depends on this crate; it depends
 //! on no other iptrack crate.
 
+pub mod blocklist;
 pub mod client_ip;
 pub mod db;
 pub mod jobs;

@@ -25,6 +25,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_TRUSTED_PROXIES",
     "IPTRACK_PROXY_HEADER",
     "IPTRACK_REDIS_PREFIX",
+    "IPTRACK_SAFELIST",
+    "IPTRACK_BLOCKLIST_RELOAD_SECS",
+    "IPTRACK_AUTO_BLOCK_SECS",
     "IPTRACK_LOG_BUFFER",
     "IPTRACK_BATCH_MAX_EVENTS",
     "IPTRACK_BATCH_MAX_WAIT_MS",
@@ -61,6 +64,12 @@ pub struct Settings {
     pub proxy_header: ProxyHeader,
     /// `IPTRACK_REDIS_PREFIX`: every Redis key iptrack writes starts with this.
     pub redis_prefix: String,
+    /// `IPTRACK_SAFELIST`: comma-separated CIDRs that blocks (and rate limits) never apply
+    /// to, e.g. your monitoring and office.
+    pub safelist: Vec<IpNet>,
+    /// `IPTRACK_BLOCKLIST_RELOAD_SECS`: each web instance reloads the whole blocklist this
+    /// often, repairing any change notice it missed. Default 60.
+    pub blocklist_reload: Duration,
     /// Request-log pipeline in the web process.
     pub log_pipeline: LogPipelineSettings,
     /// apalis worker tuning in the worker process.
@@ -122,6 +131,9 @@ pub struct ScheduleSettings {
     pub purge_schedule: String,
     /// `IPTRACK_LOG_RETENTION_DAYS`: request logs older than this are purged.
     pub log_retention: Duration,
+    /// `IPTRACK_AUTO_BLOCK_SECS`: when set (not 0), every address the flag job flags is
+    /// also blocked for this long. Off by default.
+    pub auto_block: Option<Duration>,
 }
 
 /// Output format of the process's own logs.
@@ -167,6 +179,8 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwardedFor,
             redis_prefix: "iptrack".to_owned(),
+            safelist: Vec::new(),
+            blocklist_reload: Duration::from_secs(60),
             log_pipeline: LogPipelineSettings {
                 buffer_capacity: 100_000,
                 batch_max_events: 1_000,
@@ -186,6 +200,7 @@ impl Default for Settings {
                 flag_catch_up_windows: 24,
                 purge_schedule: "0 30 3 * * *".to_owned(),
                 log_retention: Duration::from_secs(30 * 86_400),
+                auto_block: None,
             },
             log_format: LogFormat::Text,
         }
@@ -258,6 +273,18 @@ impl Settings {
             }
             s.redis_prefix = v.to_owned();
         }
+        if let Some(v) = get("IPTRACK_SAFELIST") {
+            s.safelist =
+                parse_networks(v).map_err(|reason| invalid("IPTRACK_SAFELIST", v, reason))?;
+        }
+        if let Some(v) = get("IPTRACK_BLOCKLIST_RELOAD_SECS") {
+            s.blocklist_reload = Duration::from_secs(parse_bounded(
+                "IPTRACK_BLOCKLIST_RELOAD_SECS",
+                v,
+                1,
+                86_400,
+            )?);
+        }
         let p = &mut s.log_pipeline;
         if let Some(v) = get("IPTRACK_LOG_BUFFER") {
             p.buffer_capacity = parse_bounded("IPTRACK_LOG_BUFFER", v, 1, 10_000_000)?;
@@ -310,6 +337,10 @@ impl Settings {
             sc.log_retention = Duration::from_secs(
                 86_400 * parse_bounded::<u64>("IPTRACK_LOG_RETENTION_DAYS", v, 1, 36_500)?,
             );
+        }
+        if let Some(v) = get("IPTRACK_AUTO_BLOCK_SECS") {
+            let secs: u64 = parse_bounded("IPTRACK_AUTO_BLOCK_SECS", v, 0, 365 * 86_400)?;
+            s.schedules.auto_block = (secs > 0).then(|| Duration::from_secs(secs));
         }
         if let Some(v) = get("IPTRACK_LOG_FORMAT") {
             s.log_format = match v.to_ascii_lowercase().as_str() {

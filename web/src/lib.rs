@@ -5,15 +5,19 @@
 //!   an in-process buffer without waiting on any I/O.
 //! - [`LogPipeline`]: that buffer and the batcher task that pushes batches of events onto
 //!   the Redis queue `request-logs`, retrying while Redis is away.
-//! - [`startup`]: the reference server (`iptrack-web`) built from the two.
+//! - [`blocklist`]: the in-memory blocklist the middleware consults, kept current from the
+//!   `blocked_ip` table and Redis change notices.
+//! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
 mod batcher;
+pub mod blocklist;
 pub mod metrics;
 mod middleware;
 mod pipeline;
 mod routes;
 pub mod startup;
 
+pub use blocklist::SharedBlocklist;
 pub use middleware::{ClientIp, IpTracking};
 pub use pipeline::{LogPipeline, LogSink};
 pub use startup::{Application, WebOptions};

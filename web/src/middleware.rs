@@ -1,5 +1,6 @@
-//! The `IpTracking` middleware: resolve the client address, let the application answer,
-//! then record the request in the log buffer. Nothing here waits on I/O.
+//! The `IpTracking` middleware: resolve the client address, refuse it with 403 when it is
+//! blocked, otherwise let the application answer; then record the request (blocked ones
+//! too) in the log buffer. Nothing here waits on I/O: the blocklist is in memory.
 
 use std::{
     future::{Ready, ready},
@@ -9,18 +10,20 @@ use std::{
 };
 
 use actix_web::{
-    Error, FromRequest, HttpMessage, HttpRequest,
-    body::MessageBody,
+    Error, FromRequest, HttpMessage, HttpRequest, HttpResponse,
+    body::{EitherBody, MessageBody},
     dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    http::{StatusCode, header::ContentType},
 };
 use chrono::Utc;
 use futures::future::LocalBoxFuture;
+use ipnet::IpNet;
 use iptrack_core::{
     client_ip::ClientIpResolver,
     jobs::{LogEvent, bounded_path},
 };
 
-use crate::pipeline::LogSink;
+use crate::{blocklist::SharedBlocklist, pipeline::LogSink};
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
@@ -34,17 +37,47 @@ pub struct IpTracking {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     resolver: ClientIpResolver,
     sink: LogSink,
+    blocklist: Option<SharedBlocklist>,
+    safelist: Vec<IpNet>,
 }
 
 impl IpTracking {
+    /// Logs every request; blocks nothing.
     pub fn new(resolver: ClientIpResolver, sink: LogSink) -> Self {
         Self {
-            inner: Arc::new(Inner { resolver, sink }),
+            inner: Arc::new(Inner {
+                resolver,
+                sink,
+                blocklist: None,
+                safelist: Vec::new(),
+            }),
         }
+    }
+
+    /// Also answers 403 to clients `blocklist` blocks, except those in `safelist`.
+    pub fn with_blocklist(self, blocklist: SharedBlocklist, safelist: Vec<IpNet>) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                blocklist: Some(blocklist),
+                safelist,
+                ..inner
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn is_blocked(&self, ip: IpAddr) -> bool {
+        let Some(blocklist) = &self.blocklist else {
+            return false;
+        };
+        !self.safelist.iter().any(|net| net.contains(&ip))
+            && blocklist.load().blocks(ip, Utc::now())
     }
 }
 
@@ -78,7 +111,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Transform = IpTrackingMiddleware<S>;
     type InitError = ();
@@ -104,7 +137,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -126,6 +159,17 @@ where
         let path = bounded_path(req.path());
         let method = req.method().as_str().to_owned();
 
+        if self.inner.is_blocked(ip) {
+            // A short body that reveals nothing about why; logged like any request.
+            let response = HttpResponse::Forbidden()
+                .content_type(ContentType::plaintext())
+                .body("Forbidden\n");
+            record(&self.inner.sink, ip, method, path, StatusCode::FORBIDDEN);
+            let (request, _) = req.into_parts();
+            let response = ServiceResponse::new(request, response).map_into_right_body();
+            return Box::pin(async move { Ok(response) });
+        }
+
         let inner = self.inner.clone();
         let response = self.service.call(req);
         Box::pin(async move {
@@ -134,14 +178,18 @@ where
                 Ok(response) => response.status(),
                 Err(error) => error.as_response_error().status_code(),
             };
-            inner.sink.record(LogEvent {
-                ip,
-                timestamp: Utc::now(),
-                method,
-                path,
-                status: status.as_u16(),
-            });
-            result
+            record(&inner.sink, ip, method, path, status);
+            result.map(ServiceResponse::map_into_left_body)
         })
     }
+}
+
+fn record(sink: &LogSink, ip: IpAddr, method: String, path: String, status: StatusCode) {
+    sink.record(LogEvent {
+        ip,
+        timestamp: Utc::now(),
+        method,
+        path,
+        status: status.as_u16(),
+    });
 }

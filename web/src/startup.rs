@@ -5,10 +5,11 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context;
-use iptrack_core::{client_ip::ClientIpResolver, queue, settings::Settings};
+use iptrack_core::{client_ip::ClientIpResolver, db, queue, settings::Settings};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    blocklist,
     middleware::IpTracking,
     pipeline::LogPipeline,
     routes::{self, AppState},
@@ -36,6 +37,8 @@ pub struct Application {
     port: u16,
     server: Server,
     pipeline: Option<LogPipeline>,
+    /// Stops the blocklist sync task when the server stops.
+    background: CancellationToken,
 }
 
 impl std::fmt::Debug for Application {
@@ -55,9 +58,20 @@ impl Application {
         let redis = deadpool_redis::Config::from_url(settings.redis_url.clone())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .context("cannot create the Redis pool (REDIS_URL)")?;
+        let background = CancellationToken::new();
         let pipeline = if options.tracking {
             let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
             Some(LogPipeline::start(settings, conn))
+        } else {
+            None
+        };
+        // Lazy: the web serves (and logs) while the database is away; the blocklist keeps
+        // its last good copy and reloads when the database returns.
+        let blocklist = if options.tracking {
+            let db = db::connect_lazy(&settings.database_url)
+                .await
+                .context("DATABASE_URL")?;
+            Some(blocklist::start(settings, db, background.clone()).0)
         } else {
             None
         };
@@ -68,10 +82,13 @@ impl Application {
 
         let server = match &pipeline {
             Some(pipeline) => {
-                let tracking = IpTracking::new(
+                let mut tracking = IpTracking::new(
                     ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
                     pipeline.sink(),
                 );
+                if let Some(blocklist) = blocklist {
+                    tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
+                }
                 HttpServer::new(move || {
                     App::new()
                         .wrap(tracking.clone())
@@ -103,6 +120,7 @@ impl Application {
             port,
             server,
             pipeline,
+            background,
         })
     }
 
@@ -122,6 +140,7 @@ impl Application {
                 server.await
             }
         };
+        self.background.cancel();
         if let Some(pipeline) = self.pipeline {
             pipeline.finish().await;
         }

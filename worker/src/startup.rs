@@ -30,6 +30,8 @@ use crate::{
 pub struct RunningWorkers {
     /// Starts of the supervised apalis workers (restarts included).
     pub stats: Arc<SupervisorStats>,
+    /// How many apalis workers are supervised (all queues).
+    pub supervised: usize,
     tasks: JoinSet<()>,
 }
 
@@ -116,6 +118,8 @@ pub async fn start(
         context: JobContext {
             db,
             rules: Arc::new(settings.schedules.clone()),
+            redis: conn.clone(),
+            redis_prefix: settings.redis_prefix.clone(),
         },
         stats: Arc::new(SupervisorStats::default()),
         shutdown: shutdown.clone(),
@@ -154,6 +158,8 @@ pub async fn start(
     );
     Ok(RunningWorkers {
         stats: env.stats,
+        // One per request-log slot, plus the flag and purge workers.
+        supervised: settings.worker.concurrency + 2,
         tasks,
     })
 }

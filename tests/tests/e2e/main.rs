@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod blocking;
 mod processes;
 mod up;
 mod worker_killed;

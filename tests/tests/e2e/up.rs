@@ -104,3 +104,34 @@ both_backends!(
         );
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_automatic_blocking_a_flagged_prober_is_refused() {
+    let (db, redis) = (
+        TestDb::empty(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let stack = Stack::new(&db, &redis)
+        .with("IPTRACK_FLAG_SCHEDULE", "* * * * * *")
+        .with("IPTRACK_FLAG_WINDOW_SECS", "60")
+        .with("IPTRACK_AUTO_BLOCK_SECS", "600");
+    let _up = Service::start("iptrack", &["up"], &stack.env);
+    stack.wait_until_listening().await;
+    let client = reqwest::Client::new();
+    let get = |path: &'static str, ip: &'static str| {
+        let request = client.get(stack.url(path)).header("x-forwarded-for", ip);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/admin", "203.0.113.51").await, 200);
+    eventually(
+        Duration::from_secs(30),
+        "the prober to be refused",
+        || async { (get("/", "203.0.113.51").await == 403).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        get("/", "198.51.100.51").await,
+        200,
+        "a quiet client was blocked"
+    );
+}

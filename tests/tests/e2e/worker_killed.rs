@@ -17,9 +17,27 @@ both_backends!(
             .with("IPTRACK_BATCH_MAX_EVENTS", "10")
             .with("IPTRACK_BATCH_MAX_WAIT_MS", "5");
         let mut doomed = Service::start("iptrack-worker", &[], &stack.env);
-        let _survivor = Service::start("iptrack-worker", &[], &stack.env);
+        let survivor = Service::start("iptrack-worker", &[], &stack.env);
         let _web = Service::start("iptrack-web", &[], &stack.env);
         stack.wait_until_listening().await;
+        // Both workers registered before the database is locked: a worker still connecting
+        // would wait on the lock instead of taking jobs.
+        let mut redis_conn = redis.connection().await;
+        let workers_key = format!("{}:request-logs:workers", redis.prefix);
+        for pid in [doomed.pid(), survivor.pid()] {
+            eventually(Duration::from_secs(30), "both workers to register", || {
+                let mut redis_conn = redis_conn.clone();
+                let workers_key = workers_key.clone();
+                async move {
+                    let names: Vec<String> = redis_conn.zrange(workers_key, 0, -1).await.unwrap();
+                    names
+                        .iter()
+                        .any(|n| n.contains(&format!("-{pid}-")))
+                        .then_some(())
+                }
+            })
+            .await;
+        }
 
         // Stall every write so the workers are certain to hold jobs when one is killed.
         let conn = db.connect().await;
@@ -35,7 +53,6 @@ both_backends!(
 
         send_requests(&stack, 0..300).await;
         let doomed_pid = doomed.pid().to_string();
-        let mut redis_conn = redis.connection().await;
         eventually(
             Duration::from_secs(20),
             "the doomed worker to hold jobs",

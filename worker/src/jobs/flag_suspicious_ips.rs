@@ -7,17 +7,24 @@
 //! Both are one GROUP BY over the time index each, never rows loaded into memory. The rows
 //! go to `suspicious_ip` with ON CONFLICT DO NOTHING on (address, rule, window start), so
 //! running a window again adds nothing.
+//!
+//! With `IPTRACK_AUTO_BLOCK_SECS` set, every flagged address is also blocked for that long
+//! (never shortening a longer block) and the change is announced to the web instances.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
-use iptrack_core::{jobs::FlagSuspiciousIps, settings::ScheduleSettings};
-use iptrack_entity::{request_log, suspicious_ip};
+use iptrack_core::{
+    blocklist::{BlocklistChange, parse_block_target, publish_change},
+    jobs::FlagSuspiciousIps,
+    settings::ScheduleSettings,
+};
+use iptrack_entity::{blocked_ip, request_log, suspicious_ip};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Select,
     TryInsertResult,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
@@ -31,7 +38,7 @@ pub const RULE_SENSITIVE_PATH: &str = "sensitive-path";
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// What a run found and stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Flagged {
     /// Addresses over the request threshold.
     pub volume: usize,
@@ -39,27 +46,125 @@ pub struct Flagged {
     pub sensitive: usize,
     /// New `suspicious_ip` rows (0 when the window was flagged before).
     pub inserted: u64,
+    /// Every address flagged, by either rule, sorted, each once.
+    pub addresses: Vec<String>,
 }
 
 /// The apalis handler.
 pub async fn handle(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    match flag(&ctx.db, &ctx.rules, &job).await {
-        Ok(found) => {
-            tracing::info!(
-                window_start = %job.window_start,
-                window_end = %job.window_end,
-                volume = found.volume,
-                sensitive = found.sensitive,
-                inserted = found.inserted,
-                "suspicious addresses flagged"
-            );
-            Ok(())
-        }
+    let flagged = match flag(&ctx.db, &ctx.rules, &job).await {
+        Ok(found) => found,
         Err(error) => {
             tracing::warn!(window_end = %job.window_end, "flagging failed: {error:#}");
-            Err(error.into())
+            return Err(error.into());
+        }
+    };
+    tracing::info!(
+        window_start = %job.window_start,
+        window_end = %job.window_end,
+        volume = flagged.volume,
+        sensitive = flagged.sensitive,
+        inserted = flagged.inserted,
+        "suspicious addresses flagged"
+    );
+    if let Some(duration) = ctx.rules.auto_block {
+        let mut redis = ctx.redis.clone();
+        if let Err(error) = block_flagged(
+            &ctx.db,
+            &mut redis,
+            &ctx.redis_prefix,
+            &flagged.addresses,
+            duration,
+        )
+        .await
+        {
+            tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
+            return Err(error.into());
         }
     }
+    Ok(())
+}
+
+/// Blocks each of `addresses` for `duration` from now and announces each block.
+/// Idempotent: a block already lasting as long or longer is kept as it is.
+pub async fn block_flagged(
+    db: &DatabaseConnection,
+    redis: &mut redis::aio::ConnectionManager,
+    redis_prefix: &str,
+    addresses: &[String],
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let expires_at = Utc::now() + chrono::Duration::from_std(duration)?;
+    for address in addresses {
+        let network = parse_block_target(address)
+            .with_context(|| format!("flagged address {address:?} is not an address"))?;
+        blocked_ip::block(
+            db,
+            address,
+            "automatic: flagged as suspicious",
+            Some(expires_at),
+            true,
+        )
+        .await
+        .context("cannot write blocked_ip")?;
+        let change = BlocklistChange::Block {
+            network,
+            expires_at: Some(expires_at),
+        };
+        // The web instances' periodic reload covers a notice that does not get through.
+        if let Err(error) = publish_change(redis, redis_prefix, &change).await {
+            tracing::warn!(%error, address, "blocked, but the change notice failed");
+        }
+    }
+    if !addresses.is_empty() {
+        tracing::info!(
+            blocked = addresses.len(),
+            "flagged addresses blocked automatically"
+        );
+    }
+    Ok(())
+}
+
+/// Addresses with more than `threshold` requests in the window: `(address, requests)`.
+pub fn volume_query(job: &FlagSuspiciousIps, threshold: i64) -> Select<request_log::Entity> {
+    request_log::Entity::find()
+        .select_only()
+        .column(request_log::Column::IpAddress)
+        .column_as(request_log::Column::Id.count(), "requests")
+        .filter(in_window(job))
+        .group_by(request_log::Column::IpAddress)
+        .having(Expr::col(request_log::Column::Id).count().gt(threshold))
+}
+
+/// Addresses that requested one of `prefixes` (or a path below one) in the window:
+/// `(address, requests, an example path)`.
+pub fn sensitive_query(
+    job: &FlagSuspiciousIps,
+    prefixes: &[String],
+) -> Select<request_log::Entity> {
+    let mut sensitive_paths = Condition::any();
+    for prefix in prefixes {
+        sensitive_paths = sensitive_paths
+            .add(request_log::Column::Path.eq(prefix.as_str()))
+            .add(
+                Expr::col(request_log::Column::Path)
+                    .like(LikeExpr::new(format!("{}/%", escape_like(prefix))).escape('\\')),
+            );
+    }
+    request_log::Entity::find()
+        .select_only()
+        .column(request_log::Column::IpAddress)
+        .column_as(request_log::Column::Id.count(), "requests")
+        .column_as(request_log::Column::Path.min(), "example")
+        .filter(in_window(job))
+        .filter(sensitive_paths)
+        .group_by(request_log::Column::IpAddress)
+}
+
+fn in_window(job: &FlagSuspiciousIps) -> Condition {
+    Condition::all()
+        .add(request_log::Column::Timestamp.gte(job.window_start))
+        .add(request_log::Column::Timestamp.lt(job.window_end))
 }
 
 /// Flags the window `job` names according to `rules`.
@@ -68,45 +173,18 @@ pub async fn flag(
     rules: &ScheduleSettings,
     job: &FlagSuspiciousIps,
 ) -> anyhow::Result<Flagged> {
-    let in_window = Condition::all()
-        .add(request_log::Column::Timestamp.gte(job.window_start))
-        .add(request_log::Column::Timestamp.lt(job.window_end));
     let window = describe(
         (job.window_end - job.window_start)
             .to_std()
             .unwrap_or_default(),
     );
     let threshold = i64::try_from(rules.flag_threshold).unwrap_or(i64::MAX);
-
-    let heavy: Vec<(String, i64)> = request_log::Entity::find()
-        .select_only()
-        .column(request_log::Column::IpAddress)
-        .column_as(request_log::Column::Id.count(), "requests")
-        .filter(in_window.clone())
-        .group_by(request_log::Column::IpAddress)
-        .having(Expr::col(request_log::Column::Id).count().gt(threshold))
+    let heavy: Vec<(String, i64)> = volume_query(job, threshold)
         .into_tuple()
         .all(db)
         .await
         .context("volume query failed")?;
-
-    let mut sensitive_paths = Condition::any();
-    for prefix in &rules.sensitive_paths {
-        sensitive_paths = sensitive_paths
-            .add(request_log::Column::Path.eq(prefix.as_str()))
-            .add(
-                Expr::col(request_log::Column::Path)
-                    .like(LikeExpr::new(format!("{}/%", escape_like(prefix))).escape('\\')),
-            );
-    }
-    let curious: Vec<(String, i64, String)> = request_log::Entity::find()
-        .select_only()
-        .column(request_log::Column::IpAddress)
-        .column_as(request_log::Column::Id.count(), "requests")
-        .column_as(request_log::Column::Path.min(), "example")
-        .filter(in_window)
-        .filter(sensitive_paths)
-        .group_by(request_log::Column::IpAddress)
+    let curious: Vec<(String, i64, String)> = sensitive_query(job, &rules.sensitive_paths)
         .into_tuple()
         .all(db)
         .await
@@ -122,10 +200,18 @@ pub async fn flag(
         window_end: Set(job.window_end),
         flagged_at: Set(now),
     };
+    let mut addresses: Vec<String> = heavy
+        .iter()
+        .map(|(ip, _)| ip.clone())
+        .chain(curious.iter().map(|(ip, _, _)| ip.clone()))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
     let found = Flagged {
         volume: heavy.len(),
         sensitive: curious.len(),
         inserted: 0,
+        addresses,
     };
     let rows: Vec<_> = heavy
         .into_iter()

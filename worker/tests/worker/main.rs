@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auto_block;
 mod flag;
 mod ingest;
 mod queue_edges;

@@ -1,0 +1,33 @@
+//! `iptrack flag-suspicious`: enqueue a flag-suspicious-ips job now, outside the schedule.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use iptrack_core::{
+    Settings,
+    jobs::{FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps},
+    queue::{self, JobQueue},
+};
+
+/// Enqueues the window of `IPTRACK_FLAG_WINDOW_SECS` that ends at `window_end` (default:
+/// now). Re-running a window is harmless: flags are unique per window.
+pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+    let window_end = window_end.unwrap_or_else(Utc::now);
+    let window = chrono::Duration::from_std(settings.schedules.flag_window)
+        .context("IPTRACK_FLAG_WINDOW_SECS out of range")?;
+    let job = FlagSuspiciousIps {
+        window_start: window_end - window,
+        window_end,
+    };
+    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    let mut jobs = JobQueue::new(
+        conn,
+        queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE),
+    );
+    jobs.push(&[job]).await.context("cannot reach Redis")?;
+    println!(
+        "enqueued flag-suspicious-ips for [{}, {})",
+        job.window_start.to_rfc3339(),
+        job.window_end.to_rfc3339()
+    );
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `iptrack suspicious`: the most recent flags.
+
+use anyhow::Context;
+use iptrack_core::{Settings, db};
+use iptrack_entity::suspicious_ip;
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+
+pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<()> {
+    let db = db::connect(&settings.database_url)
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")?;
+    let flags = suspicious_ip::Entity::find()
+        .order_by_desc(suspicious_ip::Column::WindowEnd)
+        .order_by_asc(suspicious_ip::Column::IpAddress)
+        .limit(limit)
+        .all(&db)
+        .await
+        .context("cannot read suspicious_ip")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&flags)?);
+        return Ok(());
+    }
+    if flags.is_empty() {
+        println!("no suspicious addresses flagged");
+        return Ok(());
+    }
+    let mut table = super::table(&["address", "rule", "reason", "window (UTC)"]);
+    for flag in flags {
+        table.add_row(vec![
+            flag.ip_address,
+            flag.rule,
+            flag.reason,
+            format!(
+                "{} – {}",
+                flag.window_start.format("%Y-%m-%d %H:%M:%S"),
+                flag.window_end.format("%H:%M:%S")
+            ),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Keeps this instance's copy of the blocklist current.
+//!
+//! Readers (the middleware) load the current [`Blocklist`] from an `ArcSwap`: no lock, no
+//! I/O. One task here writes it: a full load from `blocked_ip` at start, then every change
+//! notice from Redis applied at once, plus a full reload every `IPTRACK_BLOCKLIST_RELOAD_SECS`
+//! and after every (re)subscription, which repairs notices lost while disconnected.
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use futures::StreamExt;
+use iptrack_core::{
+    blocklist::{Blocklist, BlocklistChange, change_channel, parse_block_target},
+    settings::Settings,
+};
+use iptrack_entity::blocked_ip;
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The blocklist as the middleware reads it.
+pub type SharedBlocklist = Arc<ArcSwap<Blocklist>>;
+
+/// Wait before subscribing again after the Redis connection failed.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+/// Starts keeping a blocklist current; returns it (empty until the first load) and the task.
+pub fn start(
+    settings: &Settings,
+    db: DatabaseConnection,
+    shutdown: CancellationToken,
+) -> (SharedBlocklist, JoinHandle<()>) {
+    let shared: SharedBlocklist = Arc::new(ArcSwap::from_pointee(Blocklist::new()));
+    let task = tokio::spawn(run(
+        shared.clone(),
+        db,
+        settings.redis_url.clone(),
+        change_channel(&settings.redis_prefix),
+        settings.blocklist_reload,
+        shutdown,
+    ));
+    (shared, task)
+}
+
+async fn run(
+    shared: SharedBlocklist,
+    db: DatabaseConnection,
+    redis_url: String,
+    channel: String,
+    reload_every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut redis_failing = false;
+    loop {
+        let subscription = subscribe(&redis_url, &channel).await;
+        // Whatever happened while not subscribed is in the table.
+        reload(&shared, &db).await;
+        let mut reload_timer = tokio::time::interval(reload_every);
+        reload_timer.reset();
+        match subscription {
+            Ok(pubsub) => {
+                if redis_failing {
+                    tracing::info!("blocklist notices flow again");
+                    redis_failing = false;
+                }
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => apply(&shared, message.get_payload_bytes()),
+                            None => break, // connection lost: subscribe again
+                        },
+                        _ = reload_timer.tick() => reload(&shared, &db).await,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+            Err(error) => {
+                if !redis_failing {
+                    tracing::warn!(%error, "cannot subscribe to blocklist notices; relying on periodic reloads");
+                    redis_failing = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+fn apply(shared: &SharedBlocklist, payload: &[u8]) {
+    match serde_json::from_slice::<BlocklistChange>(payload) {
+        Ok(change) => {
+            shared.rcu(|current| {
+                let mut next = Blocklist::clone(current);
+                next.apply(&change);
+                next
+            });
+            tracing::debug!(?change, "blocklist change applied");
+        }
+        Err(error) => tracing::warn!(%error, "ignoring a malformed blocklist notice"),
+    }
+}
+
+/// Replaces the blocklist with what `blocked_ip` holds. On failure the old list stays.
+async fn reload(shared: &SharedBlocklist, db: &DatabaseConnection) {
+    let rows = match blocked_ip::active(db, Utc::now()).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "cannot reload the blocklist; keeping the current one");
+            return;
+        }
+    };
+    let mut list = Blocklist::new();
+    for row in rows {
+        match parse_block_target(&row.ip_address) {
+            Ok(network) => list.insert(network, row.expires_at),
+            Err(error) => {
+                tracing::warn!(%error, id = row.id, "skipping a malformed blocked_ip row")
+            }
+        }
+    }
+    tracing::debug!(entries = list.len(), "blocklist reloaded");
+    shared.store(Arc::new(list));
+}
