@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod blocking;
+mod flagging;
 mod processes;
 mod up;
 mod worker_killed;

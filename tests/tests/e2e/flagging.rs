@@ -1,0 +1,80 @@
+//! Flagging on demand from the CLI, and listing the flags.
+
+use std::{process::Command, time::Duration};
+
+use redis::AsyncCommands;
+
+use iptrack_tests::{
+    TestDb, TestRedis, both_backends, eventually,
+    process::{Service, binary},
+};
+
+use crate::Stack;
+
+fn iptrack(stack: &Stack, args: &[&str]) -> (i32, String) {
+    let output = Command::new(binary("iptrack"))
+        .args(args)
+        .env_clear()
+        .envs(&stack.env)
+        .output()
+        .expect("cannot run iptrack");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+both_backends!(
+    flag_suspicious_on_demand_flags_what_was_just_logged,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let stack = Stack::new(&db, &redis);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        stack.wait_until_listening().await;
+        let client = reqwest::Client::new();
+        for _ in 0..3 {
+            client
+                .post(stack.url("/login"))
+                .header("x-forwarded-for", "203.0.113.60")
+                .send()
+                .await
+                .unwrap();
+        }
+        let conn = db.connect().await;
+        eventually(Duration::from_secs(10), "3 rows", || async {
+            (db.count(&conn, "request_log").await == 3).then_some(())
+        })
+        .await;
+
+        let (code, stdout) = iptrack(&stack, &["flag-suspicious"]);
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.starts_with("enqueued flag-suspicious-ips for ["), "{stdout}");
+        eventually(Duration::from_secs(10), "a flag", || async {
+            (db.count(&conn, "suspicious_ip").await == 1).then_some(())
+        })
+        .await;
+
+        let (code, stdout) = iptrack(&stack, &["suspicious"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("203.0.113.60"), "{stdout}");
+        assert!(stdout.contains("3 requests to sensitive paths in 1h (e.g. /login)"), "{stdout}");
+        let (_, json) = iptrack(&stack, &["suspicious", "--json"]);
+        let flags: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(flags[0]["ip_address"], "203.0.113.60");
+        assert_eq!(flags[0]["rule"], "sensitive-path");
+
+        // A window that ended before the requests flags nothing new.
+        let (code, _) = iptrack(&stack, &["flag-suspicious", "--window-end", "2020-01-01T00:00:00Z"]);
+        assert_eq!(code, 0);
+        let mut redis_conn = redis.connection().await;
+        let done_key = format!("{}:flag-suspicious-ips:done", redis.prefix);
+        eventually(Duration::from_secs(10), "both flag jobs done", || {
+            let (mut redis_conn, done_key) = (redis_conn.clone(), done_key.clone());
+            async move { (redis_conn.scard::<_, u64>(done_key).await.unwrap() == 2).then_some(()) }
+        })
+        .await;
+        assert_eq!(db.count(&conn, "suspicious_ip").await, 1);
+        let _: () = redis_conn.ping().await.unwrap();
+    }
+);
