@@ -13,6 +13,7 @@ use std::{
 };
 
 use ipnet::IpNet;
+use secrecy::SecretString;
 
 use crate::client_ip::ProxyHeader;
 
@@ -25,6 +26,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_TRUSTED_PROXIES",
     "IPTRACK_PROXY_HEADER",
     "IPTRACK_REDIS_PREFIX",
+    "IPTRACK_ADMIN_TOKEN",
     "IPTRACK_SAFELIST",
     "IPTRACK_BLOCKLIST_RELOAD_SECS",
     "IPTRACK_AUTO_BLOCK_SECS",
@@ -46,7 +48,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
 ];
 
 /// Settings shared by the web, worker, scheduler and CLI processes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// `DATABASE_URL`: SeaORM connection URL. SQLite (`sqlite://file.db?mode=rwc`) for a single
     /// machine, PostgreSQL (`postgres://user@host/db`) for production.
@@ -64,6 +66,9 @@ pub struct Settings {
     pub proxy_header: ProxyHeader,
     /// `IPTRACK_REDIS_PREFIX`: every Redis key iptrack writes starts with this.
     pub redis_prefix: String,
+    /// `IPTRACK_ADMIN_TOKEN`: bearer token of the admin API (`/api/v1/`). Unset, the API
+    /// is off (404). At least 16 characters.
+    pub admin_token: Option<SecretString>,
     /// `IPTRACK_SAFELIST`: comma-separated CIDRs that blocks (and rate limits) never apply
     /// to, e.g. your monitoring and office.
     pub safelist: Vec<IpNet>,
@@ -179,6 +184,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwardedFor,
             redis_prefix: "iptrack".to_owned(),
+            admin_token: None,
             safelist: Vec::new(),
             blocklist_reload: Duration::from_secs(60),
             log_pipeline: LogPipelineSettings {
@@ -272,6 +278,17 @@ impl Settings {
                 ));
             }
             s.redis_prefix = v.to_owned();
+        }
+        if let Some(v) = get("IPTRACK_ADMIN_TOKEN") {
+            if v.len() < 16 {
+                // Never echo a secret, not even a bad one.
+                return Err(invalid(
+                    "IPTRACK_ADMIN_TOKEN",
+                    "(hidden)",
+                    "must be at least 16 characters",
+                ));
+            }
+            s.admin_token = Some(SecretString::from(v.to_owned()));
         }
         if let Some(v) = get("IPTRACK_SAFELIST") {
             s.safelist =

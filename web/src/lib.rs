@@ -7,8 +7,10 @@
 //!   the Redis queue `request-logs`, retrying while Redis is away.
 //! - [`blocklist`]: the in-memory blocklist the middleware consults, kept current from the
 //!   `blocked_ip` table and Redis change notices.
+//! - [`admin`]: the admin JSON API (`/api/v1/`), on when `IPTRACK_ADMIN_TOKEN` is set.
 //! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
+pub mod admin;
 mod batcher;
 pub mod blocklist;
 pub mod metrics;

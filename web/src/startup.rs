@@ -9,6 +9,7 @@ use iptrack_core::{client_ip::ClientIpResolver, db, queue, settings::Settings};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admin::{self, AdminState, AdminToken},
     blocklist,
     middleware::IpTracking,
     pipeline::LogPipeline,
@@ -67,13 +68,29 @@ impl Application {
         };
         // Lazy: the web serves (and logs) while the database is away; the blocklist keeps
         // its last good copy and reloads when the database returns.
-        let blocklist = if options.tracking {
-            let db = db::connect_lazy(&settings.database_url)
-                .await
-                .context("DATABASE_URL")?;
-            Some(blocklist::start(settings, db, background.clone()).0)
-        } else {
-            None
+        let db = db::connect_lazy(&settings.database_url)
+            .await
+            .context("DATABASE_URL")?;
+        let blocklist = options
+            .tracking
+            .then(|| blocklist::start(settings, db.clone(), background.clone()).0);
+        let admin = match &settings.admin_token {
+            Some(token) => Some((
+                web::Data::new(AdminToken(token.clone())),
+                web::Data::new(AdminState {
+                    db,
+                    redis: queue::connect(&settings.redis_url).context("REDIS_URL")?,
+                    redis_prefix: settings.redis_prefix.clone(),
+                }),
+            )),
+            None => None,
+        };
+        let routes = move |cfg: &mut web::ServiceConfig| {
+            if let Some((token, state)) = &admin {
+                cfg.app_data(token.clone()).app_data(state.clone());
+                admin::configure(cfg);
+            }
+            routes::configure(cfg);
         };
         let state = web::Data::new(AppState {
             redis,
@@ -93,7 +110,7 @@ impl Application {
                     App::new()
                         .wrap(tracking.clone())
                         .app_data(state.clone())
-                        .configure(routes::configure)
+                        .configure(routes.clone())
                 })
                 .listen(listener)?
                 .disable_signals()
@@ -101,9 +118,7 @@ impl Application {
                 .run()
             }
             None => HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .configure(routes::configure)
+                App::new().app_data(state.clone()).configure(routes.clone())
             })
             .listen(listener)?
             .disable_signals()

@@ -49,7 +49,10 @@ both_backends!(
 
         let (code, stdout) = iptrack(&stack, &["flag-suspicious"]);
         assert_eq!(code, 0, "{stdout}");
-        assert!(stdout.starts_with("enqueued flag-suspicious-ips for ["), "{stdout}");
+        assert!(
+            stdout.starts_with("enqueued flag-suspicious-ips for ["),
+            "{stdout}"
+        );
         eventually(Duration::from_secs(10), "a flag", || async {
             (db.count(&conn, "suspicious_ip").await == 1).then_some(())
         })
@@ -58,14 +61,20 @@ both_backends!(
         let (code, stdout) = iptrack(&stack, &["suspicious"]);
         assert_eq!(code, 0);
         assert!(stdout.contains("203.0.113.60"), "{stdout}");
-        assert!(stdout.contains("3 requests to sensitive paths in 1h (e.g. /login)"), "{stdout}");
+        assert!(
+            stdout.contains("3 requests to sensitive paths in 1h (e.g. /login)"),
+            "{stdout}"
+        );
         let (_, json) = iptrack(&stack, &["suspicious", "--json"]);
         let flags: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(flags[0]["ip_address"], "203.0.113.60");
         assert_eq!(flags[0]["rule"], "sensitive-path");
 
         // A window that ended before the requests flags nothing new.
-        let (code, _) = iptrack(&stack, &["flag-suspicious", "--window-end", "2020-01-01T00:00:00Z"]);
+        let (code, _) = iptrack(
+            &stack,
+            &["flag-suspicious", "--window-end", "2020-01-01T00:00:00Z"],
+        );
         assert_eq!(code, 0);
         let mut redis_conn = redis.connection().await;
         let done_key = format!("{}:flag-suspicious-ips:done", redis.prefix);

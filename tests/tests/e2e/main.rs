@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_api;
 mod blocking;
 mod flagging;
 mod processes;

@@ -1,0 +1,260 @@
+//! The admin API's blocklist endpoints, through a real `iptrack-web`.
+
+use std::time::Duration;
+
+use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
+use serde_json::{Value, json};
+
+use crate::Stack;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn api_stack(db: &TestDb, redis: &TestRedis) -> Stack {
+    Stack::new(db, redis)
+        .with("IPTRACK_ADMIN_TOKEN", TOKEN)
+        .with("IPTRACK_BLOCKLIST_RELOAD_SECS", "3600")
+}
+
+async fn status_for(client: &reqwest::Client, stack: &Stack, ip: &str) -> u16 {
+    let response = client
+        .get(stack.url("/"))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await;
+    response.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_token_the_api_does_not_exist() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let stack = Stack::new(&db, &redis);
+    let _web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    let response = reqwest::Client::new()
+        .get(stack.url("/api/v1/blocked"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_wrong_token_gets_401() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let stack = api_stack(&db, &redis);
+    let _web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    let client = reqwest::Client::new();
+    let almost = format!("{}X", &TOKEN[..TOKEN.len() - 1]);
+    for authorization in [
+        None,
+        Some("Bearer wrong".to_owned()),
+        Some(format!("Basic {TOKEN}")),
+        Some(format!("Bearer {almost}")),
+    ] {
+        let mut request = client.get(stack.url("/api/v1/blocked"));
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{authorization:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "missing or wrong bearer token");
+    }
+    let response = client
+        .get(stack.url("/api/v1/blocked"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+both_backends!(
+    blocks_added_through_the_api_are_enforced_listed_and_removed,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let stack = api_stack(&db, &redis);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        stack.wait_until_listening().await;
+        let client = reqwest::Client::new();
+        let blocked = stack.url("/api/v1/blocked");
+
+        let response = client
+            .post(&blocked)
+            .bearer_auth(TOKEN)
+            .json(&json!({"address": "203.0.113.70", "reason": "api test", "duration_secs": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            (body["ip_address"].as_str(), body["reason"].as_str()),
+            (Some("203.0.113.70"), Some("api test"))
+        );
+        assert!(body["expires_at"].is_string());
+        eventually(Duration::from_secs(10), "the block to apply", || async {
+            (status_for(&client, &stack, "203.0.113.70").await == 403).then_some(())
+        })
+        .await;
+
+        // Again: an update, not a second row.
+        let response = client
+            .post(&blocked)
+            .bearer_auth(TOKEN)
+            .json(&json!({"address": "::ffff:203.0.113.70", "reason": "updated"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let list: Value = client
+            .get(&blocked)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["reason"], "updated");
+        assert!(list[0]["expires_at"].is_null());
+
+        let response = client
+            .delete(format!("{blocked}?address=203.0.113.70"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 204);
+        eventually(Duration::from_secs(10), "the unblock to apply", || async {
+            (status_for(&client, &stack, "203.0.113.70").await == 200).then_some(())
+        })
+        .await;
+        let response = client
+            .delete(format!("{blocked}?address=203.0.113.70"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "203.0.113.70 is not blocked");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_400_or_413_with_a_message() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let stack = api_stack(&db, &redis);
+    let _web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    let client = reqwest::Client::new();
+    let blocked = stack.url("/api/v1/blocked");
+    let post_raw = |body: String| {
+        client
+            .post(&blocked)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (body, status, message) in [
+        ("{not json".to_owned(), 400, "invalid JSON body"),
+        (r#"{"address": 5}"#.to_owned(), 400, "invalid JSON body"),
+        (
+            r#"{"address": "1.2.3.4", "colour": "red"}"#.to_owned(),
+            400,
+            "unknown field",
+        ),
+        (
+            r#"{"address": "203.0.113.7/24"}"#.to_owned(),
+            400,
+            "host bits set; did you mean 203.0.113.0/24?",
+        ),
+        (
+            r#"{"address": "nonsense"}"#.to_owned(),
+            400,
+            "is not an IP address or CIDR network",
+        ),
+        (
+            r#"{"address": "1.2.3.4", "duration_secs": 0}"#.to_owned(),
+            400,
+            "duration_secs must be from 1",
+        ),
+        (
+            r#"{"address": "1.2.3.4", "duration_secs": -5}"#.to_owned(),
+            400,
+            "invalid JSON body",
+        ),
+        (
+            format!(
+                r#"{{"address": "1.2.3.4", "reason": "{}"}}"#,
+                "x".repeat(600)
+            ),
+            400,
+            "reason is longer than 500",
+        ),
+        (
+            format!(
+                r#"{{"address": "1.2.3.4", "reason": "{}"}}"#,
+                "x".repeat(20_000)
+            ),
+            413,
+            "larger than",
+        ),
+    ] {
+        let response = post_raw(body.clone()).await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{}",
+            &body[..body.len().min(80)]
+        );
+        let error: Value = response.json().await.unwrap();
+        let text = error["error"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(message),
+            "{} → {text}",
+            &body[..body.len().min(80)]
+        );
+    }
+    let response = client
+        .post(&blocked)
+        .bearer_auth(TOKEN)
+        .body("address=1.2.3.4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    for url in [blocked.clone(), format!("{blocked}?address=1.2.3.4/8")] {
+        let response = client.delete(&url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{url}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"].is_string());
+    }
+    // Nothing of that was stored.
+    let list: Value = client
+        .get(&blocked)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!([]));
+}

@@ -1,0 +1,124 @@
+//! `/api/v1/blocked`: list, add and remove blocks, as `iptrack block` does.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use iptrack_core::blocklist::{
+    BlocklistChange, display_network, parse_block_target, publish_change,
+};
+use iptrack_entity::blocked_ip;
+use serde::Deserialize;
+
+use super::{AdminState, ApiError, auth::Admin};
+
+/// Longest block the API accepts for `duration_secs` (ten years); longer is "forever",
+/// which is what leaving it out means.
+const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
+/// Longest reason kept.
+const MAX_REASON_CHARS: usize = 500;
+
+#[get("/blocked")]
+pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let blocks = blocked_ip::active(&state.db, Utc::now())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(blocks))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBlock {
+    /// Address or CIDR network.
+    address: String,
+    #[serde(default)]
+    reason: String,
+    /// Seconds the block lasts; absent means until removed.
+    duration_secs: Option<u64>,
+}
+
+#[post("/blocked")]
+pub(super) async fn add(
+    _: Admin,
+    state: web::Data<AdminState>,
+    body: web::Json<NewBlock>,
+) -> Result<HttpResponse, ApiError> {
+    let NewBlock {
+        address,
+        reason,
+        duration_secs,
+    } = body.into_inner();
+    let network = parse_block_target(&address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "reason is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    let expires_at: Option<DateTime<Utc>> = match duration_secs {
+        None => None,
+        Some(secs) if (1..=MAX_DURATION_SECS).contains(&secs) => {
+            Some(Utc::now() + Duration::from_secs(secs))
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "duration_secs must be from 1 to {MAX_DURATION_SECS}; leave it out to block until removed"
+            )));
+        }
+    };
+    let text = display_network(&network);
+    let created = blocked_ip::block(&state.db, &text, &reason, expires_at, false)
+        .await
+        .map_err(ApiError::internal)?;
+    announce(
+        &state,
+        BlocklistChange::Block {
+            network,
+            expires_at,
+        },
+    )
+    .await;
+    let body = serde_json::json!({
+        "ip_address": text,
+        "reason": reason,
+        "expires_at": expires_at,
+    });
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    address: String,
+}
+
+/// `DELETE /api/v1/blocked?address=203.0.113.0/24` (a query parameter, since a network
+/// contains a slash).
+#[delete("/blocked")]
+pub(super) async fn remove(
+    _: Admin,
+    state: web::Data<AdminState>,
+    target: web::Query<Target>,
+) -> Result<HttpResponse, ApiError> {
+    let network =
+        parse_block_target(&target.address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let text = display_network(&network);
+    if !blocked_ip::unblock(&state.db, &text)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::NotFound(format!("{text} is not blocked")));
+    }
+    announce(&state, BlocklistChange::Unblock { network }).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The table is already changed; a lost notice is repaired by the instances' reloads.
+async fn announce(state: &AdminState, change: BlocklistChange) {
+    let mut redis = state.redis.clone();
+    if let Err(error) = publish_change(&mut redis, &state.redis_prefix, &change).await {
+        tracing::warn!(%error, "block saved, but the change notice failed; instances reload it");
+    }
+}
