@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use iptrack_core::{
     blocklist::{Blocklist, BlocklistChange, change_channel, parse_block_target},
     settings::Settings,
@@ -68,7 +68,15 @@ async fn run(
                 loop {
                     tokio::select! {
                         message = messages.next() => match message {
-                            Some(message) => apply(&shared, message.get_payload_bytes()),
+                            Some(first) => {
+                                // Apply every notice already waiting with one copy of the
+                                // list: a copy of a large list costs milliseconds.
+                                let mut batch = vec![first];
+                                while let Some(Some(more)) = messages.next().now_or_never() {
+                                    batch.push(more);
+                                }
+                                apply(&shared, &batch);
+                            }
                             None => break, // connection lost: subscribe again
                         },
                         _ = reload_timer.tick() => reload(&shared, &db).await,
@@ -99,18 +107,26 @@ async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::P
     Ok(pubsub)
 }
 
-fn apply(shared: &SharedBlocklist, payload: &[u8]) {
-    match serde_json::from_slice::<BlocklistChange>(payload) {
-        Ok(change) => {
-            shared.rcu(|current| {
-                let mut next = Blocklist::clone(current);
-                next.apply(&change);
-                next
-            });
-            tracing::debug!(?change, "blocklist change applied");
-        }
-        Err(error) => tracing::warn!(%error, "ignoring a malformed blocklist notice"),
+fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
+    let changes: Vec<BlocklistChange> = messages
+        .iter()
+        .filter_map(|message| {
+            serde_json::from_slice(message.get_payload_bytes())
+                .inspect_err(|error| tracing::warn!(%error, "ignoring a malformed blocklist notice"))
+                .ok()
+        })
+        .collect();
+    if changes.is_empty() {
+        return;
     }
+    shared.rcu(|current| {
+        let mut next = Blocklist::clone(current);
+        for change in &changes {
+            next.apply(change);
+        }
+        next
+    });
+    tracing::debug!(changes = changes.len(), "blocklist changes applied");
 }
 
 /// Replaces the blocklist with what `blocked_ip` holds. On failure the old list stays.
