@@ -7,6 +7,7 @@ pub mod blocklist;
 pub mod client_ip;
 pub mod db;
 pub mod jobs;
+pub mod process;
 pub mod queue;
 pub mod settings;
 pub mod shutdown;

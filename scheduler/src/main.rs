@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use iptrack_core::{Settings, shutdown, telemetry};
+use iptrack_core::{Settings, process, shutdown};
 use tokio_util::sync::CancellationToken;
 
 /// iptrack's scheduler. Configuration comes from the environment (see README).
@@ -18,24 +18,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = match Settings::load(args.config.as_deref()) {
+    let settings = match process::init("iptrack-scheduler", args.config.as_deref()) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("iptrack-scheduler: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    telemetry::init(settings.log_format);
+    process::exit_code("iptrack-scheduler", run(settings).await)
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     shutdown::cancel_on_signal(stop.clone());
-    match iptrack_scheduler::start(&settings, stop).await {
-        Ok(scheduler) => {
-            scheduler.wait().await;
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!("iptrack-scheduler failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    iptrack_scheduler::start(&settings, stop)
+        .await?
+        .wait()
+        .await;
+    Ok(())
 }

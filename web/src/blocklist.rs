@@ -112,7 +112,9 @@ fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
         .iter()
         .filter_map(|message| {
             serde_json::from_slice(message.get_payload_bytes())
-                .inspect_err(|error| tracing::warn!(%error, "ignoring a malformed blocklist notice"))
+                .inspect_err(
+                    |error| tracing::warn!(%error, "ignoring a malformed blocklist notice"),
+                )
                 .ok()
         })
         .collect();

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use iptrack_core::{Settings, db, shutdown, telemetry};
+use iptrack_core::{Settings, db, process, shutdown};
 use iptrack_migration::{Migrator, MigratorTrait};
 use iptrack_web::{Application, WebOptions};
 use tokio_util::sync::CancellationToken;
@@ -26,21 +26,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = match Settings::load(args.config.as_deref()) {
+    let settings = match process::init("iptrack-web", args.config.as_deref()) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("iptrack-web: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    telemetry::init(settings.log_format);
-    match run(args, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("iptrack-web failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::exit_code("iptrack-web", run(args, settings).await)
 }
 
 async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use iptrack_core::{Settings, db, shutdown, telemetry};
+use iptrack_core::{Settings, db, process, shutdown};
 use iptrack_migration::{Migrator, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
@@ -22,21 +22,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = match Settings::load(args.config.as_deref()) {
+    let settings = match process::init("iptrack-worker", args.config.as_deref()) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("iptrack-worker: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    telemetry::init(settings.log_format);
-    match run(args, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("iptrack-worker failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::exit_code("iptrack-worker", run(args, settings).await)
 }
 
 async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {

@@ -12,12 +12,12 @@ use std::{
 };
 
 use clap::Parser;
-use sea_orm::ConnectionTrait;
 use iptrack_bench::median;
 use iptrack_tests::{
     Backend, TestDb, TestRedis, free_port,
     process::{Service, binary, wait_until_listening},
 };
+use sea_orm::ConnectionTrait;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -64,7 +64,11 @@ async fn main() {
         .map(|port| Service::start("iptrack-web", &[], &env_for(*port)))
         .collect();
     for port in ports {
-        wait_until_listening(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(30)).await;
+        wait_until_listening(
+            &format!("http://127.0.0.1:{port}/"),
+            Duration::from_secs(30),
+        )
+        .await;
     }
     let client = reqwest::Client::new();
     let cli_env = env_for(ports[0]);
@@ -110,7 +114,10 @@ async fn main() {
                     if response.status().as_u16() == 403 {
                         return returned.elapsed();
                     }
-                    assert!(returned.elapsed() < Duration::from_secs(30), "block never arrived");
+                    assert!(
+                        returned.elapsed() < Duration::from_secs(30),
+                        "block never arrived"
+                    );
                 }
             }
         });

@@ -75,20 +75,29 @@ fn main() {
         black_box(&next);
         per_change.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    println!("applying a change notice (clone + insert): median {:.1} ms", median(&mut per_change).unwrap());
+    println!(
+        "applying a change notice (clone + insert): median {:.1} ms",
+        median(&mut per_change).unwrap()
+    );
 }
 
 /// 100,000 entries: 40k IPv4 addresses, 20k IPv4 networks (/16 to /30), 25k IPv6 addresses,
 /// 15k IPv6 networks (/32 to /64); one in ten expires in an hour.
 fn entries(rng: &mut XorShift) -> Vec<(IpNet, Option<chrono::DateTime<Utc>>)> {
     let mut out = Vec::with_capacity(100_000);
-    let expiry = |rng: &mut XorShift| (rng.between(0, 9) == 0).then(|| Utc::now() + chrono::Duration::hours(1));
+    let expiry = |rng: &mut XorShift| {
+        (rng.between(0, 9) == 0).then(|| Utc::now() + chrono::Duration::hours(1))
+    };
     for _ in 0..40_000 {
         let ip = Ipv4Addr::from(rng.next_u64() as u32);
         out.push((IpNet::from(IpAddr::V4(ip)), expiry(rng)));
     }
     for _ in 0..20_000 {
-        let net = Ipv4Net::new(Ipv4Addr::from(rng.next_u64() as u32), rng.between(16, 30) as u8).unwrap();
+        let net = Ipv4Net::new(
+            Ipv4Addr::from(rng.next_u64() as u32),
+            rng.between(16, 30) as u8,
+        )
+        .unwrap();
         out.push((IpNet::V4(net.trunc()), expiry(rng)));
     }
     for _ in 0..25_000 {
@@ -104,11 +113,21 @@ fn entries(rng: &mut XorShift) -> Vec<(IpNet, Option<chrono::DateTime<Utc>>)> {
 }
 
 /// Lookup mix: a quarter exact blocked addresses, the rest random of both families.
-fn probe(rng: &mut XorShift, i: usize, entries: &[(IpNet, Option<chrono::DateTime<Utc>>)]) -> IpAddr {
+fn probe(
+    rng: &mut XorShift,
+    i: usize,
+    entries: &[(IpNet, Option<chrono::DateTime<Utc>>)],
+) -> IpAddr {
     match i % 4 {
-        0 => entries[rng.between(0, entries.len() as u64 - 1) as usize].0.addr(),
+        0 => entries[rng.between(0, entries.len() as u64 - 1) as usize]
+            .0
+            .addr(),
         1 => IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)),
-        2 => IpAddr::V6(Ipv6Addr::from(((0x2001_0db8_u128) << 96) | u128::from(rng.next_u64()))),
-        _ => IpAddr::V6(Ipv6Addr::from(u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()))),
+        2 => IpAddr::V6(Ipv6Addr::from(
+            ((0x2001_0db8_u128) << 96) | u128::from(rng.next_u64()),
+        )),
+        _ => IpAddr::V6(Ipv6Addr::from(
+            u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
+        )),
     }
 }

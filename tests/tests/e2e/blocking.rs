@@ -1,28 +1,10 @@
 //! Blocking through the CLI, seen by every web instance, without I/O on the request path.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use iptrack_tests::{
-    PrivateRedis, TestDb, TestRedis, both_backends, eventually,
-    process::{Service, binary},
-};
+use iptrack_tests::{PrivateRedis, TestDb, TestRedis, both_backends, eventually, process::Service};
 
-use crate::Stack;
-
-/// Runs `iptrack <args>` with the stack's environment; returns (status, stdout, stderr).
-fn iptrack(stack: &Stack, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary("iptrack"))
-        .args(args)
-        .env_clear()
-        .envs(&stack.env)
-        .output()
-        .expect("cannot run iptrack");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use crate::{Stack, iptrack};
 
 /// The status `GET /` gets at `stack` for a client at `ip` (claimed via the trusted proxy).
 async fn status_for(client: &reqwest::Client, stack: &Stack, ip: &str) -> u16 {

@@ -1,28 +1,12 @@
 //! Flagging on demand from the CLI, and listing the flags.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use iptrack_tests::{
-    TestDb, TestRedis, both_backends, eventually,
-    process::{Service, binary},
-};
+use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
 
-use crate::Stack;
-
-fn iptrack(stack: &Stack, args: &[&str]) -> (i32, String) {
-    let output = Command::new(binary("iptrack"))
-        .args(args)
-        .env_clear()
-        .envs(&stack.env)
-        .output()
-        .expect("cannot run iptrack");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
+use crate::{Stack, iptrack};
 
 both_backends!(
     flag_suspicious_on_demand_flags_what_was_just_logged,
@@ -47,7 +31,7 @@ both_backends!(
         })
         .await;
 
-        let (code, stdout) = iptrack(&stack, &["flag-suspicious"]);
+        let (code, stdout, _) = iptrack(&stack, &["flag-suspicious"]);
         assert_eq!(code, 0, "{stdout}");
         assert!(
             stdout.starts_with("enqueued flag-suspicious-ips for ["),
@@ -58,20 +42,20 @@ both_backends!(
         })
         .await;
 
-        let (code, stdout) = iptrack(&stack, &["suspicious"]);
+        let (code, stdout, _) = iptrack(&stack, &["suspicious"]);
         assert_eq!(code, 0);
         assert!(stdout.contains("203.0.113.60"), "{stdout}");
         assert!(
             stdout.contains("3 requests to sensitive paths in 1h (e.g. /login)"),
             "{stdout}"
         );
-        let (_, json) = iptrack(&stack, &["suspicious", "--json"]);
+        let (_, json, _) = iptrack(&stack, &["suspicious", "--json"]);
         let flags: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(flags[0]["ip_address"], "203.0.113.60");
         assert_eq!(flags[0]["rule"], "sensitive-path");
 
         // A window that ended before the requests flags nothing new.
-        let (code, _) = iptrack(
+        let (code, _, _) = iptrack(
             &stack,
             &["flag-suspicious", "--window-end", "2020-01-01T00:00:00Z"],
         );

@@ -97,3 +97,18 @@ pub fn terminate(pid: u32) {
     )
     .expect("cannot signal the process");
 }
+
+/// Runs `iptrack <args>` with the stack's environment; returns (status, stdout, stderr).
+pub fn iptrack(stack: &Stack, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(iptrack_tests::process::binary("iptrack"))
+        .args(args)
+        .env_clear()
+        .envs(&stack.env)
+        .output()
+        .expect("cannot run iptrack");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
