@@ -17,7 +17,7 @@ pub const FLAG_SUSPICIOUS_IPS_QUEUE: &str = "flag-suspicious-ips";
 /// Queue of [`PurgeLogs`] jobs: scheduler → worker.
 pub const PURGE_LOGS_QUEUE: &str = "purge-logs";
 
-/// Every queue iptrack uses, for inspection and clean-up.
+/// Every queue iptrack uses; the worker keeps each one's sets in bounds.
 pub const ALL_QUEUES: &[&str] = &[
     REQUEST_LOGS_QUEUE,
     FLAG_SUSPICIOUS_IPS_QUEUE,

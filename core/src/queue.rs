@@ -106,10 +106,6 @@ impl<T: Serialize> JobQueue<T> {
         }
     }
 
-    pub fn config(&self) -> &QueueConfig {
-        &self.config
-    }
-
     /// Pushes `jobs` in one atomic call; returns how many were added.
     pub async fn push(&mut self, jobs: &[T]) -> Result<u64, QueueError> {
         if jobs.is_empty() {
@@ -128,9 +124,7 @@ impl<T: Serialize> JobQueue<T> {
         }
         Ok(invocation.invoke_async(&mut self.conn).await?)
     }
-}
 
-impl<T: Serialize> JobQueue<T> {
     /// Pushes `job` unless `claim` (a key under this queue) was claimed within `claim_ttl`.
     /// Returns whether this call pushed it.
     pub async fn push_once(
@@ -190,19 +184,6 @@ pub async fn trim_done(
         .arg(PROMOTE_CHUNK)
         .invoke_async(conn)
         .await
-}
-
-/// Jobs waiting in a queue: due in the active list plus (re)scheduled ones.
-pub async fn pending_jobs(
-    conn: &mut ConnectionManager,
-    config: &QueueConfig,
-) -> Result<u64, redis::RedisError> {
-    let (active, scheduled): (u64, u64) = redis::pipe()
-        .llen(config.active_jobs_list())
-        .zcard(config.scheduled_jobs_set())
-        .query_async(conn)
-        .await?;
-    Ok(active + scheduled)
 }
 
 /// A worker name unique across hosts, processes, queues and restarts. apalis-redis refuses

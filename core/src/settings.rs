@@ -101,8 +101,8 @@ pub struct LogPipelineSettings {
 /// (see docs/ARCHITECTURE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSettings {
-    /// `IPTRACK_WORKER_CONCURRENCY`: apalis workers per queue in one process, each with
-    /// its own unique name.
+    /// `IPTRACK_WORKER_CONCURRENCY`: request-log batches one worker process writes at once
+    /// (one apalis worker, with its own unique name, per slot; each takes one job at a time).
     pub concurrency: usize,
     /// `IPTRACK_WORKER_POLL_MS`: how often an idle worker looks for new jobs. Without a
     /// working poll strategy an idle apalis-redis worker wakes only on its heartbeat.

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use apalis::prelude::{BackendExt, WorkerBuilder};
+use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
 use iptrack_core::{
     db,
     jobs::{
-        FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs,
+        ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs,
         REQUEST_LOGS_QUEUE, RequestLogBatch,
     },
     queue,
@@ -65,8 +65,12 @@ macro_rules! spawn_queue {
                     let backend = RedisStorage::<$job>::new(conn.clone())
                         .with_config(config.clone())
                         .poll_with_strategy(TickStrategy::new(poll_interval));
+                    // One job at a time per apalis worker: apalis fetches again as soon as
+                    // the service is ready, so without a limit one worker would take every
+                    // waiting job and open more transactions than its pool holds.
                     let worker = WorkerBuilder::new(name)
                         .backend(backend)
+                        .concurrency(1)
                         .data(context.clone())
                         .build($handler);
                     let stop = stop.clone();
@@ -98,14 +102,10 @@ pub async fn start(
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
-    let queues: Vec<_> = [
-        REQUEST_LOGS_QUEUE,
-        FLAG_SUSPICIOUS_IPS_QUEUE,
-        PURGE_LOGS_QUEUE,
-    ]
-    .into_iter()
-    .map(|name| queue::queue_config(settings, name))
-    .collect();
+    let queues: Vec<_> = ALL_QUEUES
+        .iter()
+        .map(|name| queue::queue_config(settings, name))
+        .collect();
 
     // Bring a large retry backlog into the active lists before any worker fetches.
     if let Err(error) = maintenance::run_once(&mut conn.clone(), &queues).await {
