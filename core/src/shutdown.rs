@@ -1,6 +1,7 @@
 //! Graceful shutdown: one token every long-running task watches, cancelled on SIGINT or
 //! SIGTERM (or by a caller, e.g. a test or `iptrack up` stopping its parts).
 
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` when the process receives SIGINT or SIGTERM.
@@ -32,5 +33,14 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// Waits for every task in `tasks` to end; a task that panicked is logged as `what`.
+pub async fn join_all(mut tasks: JoinSet<()>, what: &str) {
+    while let Some(result) = tasks.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, "{what} task failed");
+        }
     }
 }

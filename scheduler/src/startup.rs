@@ -21,12 +21,8 @@ pub struct RunningScheduler {
 
 impl RunningScheduler {
     /// Waits until the cron loops have stopped (after the shutdown token is cancelled).
-    pub async fn wait(mut self) {
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(error) = result {
-                tracing::error!(%error, "scheduler task failed");
-            }
-        }
+    pub async fn wait(self) {
+        iptrack_core::shutdown::join_all(self.tasks, "scheduler").await;
     }
 }
 

@@ -38,12 +38,8 @@ pub struct RunningWorkers {
 impl RunningWorkers {
     /// Waits until every worker has stopped (after the shutdown token is cancelled, each
     /// finishes the job it is running first).
-    pub async fn wait(mut self) {
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(error) = result {
-                tracing::error!(%error, "worker task failed");
-            }
-        }
+    pub async fn wait(self) {
+        iptrack_core::shutdown::join_all(self.tasks, "worker").await;
     }
 }
 

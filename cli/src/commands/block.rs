@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use iptrack_core::{
     Settings,
     blocklist::{BlocklistChange, display_network, publish_change},
-    db, queue,
+    queue,
 };
 use iptrack_entity::blocked_ip;
 
@@ -22,9 +22,7 @@ pub async fn block(
     reason: Option<String>,
     duration: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let db = super::connect_db(settings).await?;
     let address = display_network(&target);
     let expires_at = match duration {
         Some(duration) => Some(Utc::now() + chrono::Duration::from_std(duration)?),
@@ -56,9 +54,7 @@ pub async fn block(
 }
 
 pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let db = super::connect_db(settings).await?;
     let address = display_network(&target);
     if blocked_ip::unblock(&db, &address)
         .await
@@ -73,9 +69,7 @@ pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
 }
 
 pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let db = super::connect_db(settings).await?;
     let blocks = blocked_ip::active(&db, Utc::now())
         .await
         .context("cannot read blocked_ip")?;

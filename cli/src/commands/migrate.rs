@@ -1,13 +1,11 @@
 //! `iptrack migrate`: bring the database schema up to date.
 
 use anyhow::Context;
-use iptrack_core::{Settings, db};
+use iptrack_core::Settings;
 use iptrack_migration::{Migrator, MigratorTrait};
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let db = super::connect_db(settings).await?;
     Migrator::up(&db, None).await.context("migration failed")?;
     tracing::info!(
         database = settings.database_kind(),

@@ -4,7 +4,17 @@ pub mod migrate;
 pub mod suspicious;
 pub mod up;
 
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use iptrack_core::{Settings, db};
+use sea_orm::DatabaseConnection;
+
+/// The database connection every command that reads or writes tables opens.
+pub async fn connect_db(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    db::connect(&settings.database_url)
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")
+}
 
 /// A table for listings, in the style every listing command shares.
 pub fn table(header: &[&str]) -> Table {

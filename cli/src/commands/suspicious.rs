@@ -1,14 +1,12 @@
 //! `iptrack suspicious`: the most recent flags.
 
 use anyhow::Context;
-use iptrack_core::{Settings, db};
+use iptrack_core::Settings;
 use iptrack_entity::suspicious_ip;
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 
 pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<()> {
-    let db = db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    let db = super::connect_db(settings).await?;
     let flags = suspicious_ip::Entity::find()
         .order_by_desc(suspicious_ip::Column::WindowEnd)
         .order_by_asc(suspicious_ip::Column::IpAddress)

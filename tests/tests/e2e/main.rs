@@ -112,3 +112,20 @@ pub fn iptrack(stack: &Stack, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Waits (up to `limit`) for `expected` request_log rows, lets any duplicate land, then
+/// asserts each of the `expected` distinct paths is stored exactly once.
+pub async fn assert_stored_exactly_once(db: &TestDb, expected: i64, limit: Duration) {
+    let conn = db.connect().await;
+    iptrack_tests::eventually(limit, &format!("{expected} rows"), || async {
+        (db.count(&conn, "request_log").await >= expected).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.count(&conn, "request_log").await, expected);
+    assert_eq!(
+        db.count(&conn, "(SELECT DISTINCT path FROM request_log) AS p")
+            .await,
+        expected
+    );
+}

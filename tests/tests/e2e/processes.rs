@@ -3,11 +3,11 @@
 use std::{process::Command, time::Duration};
 
 use iptrack_tests::{
-    TestDb, TestRedis, both_backends, eventually,
+    TestDb, TestRedis, both_backends,
     process::{Service, binary},
 };
 
-use crate::{Stack, send_requests, terminate};
+use crate::{Stack, assert_stored_exactly_once, send_requests, terminate};
 
 both_backends!(
     a_web_and_two_workers_store_every_request_exactly_once,
@@ -29,18 +29,7 @@ both_backends!(
         stack.wait_until_listening().await;
 
         send_requests(&stack, 0..500).await;
-        let conn = db.connect().await;
-        eventually(Duration::from_secs(20), "500 rows", || async {
-            (db.count(&conn, "request_log").await >= 500).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await; // let any duplicate land
-        assert_eq!(db.count(&conn, "request_log").await, 500);
-        assert_eq!(
-            db.count(&conn, "(SELECT DISTINCT path FROM request_log) AS p")
-                .await,
-            500
-        );
+        assert_stored_exactly_once(&db, 500, Duration::from_secs(20)).await;
 
         terminate(web.pid());
         let status = web
