@@ -68,7 +68,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Settings pointing at a test's own database and Redis prefix, with short worker timings
-/// (1 s heartbeat × 2) so tests of recovery finish quickly.
+/// (2 s heartbeat × 3 missed) so tests of recovery finish quickly. Not shorter: on a loaded
+/// machine a heartbeat can slip a second or two, and a live worker declared dead restarts.
 pub fn settings(db: &TestDb, redis: &TestRedis) -> iptrack_core::Settings {
     let mut settings = iptrack_core::Settings {
         database_url: db.url.clone(),
@@ -77,7 +78,7 @@ pub fn settings(db: &TestDb, redis: &TestRedis) -> iptrack_core::Settings {
         ..Default::default()
     };
     settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.worker.heartbeat = std::time::Duration::from_secs(1);
-    settings.worker.missed_heartbeats = 2;
+    settings.worker.heartbeat = std::time::Duration::from_secs(2);
+    settings.worker.missed_heartbeats = 3;
     settings
 }

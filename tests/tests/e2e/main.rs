@@ -33,8 +33,10 @@ impl Stack {
             // The test client plays a trusted proxy, so each request can carry its own
             // client address in X-Forwarded-For.
             ("IPTRACK_TRUSTED_PROXIES", "127.0.0.1".into()),
-            ("IPTRACK_WORKER_HEARTBEAT_SECS", "1".into()),
-            ("IPTRACK_WORKER_MISSED_HEARTBEATS", "2".into()),
+            // Short, for recovery tests, but with room for a slow heartbeat (see the
+            // harness's `settings`).
+            ("IPTRACK_WORKER_HEARTBEAT_SECS", "2".into()),
+            ("IPTRACK_WORKER_MISSED_HEARTBEATS", "3".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
