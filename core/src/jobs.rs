@@ -48,7 +48,22 @@ pub struct LogEvent {
     /// Path without the query string, at most [`MAX_PATH_BYTES`] bytes.
     pub path: String,
     pub status: u16,
+    /// Microseconds from the request reaching the middleware to its response.
+    #[serde(default)]
+    pub duration_us: u64,
+    /// `User-Agent`, at most [`MAX_USER_AGENT_BYTES`] bytes; empty when absent.
+    #[serde(default)]
+    pub user_agent: String,
+    /// The application's id for the authenticated user, if any.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Query string without `?`, only when `IPTRACK_LOG_QUERY_STRING` is on.
+    #[serde(default)]
+    pub query_string: Option<String>,
 }
+
+/// Longest user agent stored, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
 
 /// Longest path stored, in bytes; longer paths are cut at a character boundary.
 pub const MAX_PATH_BYTES: usize = 2048;
@@ -73,14 +88,25 @@ impl RequestLogBatch {
 
 /// Cuts `path` to at most [`MAX_PATH_BYTES`] bytes without splitting a character.
 pub fn bounded_path(path: &str) -> String {
-    if path.len() <= MAX_PATH_BYTES {
-        return path.to_owned();
+    bounded_text(path, MAX_PATH_BYTES)
+}
+
+/// Cuts `text` to at most `max_bytes` bytes without splitting a character.
+pub fn bounded_text(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
     }
-    let mut end = MAX_PATH_BYTES;
-    while !path.is_char_boundary(end) {
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    path[..end].to_owned()
+    text[..end].to_owned()
+}
+
+/// Header bytes as text: invalid UTF-8 replaced (never a panic), cut to `max_bytes`.
+pub fn bounded_header(bytes: &[u8], max_bytes: usize) -> String {
+    let head = &bytes[..bytes.len().min(max_bytes)];
+    bounded_text(&String::from_utf8_lossy(head), max_bytes)
 }
 
 #[cfg(test)]
@@ -94,5 +120,22 @@ mod tests {
         assert!(cut.len() <= MAX_PATH_BYTES);
         assert!(cut.chars().all(|c| c == 'é'));
         assert_eq!(bounded_path("/login"), "/login");
+    }
+
+    #[test]
+    fn header_text_is_bounded_and_invalid_utf8_replaced() {
+        assert_eq!(
+            bounded_header(b"curl/8.5.0", MAX_USER_AGENT_BYTES),
+            "curl/8.5.0"
+        );
+        assert_eq!(bounded_header(b"bad \xff byte", 64), "bad \u{fffd} byte");
+        let huge = vec![b'a'; 100_000];
+        assert_eq!(
+            bounded_header(&huge, MAX_USER_AGENT_BYTES).len(),
+            MAX_USER_AGENT_BYTES
+        );
+        // A replacement character straddling the cut is dropped, not split.
+        let cut = bounded_header(&[b'a', 0xff, 0xff], 3);
+        assert!(cut.len() <= 3 && cut.starts_with('a'));
     }
 }

@@ -33,6 +33,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_LOG_BUFFER",
     "IPTRACK_BATCH_MAX_EVENTS",
     "IPTRACK_BATCH_MAX_WAIT_MS",
+    "IPTRACK_LOG_QUERY_STRING",
     "IPTRACK_WORKER_CONCURRENCY",
     "IPTRACK_WORKER_POLL_MS",
     "IPTRACK_WORKER_HEARTBEAT_SECS",
@@ -95,6 +96,9 @@ pub struct LogPipelineSettings {
     pub batch_max_events: usize,
     /// `IPTRACK_BATCH_MAX_WAIT_MS`: ... or when its first event is this old.
     pub batch_max_wait: Duration,
+    /// `IPTRACK_LOG_QUERY_STRING`: also store each request's query string. Off by default:
+    /// query strings carry tokens, e-mail addresses and reset codes.
+    pub log_query_string: bool,
 }
 
 /// apalis worker settings; the defaults work around apalis-redis 1.0's sharp edges
@@ -191,6 +195,7 @@ impl Default for Settings {
                 buffer_capacity: 100_000,
                 batch_max_events: 1_000,
                 batch_max_wait: Duration::from_millis(100),
+                log_query_string: false,
             },
             worker: WorkerSettings {
                 concurrency: 2,
@@ -313,6 +318,9 @@ impl Settings {
         if let Some(v) = get("IPTRACK_BATCH_MAX_WAIT_MS") {
             p.batch_max_wait =
                 Duration::from_millis(parse_bounded("IPTRACK_BATCH_MAX_WAIT_MS", v, 1, 60_000)?);
+        }
+        if let Some(v) = get("IPTRACK_LOG_QUERY_STRING") {
+            p.log_query_string = parse_bool("IPTRACK_LOG_QUERY_STRING", v)?;
         }
         let w = &mut s.worker;
         if let Some(v) = get("IPTRACK_WORKER_CONCURRENCY") {
@@ -446,6 +454,14 @@ fn parse_path_prefixes(v: &str) -> Result<Vec<String>, String> {
         return Err("expected at least one path, e.g. /admin,/login".to_owned());
     }
     Ok(prefixes)
+}
+
+fn parse_bool(variable: &'static str, v: &str) -> Result<bool, SettingsError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(variable, v, "expected true or false")),
+    }
 }
 
 fn parse_bounded<T>(variable: &'static str, v: &str, min: T, max: T) -> Result<T, SettingsError>

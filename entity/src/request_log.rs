@@ -17,6 +17,21 @@ pub struct Model {
     pub path: String,
     /// HTTP status of the response (403 for blocked, 429 for rate-limited requests too).
     pub status: i32,
+    /// Time from the request reaching the middleware to the response, in microseconds.
+    pub duration_us: i64,
+    /// `User-Agent` header, at most 512 bytes; empty when absent.
+    pub user_agent: String,
+    /// The application's id of the authenticated user; empty for anonymous requests.
+    pub user_id: String,
+    /// Query string without `?`; empty unless `IPTRACK_LOG_QUERY_STRING` is on (it can
+    /// carry secrets).
+    pub query_string: String,
+    /// ISO 3166-1 alpha-2 code; empty while unknown (not looked up yet, private, not found).
+    pub country_code: String,
+    /// English country name; empty while unknown.
+    pub country: String,
+    /// City name; empty while unknown.
+    pub city: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

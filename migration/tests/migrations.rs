@@ -45,6 +45,19 @@ both_backends!(
             ),
             ("2001:db8::1", now, "POST", "/login", 429)
         );
+        // Columns nobody set read as "unknown": zero and empty, never NULL.
+        assert_eq!(
+            (
+                row.duration_us,
+                row.user_agent.as_str(),
+                row.user_id.as_str(),
+                row.query_string.as_str(),
+                row.country_code.as_str(),
+                row.country.as_str(),
+                row.city.as_str()
+            ),
+            (0, "", "", "", "", "", "")
+        );
 
         let blocked = blocked_ip::ActiveModel {
             ip_address: Set("203.0.113.0/24".into()),

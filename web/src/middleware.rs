@@ -7,20 +7,24 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     rc::Rc,
     sync::Arc,
+    time::Instant,
 };
 
 use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest, HttpResponse,
     body::{EitherBody, MessageBody},
     dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::{StatusCode, header::ContentType},
+    http::{
+        StatusCode,
+        header::{self, ContentType},
+    },
 };
 use chrono::Utc;
 use futures::future::LocalBoxFuture;
 use ipnet::IpNet;
 use iptrack_core::{
     client_ip::ClientIpResolver,
-    jobs::{LogEvent, bounded_path},
+    jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
 };
 
 use crate::{blocklist::SharedBlocklist, pipeline::LogSink};
@@ -43,6 +47,7 @@ struct Inner {
     sink: LogSink,
     blocklist: Option<SharedBlocklist>,
     safelist: Vec<IpNet>,
+    log_query_string: bool,
 }
 
 impl IpTracking {
@@ -54,6 +59,7 @@ impl IpTracking {
                 sink,
                 blocklist: None,
                 safelist: Vec::new(),
+                log_query_string: false,
             }),
         }
     }
@@ -65,6 +71,20 @@ impl IpTracking {
             inner: Arc::new(Inner {
                 blocklist: Some(blocklist),
                 safelist,
+                ..inner
+            }),
+        }
+    }
+}
+
+impl IpTracking {
+    /// Also stores each request's query string. Off by default: query strings carry
+    /// tokens, e-mail addresses and password-reset codes.
+    pub fn with_query_string(self, on: bool) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                log_query_string: on,
                 ..inner
             }),
         }
@@ -155,16 +175,16 @@ where
             .map(|value| value.as_bytes());
         let ip = resolver.resolve(peer, forwarding);
         req.extensions_mut().insert(ClientIp(ip));
-        // `path()` is the raw (still percent-encoded) URI path: ASCII, without the query.
-        let path = bounded_path(req.path());
-        let method = req.method().as_str().to_owned();
+        let request = RequestFacts::read(&req, ip, self.inner.log_query_string);
 
         if self.inner.is_blocked(ip) {
             // A short body that reveals nothing about why; logged like any request.
             let response = HttpResponse::Forbidden()
                 .content_type(ContentType::plaintext())
                 .body("Forbidden\n");
-            record(&self.inner.sink, ip, method, path, StatusCode::FORBIDDEN);
+            self.inner
+                .sink
+                .record(request.into_event(StatusCode::FORBIDDEN));
             let (request, _) = req.into_parts();
             let response = ServiceResponse::new(request, response).map_into_right_body();
             return Box::pin(async move { Ok(response) });
@@ -178,18 +198,53 @@ where
                 Ok(response) => response.status(),
                 Err(error) => error.as_response_error().status_code(),
             };
-            record(&inner.sink, ip, method, path, status);
+            inner.sink.record(request.into_event(status));
             result.map(ServiceResponse::map_into_left_body)
         })
     }
 }
 
-fn record(sink: &LogSink, ip: IpAddr, method: String, path: String, status: StatusCode) {
-    sink.record(LogEvent {
-        ip,
-        timestamp: Utc::now(),
-        method,
-        path,
-        status: status.as_u16(),
-    });
+/// What the log keeps of a request, read before the app sees it (the app may consume
+/// the request) and turned into a [`LogEvent`] once the status is known.
+struct RequestFacts {
+    ip: IpAddr,
+    started: Instant,
+    method: String,
+    path: String,
+    user_agent: String,
+    query_string: Option<String>,
+}
+
+impl RequestFacts {
+    fn read(req: &ServiceRequest, ip: IpAddr, with_query_string: bool) -> Self {
+        // `path()` and `query_string()` are the raw (still percent-encoded) URI parts.
+        let query = req.query_string();
+        Self {
+            ip,
+            started: Instant::now(),
+            method: req.method().as_str().to_owned(),
+            path: bounded_path(req.path()),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|value| bounded_header(value.as_bytes(), MAX_USER_AGENT_BYTES))
+                .unwrap_or_default(),
+            query_string: (with_query_string && !query.is_empty())
+                .then(|| bounded_header(query.as_bytes(), MAX_PATH_BYTES)),
+        }
+    }
+
+    fn into_event(self, status: StatusCode) -> LogEvent {
+        LogEvent {
+            ip: self.ip,
+            timestamp: Utc::now(),
+            method: self.method,
+            path: self.path,
+            status: status.as_u16(),
+            duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            user_agent: self.user_agent,
+            user_id: None,
+            query_string: self.query_string,
+        }
+    }
 }

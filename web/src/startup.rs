@@ -102,7 +102,8 @@ impl Application {
                 let mut tracking = IpTracking::new(
                     ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
                     pipeline.sink(),
-                );
+                )
+                .with_query_string(settings.log_pipeline.log_query_string);
                 if let Some(blocklist) = blocklist {
                     tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
                 }

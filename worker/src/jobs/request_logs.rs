@@ -16,7 +16,7 @@ use sea_orm::{
 
 use crate::context::JobContext;
 
-/// Rows per INSERT statement: 6 columns × 5,000 stays under PostgreSQL's 65,535 bind
+/// Rows per INSERT statement: 9 columns × 5,000 stays under PostgreSQL's 65,535 bind
 /// parameters; larger batches are written in several statements of one transaction.
 const ROWS_PER_STATEMENT: usize = 5_000;
 
@@ -83,5 +83,13 @@ fn to_row(event: &LogEvent) -> request_log::ActiveModel {
         method: Set(event.method.clone()),
         path: Set(event.path.clone()),
         status: Set(i32::from(event.status)),
+        duration_us: Set(i64::try_from(event.duration_us).unwrap_or(i64::MAX)),
+        user_agent: Set(event.user_agent.clone()),
+        user_id: Set(event.user_id.clone().unwrap_or_default()),
+        query_string: Set(event.query_string.clone().unwrap_or_default()),
+        // Filled in by the geolocation job once the address is looked up.
+        country_code: NotSet,
+        country: NotSet,
+        city: NotSet,
     }
 }

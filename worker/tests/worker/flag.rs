@@ -23,6 +23,10 @@ fn requests(ip: &str, path: &str, time: DateTime<Utc>, n: usize) -> Vec<LogEvent
             method: "GET".into(),
             path: path.into(),
             status: 200,
+            duration_us: 120,
+            user_agent: "curl/8.5.0".into(),
+            user_id: None,
+            query_string: None,
         })
         .collect()
 }

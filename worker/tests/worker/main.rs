@@ -23,6 +23,10 @@ pub fn batch(tag: &str, n: usize, ip: &str) -> RequestLogBatch {
                 method: "GET".into(),
                 path: format!("/{tag}/{i}"),
                 status: 200,
+                duration_us: 120,
+                user_agent: "curl/8.5.0".into(),
+                user_id: None,
+                query_string: None,
             })
             .collect(),
     )
