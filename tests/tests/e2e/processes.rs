@@ -2,10 +2,12 @@
 
 use std::{process::Command, time::Duration};
 
+use iptrack_core::{jobs::REQUEST_LOGS_QUEUE, queue};
 use iptrack_tests::{
-    TestDb, TestRedis, both_backends,
+    Backend, TestDb, TestRedis, both_backends,
     process::{Service, binary},
 };
+use redis::AsyncCommands;
 
 use crate::{Stack, assert_stored_exactly_once, send_requests, terminate};
 
@@ -38,6 +40,35 @@ both_backends!(
         assert!(status.success(), "iptrack-web exited with {status}");
     }
 );
+
+#[tokio::test]
+async fn on_sigterm_the_web_delivers_the_events_it_still_holds() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    // Batches that neither fill nor age while the test runs: only the shutdown flush can
+    // deliver these events.
+    let stack = Stack::new(&db, &redis)
+        .with("IPTRACK_BATCH_MAX_EVENTS", "5000")
+        .with("IPTRACK_BATCH_MAX_WAIT_MS", "60000");
+    let mut web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    send_requests(&stack, 0..300).await;
+
+    let settings = iptrack_tests::settings(&db, &redis);
+    let jobs = queue::queue_config(&settings, REQUEST_LOGS_QUEUE).job_data_hash();
+    let mut conn = redis.connection().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued: usize = conn.hlen(&jobs).await.unwrap();
+    assert_eq!(queued, 0, "the events are still in the web's buffer");
+
+    terminate(web.pid());
+    let status = web
+        .wait_for_exit(Duration::from_secs(30))
+        .expect("iptrack-web ignored SIGTERM");
+    assert!(status.success(), "iptrack-web exited with {status}");
+
+    let _worker = Service::start("iptrack-worker", &[], &stack.env);
+    assert_stored_exactly_once(&db, 300, Duration::from_secs(20)).await;
+}
 
 #[test]
 fn an_invalid_setting_stops_start_up_with_one_line_naming_it() {

@@ -1,0 +1,199 @@
+//! Ingest rate: rows per second from a pre-filled `request-logs` queue into the database by
+//! one `iptrack-worker` process (release build, default settings), on PostgreSQL and
+//! SQLite; beside it, a raw `COPY` of the same rows into PostgreSQL (`psql \copy` from a
+//! CSV file) measured in the same run.
+//!
+//! The rate is taken between the first and the last batch committed (read from
+//! `log_batch`), so the worker's start-up is not counted.
+//!
+//! Run: `cargo build --release --workspace --bins && cargo run --release -p iptrack-bench --bin ingest_rate`
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::{IpAddr, Ipv4Addr},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use clap::Parser;
+use iptrack_bench::{XorShift, median};
+use iptrack_core::{
+    jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
+    queue::{self, JobQueue},
+};
+use iptrack_tests::{Backend, TestDb, TestRedis, process::Service};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Runs per backend.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Rows per run.
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// Events per batch (the web's default `IPTRACK_BATCH_MAX_EVENTS`).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let batches = batches(args.rows, args.batch);
+    println!(
+        "{} rows in {} batches of {}; one worker process, IPTRACK_WORKER_CONCURRENCY=2",
+        args.rows,
+        batches.len(),
+        args.batch
+    );
+    println!("target                 runs  rows/s p50  rows/s min  rows/s max");
+    let mut results = Vec::new();
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let mut rates: Vec<f64> = Vec::new();
+        for _ in 0..args.runs {
+            rates.push(worker_run(backend, &batches).await);
+        }
+        results.push((format!("worker → {backend:?}").to_lowercase(), rates));
+        if backend == Backend::Postgres {
+            let mut copies = Vec::new();
+            for _ in 0..args.runs {
+                copies.push(copy_run(&batches).await);
+            }
+            results.push(("raw COPY → postgres".to_owned(), copies));
+        }
+    }
+    for (name, mut rates) in results {
+        let (min, max) = (
+            rates.iter().copied().fold(f64::MAX, f64::min),
+            rates.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "{name:<22} {:>4}  {:>10.0}  {:>10.0}  {:>10.0}",
+            rates.len(),
+            median(&mut rates).unwrap(),
+            min,
+            max
+        );
+    }
+}
+
+/// Realistic events: 10,000 client addresses, varied paths, a browser user agent.
+fn batches(rows: usize, per_batch: usize) -> Vec<RequestLogBatch> {
+    let mut rng = XorShift::new(7);
+    let now = Utc::now();
+    let events: Vec<LogEvent> = (0..rows)
+        .map(|i| LogEvent {
+            ip: IpAddr::V4(Ipv4Addr::from(0xCB00_7100 + rng.between(0, 9_999) as u32)),
+            timestamp: now,
+            method: "GET".into(),
+            path: format!("/items/{}/reviews", rng.between(0, 50_000)),
+            status: if i % 20 == 0 { 404 } else { 200 },
+            duration_us: rng.between(50, 5_000),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+                .into(),
+            user_id: None,
+            query_string: None,
+        })
+        .collect();
+    events
+        .chunks(per_batch)
+        .map(|chunk| RequestLogBatch::new(chunk.to_vec()))
+        .collect()
+}
+
+/// Fills a fresh queue, starts one worker, returns rows per second.
+async fn worker_run(backend: Backend, batches: &[RequestLogBatch]) -> f64 {
+    let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    let mut jobs = JobQueue::new(
+        queue::connect(&redis.url).unwrap(),
+        queue::queue_config(&settings, REQUEST_LOGS_QUEUE),
+    );
+    // Fresh batch ids per run: the worker would (rightly) skip batches it has seen.
+    let fresh: Vec<RequestLogBatch> = batches
+        .iter()
+        .map(|batch| RequestLogBatch::new(batch.events.clone()))
+        .collect();
+    for chunk in fresh.chunks(20) {
+        jobs.push(chunk).await.unwrap();
+    }
+    let env: HashMap<String, String> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis.url.clone()),
+        ("IPTRACK_REDIS_PREFIX", redis.prefix.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let conn = db.connect().await;
+    let _worker = Service::start("iptrack-worker", &[], &env);
+    let total = batches.len() as i64;
+    let (mut first, mut first_at) = (None, Instant::now());
+    let started = Instant::now();
+    loop {
+        let done = db.count(&conn, "log_batch").await;
+        if first.is_none() && done > 0 {
+            (first, first_at) = (Some(done), Instant::now());
+        }
+        if done >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = first_at.elapsed().as_secs_f64();
+    let rows_per_batch = batches[0].events.len() as f64;
+    let rows_after_first = (total - first.unwrap_or(0)) as f64 * rows_per_batch;
+    assert_eq!(
+        db.count(&conn, "request_log").await as usize,
+        batches.iter().map(|b| b.events.len()).sum::<usize>()
+    );
+    rows_after_first / elapsed
+}
+
+/// `psql \copy` of the same rows into a fresh, migrated PostgreSQL database.
+async fn copy_run(batches: &[RequestLogBatch]) -> f64 {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut csv = tempfile::NamedTempFile::new().unwrap();
+    {
+        let mut out = std::io::BufWriter::new(csv.as_file_mut());
+        for event in batches.iter().flat_map(|b| &b.events) {
+            writeln!(
+                out,
+                "{},{},{},{},{},{},\"{}\",\"\",\"\"",
+                event.ip,
+                event.timestamp.to_rfc3339(),
+                event.method,
+                event.path,
+                event.status,
+                event.duration_us,
+                event.user_agent
+            )
+            .unwrap();
+        }
+    }
+    let rows: usize = batches.iter().map(|b| b.events.len()).sum();
+    let started = Instant::now();
+    let status = Command::new("psql")
+        .arg(&db.url)
+        .arg("-qc")
+        .arg(format!(
+            "\\copy request_log (ip_address, timestamp, method, path, status, duration_us, \
+             user_agent, user_id, query_string) FROM '{}' WITH (FORMAT csv)",
+            csv.path().display()
+        ))
+        .status()
+        .expect("cannot run psql");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(status.success(), "psql \\copy failed");
+    let conn = db.connect().await;
+    assert_eq!(db.count(&conn, "request_log").await as usize, rows);
+    rows as f64 / elapsed
+}
