@@ -212,7 +212,7 @@ fn every_setting_in_the_compose_file_is_explained_by_a_comment() {
             in_environment = true;
             continue;
         }
-        if in_environment && !trimmed.starts_with('#') {
+        if in_environment && !trimmed.starts_with('#') && !trimmed.is_empty() {
             let Some((key, _)) = trimmed.split_once(':') else {
                 in_environment = false;
                 continue;
