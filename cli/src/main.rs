@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show each queue's due, scheduled, in-flight, done and dead jobs, and its workers.
+    Queues {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_target(text: &str) -> Result<IpNet, String> {
@@ -125,6 +131,7 @@ async fn main() -> ExitCode {
         Command::Suspicious { limit, json } => {
             commands::suspicious::run(&settings, limit, json).await
         }
+        Command::Queues { json } => commands::queues::run(&settings, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

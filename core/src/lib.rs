@@ -6,9 +6,11 @@
 pub mod blocklist;
 pub mod client_ip;
 pub mod db;
+pub mod job_metrics;
 pub mod jobs;
 pub mod process;
 pub mod queue;
+pub mod queue_stats;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,6 +13,7 @@
 pub mod db;
 pub mod process;
 pub mod redis_server;
+pub mod tcp_proxy;
 
 pub use db::{Backend, TestDb};
 pub use redis_server::{PrivateRedis, TestRedis};

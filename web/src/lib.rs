@@ -16,6 +16,8 @@ pub mod blocklist;
 pub mod metrics;
 mod middleware;
 mod pipeline;
+pub mod queue_metrics;
+pub mod request_metrics;
 mod routes;
 pub mod startup;
 

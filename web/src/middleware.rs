@@ -27,7 +27,7 @@ use iptrack_core::{
     jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
 };
 
-use crate::{blocklist::SharedBlocklist, pipeline::LogSink};
+use crate::{blocklist::SharedBlocklist, pipeline::LogSink, request_metrics::RequestMetrics};
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
@@ -48,6 +48,8 @@ struct Inner {
     blocklist: Option<SharedBlocklist>,
     safelist: Vec<IpNet>,
     log_query_string: bool,
+    /// Requests by status and blocked requests, for `/metrics`.
+    metrics: Arc<RequestMetrics>,
 }
 
 impl IpTracking {
@@ -60,6 +62,7 @@ impl IpTracking {
                 blocklist: None,
                 safelist: Vec::new(),
                 log_query_string: false,
+                metrics: Arc::new(RequestMetrics::default()),
             }),
         }
     }
@@ -78,6 +81,11 @@ impl IpTracking {
 }
 
 impl IpTracking {
+    /// The request counters this middleware keeps (rendered at `/metrics`).
+    pub fn metrics(&self) -> Arc<RequestMetrics> {
+        self.inner.metrics.clone()
+    }
+
     /// Also stores each request's query string. Off by default: query strings carry
     /// tokens, e-mail addresses and password-reset codes.
     pub fn with_query_string(self, on: bool) -> Self {
@@ -182,6 +190,10 @@ where
             let response = HttpResponse::Forbidden()
                 .content_type(ContentType::plaintext())
                 .body("Forbidden\n");
+            self.inner.metrics.count_blocked();
+            self.inner
+                .metrics
+                .count_status(StatusCode::FORBIDDEN.as_u16());
             self.inner
                 .sink
                 .record(request.into_event(StatusCode::FORBIDDEN));
@@ -198,6 +210,7 @@ where
                 Ok(response) => response.status(),
                 Err(error) => error.as_response_error().status_code(),
             };
+            inner.metrics.count_status(status.as_u16());
             inner.sink.record(request.into_event(status));
             result.map(ServiceResponse::map_into_left_body)
         })

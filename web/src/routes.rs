@@ -2,13 +2,25 @@
 
 use actix_web::{HttpResponse, Responder, get, http::header::ContentType, post, web};
 
-use crate::pipeline::LogSink;
+use std::{sync::Arc, time::Duration};
+
+use crate::{pipeline::LogSink, queue_metrics, request_metrics::RequestMetrics};
+
+/// How long `/readyz` waits for each dependency.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What handlers share.
 pub(crate) struct AppState {
     pub(crate) redis: deadpool_redis::Pool,
     /// `None` when the server runs with `--no-tracking`.
     pub(crate) log_sink: Option<LogSink>,
+    /// For `/readyz`: the web writes nothing there itself, but the blocklist and the admin
+    /// API read it, so a web that cannot reach it is not fully in service.
+    pub(crate) db: sea_orm::DatabaseConnection,
+    /// Queue keys and worker counters live under this prefix (`/metrics` reads them).
+    pub(crate) redis_prefix: String,
+    /// `None` when the server runs with `--no-tracking`.
+    pub(crate) request_metrics: Option<Arc<RequestMetrics>>,
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -71,32 +83,61 @@ async fn healthz() -> impl Responder {
     HttpResponse::Ok().body("ok\n")
 }
 
-/// The process can do its work: Redis answers.
+/// The process can do its work: Redis and the database answer. 503 names what does not.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> impl Responder {
-    let ping = async {
-        let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => HttpResponse::Ok().body("ready\n"),
-        Ok(Err(error)) => {
-            HttpResponse::ServiceUnavailable().body(format!("redis unavailable: {error}\n"))
+    let redis = async {
+        let ping = async {
+            let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(READY_TIMEOUT, ping).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(format!("redis unavailable: {error}")),
+            Err(_) => Some("redis unavailable: timed out".to_owned()),
         }
-        Err(_) => HttpResponse::ServiceUnavailable().body("redis unavailable: timed out\n"),
+    };
+    let database = async {
+        match tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(format!("database unavailable: {error}")),
+            Err(_) => Some("database unavailable: timed out".to_owned()),
+        }
+    };
+    let (redis, database) = tokio::join!(redis, database);
+    let problems: Vec<String> = [redis, database].into_iter().flatten().collect();
+    if problems.is_empty() {
+        HttpResponse::Ok().body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable().body(format!("{}\n", problems.join("\n")))
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format: this process's request and pipeline counters, then the
+/// cluster-wide queue depths and worker counters read from Redis.
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> impl Responder {
-    let body = match &state.log_sink {
+    let mut body = match &state.log_sink {
         Some(sink) => sink.metrics().render(sink.buffered()),
         None => String::new(),
     };
+    if let Some(requests) = &state.request_metrics {
+        body.push_str(&requests.render());
+    }
+    let cluster = async {
+        match state.redis.get().await {
+            Ok(mut conn) => queue_metrics::render(&mut *conn, &state.redis_prefix).await,
+            Err(_) => queue_metrics::render_unavailable(),
+        }
+    };
+    body.push_str(
+        &tokio::time::timeout(READY_TIMEOUT, cluster)
+            .await
+            .unwrap_or_else(|_| queue_metrics::render_unavailable()),
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

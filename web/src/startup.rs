@@ -74,6 +74,7 @@ impl Application {
         let blocklist = options
             .tracking
             .then(|| blocklist::start(settings, db.clone(), background.clone()).0);
+        let state_db = db.clone();
         let admin = match &settings.admin_token {
             Some(token) => Some((
                 web::Data::new(AdminToken(token.clone())),
@@ -92,32 +93,37 @@ impl Application {
             }
             routes::configure(cfg);
         };
+
+        let tracking = pipeline.as_ref().map(|pipeline| {
+            let mut tracking = IpTracking::new(
+                ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
+                pipeline.sink(),
+            )
+            .with_query_string(settings.log_pipeline.log_query_string);
+            if let Some(blocklist) = blocklist {
+                tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
+            }
+            tracking
+        });
         let state = web::Data::new(AppState {
             redis,
             log_sink: pipeline.as_ref().map(LogPipeline::sink),
+            db: state_db,
+            redis_prefix: settings.redis_prefix.clone(),
+            request_metrics: tracking.as_ref().map(IpTracking::metrics),
         });
 
-        let server = match &pipeline {
-            Some(pipeline) => {
-                let mut tracking = IpTracking::new(
-                    ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
-                    pipeline.sink(),
-                )
-                .with_query_string(settings.log_pipeline.log_query_string);
-                if let Some(blocklist) = blocklist {
-                    tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
-                }
-                HttpServer::new(move || {
-                    App::new()
-                        .wrap(tracking.clone())
-                        .app_data(state.clone())
-                        .configure(routes.clone())
-                })
-                .listen(listener)?
-                .disable_signals()
-                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-                .run()
-            }
+        let server = match tracking {
+            Some(tracking) => HttpServer::new(move || {
+                App::new()
+                    .wrap(tracking.clone())
+                    .app_data(state.clone())
+                    .configure(routes.clone())
+            })
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            .run(),
             None => HttpServer::new(move || {
                 App::new().app_data(state.clone()).configure(routes.clone())
             })

@@ -1,6 +1,7 @@
 pub mod block;
 pub mod flag_suspicious;
 pub mod migrate;
+pub mod queues;
 pub mod suspicious;
 pub mod up;
 

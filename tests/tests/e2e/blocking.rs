@@ -7,7 +7,7 @@ use iptrack_tests::{PrivateRedis, TestDb, TestRedis, both_backends, eventually, 
 use crate::{Stack, iptrack};
 
 /// The status `GET /` gets at `stack` for a client at `ip` (claimed via the trusted proxy).
-async fn status_for(client: &reqwest::Client, stack: &Stack, ip: &str) -> u16 {
+pub(crate) async fn status_for(client: &reqwest::Client, stack: &Stack, ip: &str) -> u16 {
     client
         .get(stack.url("/"))
         .header("x-forwarded-for", ip)
@@ -18,7 +18,12 @@ async fn status_for(client: &reqwest::Client, stack: &Stack, ip: &str) -> u16 {
         .as_u16()
 }
 
-async fn wait_for_status(client: &reqwest::Client, stack: &Stack, ip: &str, expected: u16) {
+pub(crate) async fn wait_for_status(
+    client: &reqwest::Client,
+    stack: &Stack,
+    ip: &str,
+    expected: u16,
+) {
     eventually(
         Duration::from_secs(10),
         &format!("{ip} to get {expected}"),

@@ -5,8 +5,12 @@
 
 mod admin_api;
 mod blocking;
+mod compose;
 mod flagging;
+mod observability;
 mod processes;
+mod queues;
+mod scale;
 mod up;
 mod worker_killed;
 

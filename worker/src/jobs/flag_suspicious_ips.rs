@@ -50,8 +50,21 @@ pub struct Flagged {
     pub addresses: Vec<String>,
 }
 
-/// The apalis handler.
+/// The apalis handler: the job, timed and counted in the cluster-wide job metrics.
 pub async fn handle(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    let result = run(job, ctx.clone()).await;
+    super::record_outcome(
+        &ctx,
+        iptrack_core::jobs::FLAG_SUSPICIOUS_IPS_QUEUE,
+        started,
+        result.is_ok(),
+    )
+    .await;
+    result
+}
+
+async fn run(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let flagged = match flag(&ctx.db, &ctx.rules, &job).await {
         Ok(found) => found,
         Err(error) => {

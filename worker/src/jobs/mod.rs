@@ -3,3 +3,25 @@
 pub mod flag_suspicious_ips;
 pub mod purge_logs;
 pub mod request_logs;
+
+use std::time::Instant;
+
+use crate::context::JobContext;
+
+/// Counts a finished job in the cluster-wide metrics (`iptrack_core::job_metrics`). A
+/// failure to record is logged at debug level and otherwise ignored: metrics never fail or
+/// delay a job beyond one Redis round trip.
+pub(crate) async fn record_outcome(ctx: &JobContext, queue: &str, started: Instant, ok: bool) {
+    let mut redis = ctx.redis.clone();
+    if let Err(error) = iptrack_core::job_metrics::record_job(
+        &mut redis,
+        &ctx.redis_prefix,
+        queue,
+        started.elapsed(),
+        ok,
+    )
+    .await
+    {
+        tracing::debug!(%error, queue, "cannot record job metrics");
+    }
+}

@@ -12,8 +12,21 @@ use crate::context::JobContext;
 /// Rows deleted per statement.
 pub const DELETE_BATCH: u64 = 10_000;
 
-/// The apalis handler.
+/// The apalis handler: the job, timed and counted in the cluster-wide job metrics.
 pub async fn handle(job: PurgeLogs, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    let result = run(job, ctx.clone()).await;
+    super::record_outcome(
+        &ctx,
+        iptrack_core::jobs::PURGE_LOGS_QUEUE,
+        started,
+        result.is_ok(),
+    )
+    .await;
+    result
+}
+
+async fn run(job: PurgeLogs, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     match purge(&ctx.db, &job).await {
         Ok(deleted) => {
             tracing::info!(older_than = %job.older_than, deleted, "old request logs purged");

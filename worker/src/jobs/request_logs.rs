@@ -30,8 +30,21 @@ pub enum Ingested {
     AlreadyWritten,
 }
 
-/// The apalis handler.
+/// The apalis handler: the job, timed and counted in the cluster-wide job metrics.
 pub async fn handle(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    let result = run(batch, ctx.clone()).await;
+    super::record_outcome(
+        &ctx,
+        iptrack_core::jobs::REQUEST_LOGS_QUEUE,
+        started,
+        result.is_ok(),
+    )
+    .await;
+    result
+}
+
+async fn run(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     match ingest(&ctx.db, &batch).await {
         Ok(Ingested::Rows(rows)) => {
             tracing::debug!(batch_id = %batch.batch_id, rows, "request-log batch written");
