@@ -1,6 +1,7 @@
 //! The `IpTracking` middleware: resolve the client address, refuse it with 403 when it is
-//! blocked, otherwise let the application answer; then record the request (blocked ones
-//! too) in the log buffer. Nothing here waits on I/O: the blocklist is in memory.
+//! blocked, refuse it with 429 when a rate limit says so, otherwise let the application
+//! answer; then record the request (refused ones too) in the log buffer. The only I/O
+//! here is the rate-limit check, and only on routes a rule covers.
 
 use std::{
     future::{Ready, ready},
@@ -27,7 +28,11 @@ use iptrack_core::{
     jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
 };
 
-use crate::{blocklist::SharedBlocklist, pipeline::LogSink};
+use crate::{
+    blocklist::SharedBlocklist,
+    pipeline::LogSink,
+    ratelimit::{self, Identity, RateLimiter},
+};
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
@@ -41,13 +46,27 @@ pub struct IpTracking {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Inner {
     resolver: ClientIpResolver,
     sink: LogSink,
     blocklist: Option<SharedBlocklist>,
     safelist: Vec<IpNet>,
     log_query_string: bool,
+    rate_limiter: Option<RateLimiter>,
+    identity: Option<Identity>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("resolver", &self.resolver)
+            .field("blocklist", &self.blocklist)
+            .field("safelist", &self.safelist)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IpTracking {
@@ -60,6 +79,8 @@ impl IpTracking {
                 blocklist: None,
                 safelist: Vec::new(),
                 log_query_string: false,
+                rate_limiter: None,
+                identity: None,
             }),
         }
     }
@@ -91,13 +112,42 @@ impl IpTracking {
     }
 }
 
+impl IpTracking {
+    /// Also applies `limiter`'s rules (429 over the limit), except to the safelist (see
+    /// [`IpTracking::with_blocklist`]).
+    pub fn with_rate_limiter(self, limiter: RateLimiter) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                rate_limiter: Some(limiter),
+                ..inner
+            }),
+        }
+    }
+
+    /// Says who sent each request: the user id goes into the request log and selects a
+    /// rule's authenticated limit. Without it every client is anonymous.
+    pub fn with_identity(self, identity: Identity) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                identity: Some(identity),
+                ..inner
+            }),
+        }
+    }
+}
+
 impl Inner {
+    fn is_safelisted(&self, ip: IpAddr) -> bool {
+        self.safelist.iter().any(|net| net.contains(&ip))
+    }
+
     fn is_blocked(&self, ip: IpAddr) -> bool {
         let Some(blocklist) = &self.blocklist else {
             return false;
         };
-        !self.safelist.iter().any(|net| net.contains(&ip))
-            && blocklist.load().blocks(ip, Utc::now())
+        !self.is_safelisted(ip) && blocklist.load().blocks(ip, Utc::now())
     }
 }
 
@@ -175,7 +225,12 @@ where
             .map(|value| value.as_bytes());
         let ip = resolver.resolve(peer, forwarding);
         req.extensions_mut().insert(ClientIp(ip));
-        let request = RequestFacts::read(&req, ip, self.inner.log_query_string);
+        let user_id = self
+            .inner
+            .identity
+            .as_ref()
+            .and_then(|identity| identity(req.request()));
+        let request = RequestFacts::read(&req, ip, user_id, self.inner.log_query_string);
 
         if self.inner.is_blocked(ip) {
             // A short body that reveals nothing about why; logged like any request.
@@ -191,16 +246,50 @@ where
         }
 
         let inner = self.inner.clone();
-        let response = self.service.call(req);
+        let ruled = match &inner.rate_limiter {
+            Some(limiter) if !inner.is_safelisted(ip) => limiter
+                .rule_for(req.method().as_str(), req.path())
+                .map(|rule| (limiter.clone(), rule.clone())),
+            _ => None,
+        };
+        let Some((limiter, rule)) = ruled else {
+            let response = self.service.call(req);
+            return Box::pin(async move {
+                let result = response.await;
+                inner.sink.record(request.into_event(status_of(&result)));
+                result.map(ServiceResponse::map_into_left_body)
+            });
+        };
+
+        let service = Rc::clone(&self.service);
         Box::pin(async move {
-            let result = response.await;
-            let status = match &result {
-                Ok(response) => response.status(),
-                Err(error) => error.as_response_error().status_code(),
-            };
-            inner.sink.record(request.into_event(status));
+            let decision = limiter.check(&rule, ip, request.user_id.as_deref()).await;
+            if !decision.allowed {
+                let mut response = HttpResponse::TooManyRequests()
+                    .content_type(ContentType::plaintext())
+                    .body("Too many requests; see Retry-After\n");
+                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
+                ratelimit::headers::insert_retry_after(response.headers_mut(), &decision);
+                inner
+                    .sink
+                    .record(request.into_event(StatusCode::TOO_MANY_REQUESTS));
+                let (request, _) = req.into_parts();
+                return Ok(ServiceResponse::new(request, response).map_into_right_body());
+            }
+            let mut result = service.call(req).await;
+            if let Ok(response) = &mut result {
+                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
+            }
+            inner.sink.record(request.into_event(status_of(&result)));
             result.map(ServiceResponse::map_into_left_body)
         })
+    }
+}
+
+fn status_of<B>(result: &Result<ServiceResponse<B>, Error>) -> StatusCode {
+    match result {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
     }
 }
 
@@ -212,11 +301,17 @@ struct RequestFacts {
     method: String,
     path: String,
     user_agent: String,
+    user_id: Option<String>,
     query_string: Option<String>,
 }
 
 impl RequestFacts {
-    fn read(req: &ServiceRequest, ip: IpAddr, with_query_string: bool) -> Self {
+    fn read(
+        req: &ServiceRequest,
+        ip: IpAddr,
+        user_id: Option<String>,
+        with_query_string: bool,
+    ) -> Self {
         // `path()` and `query_string()` are the raw (still percent-encoded) URI parts.
         let query = req.query_string();
         Self {
@@ -229,6 +324,7 @@ impl RequestFacts {
                 .get(header::USER_AGENT)
                 .map(|value| bounded_header(value.as_bytes(), MAX_USER_AGENT_BYTES))
                 .unwrap_or_default(),
+            user_id,
             query_string: (with_query_string && !query.is_empty())
                 .then(|| bounded_header(query.as_bytes(), MAX_PATH_BYTES)),
         }
@@ -243,7 +339,7 @@ impl RequestFacts {
             status: status.as_u16(),
             duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             user_agent: self.user_agent,
-            user_id: None,
+            user_id: self.user_id,
             query_string: self.query_string,
         }
     }

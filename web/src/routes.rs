@@ -1,20 +1,22 @@
 //! Routes of the reference server: a few pages to track, and health endpoints.
 
-use actix_web::{HttpResponse, Responder, get, http::header::ContentType, post, web};
+use actix_web::{HttpResponse, Responder, get, http::header::ContentType, web};
 
-use crate::pipeline::LogSink;
+use crate::{metrics::RateLimitMetrics, pipeline::LogSink};
 
 /// What handlers share.
 pub(crate) struct AppState {
     pub(crate) redis: deadpool_redis::Pool,
     /// `None` when the server runs with `--no-tracking`.
     pub(crate) log_sink: Option<LogSink>,
+    /// The rate limiter's counters (zero when no rule is configured).
+    pub(crate) rate_limit_metrics: std::sync::Arc<RateLimitMetrics>,
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(index)
         .service(login_form)
-        .service(login)
+        .service(crate::login::submit)
         .service(admin)
         .service(healthz)
         .service(readyz)
@@ -46,15 +48,6 @@ async fn login_form() -> impl Responder {
          <label>Password <input name=\"password\" type=\"password\"></label> \
          <button>Log in</button></form>",
     )
-}
-
-/// No accounts exist on the reference server yet, so every attempt fails. It is a
-/// sensitive route all the same: the hourly job flags addresses that post here.
-#[post("/login")]
-async fn login() -> impl Responder {
-    HttpResponse::Unauthorized()
-        .content_type(ContentType::plaintext())
-        .body("invalid username or password\n")
 }
 
 #[get("/admin")]
@@ -93,10 +86,11 @@ async fn readyz(state: web::Data<AppState>) -> impl Responder {
 /// Prometheus text format.
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> impl Responder {
-    let body = match &state.log_sink {
+    let mut body = match &state.log_sink {
         Some(sink) => sink.metrics().render(sink.buffered()),
         None => String::new(),
     };
+    body.push_str(&state.rate_limit_metrics.render());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

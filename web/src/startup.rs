@@ -1,7 +1,7 @@
 //! Building and running the reference server; used by `iptrack-web`, `iptrack up` and the
 //! tests alike.
 
-use std::net::TcpListener;
+use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context;
@@ -11,8 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{self, AdminState, AdminToken},
     blocklist,
+    login::{self, DemoAccount},
+    metrics::RateLimitMetrics,
     middleware::IpTracking,
     pipeline::LogPipeline,
+    ratelimit::RateLimiter,
     routes::{self, AppState},
 };
 
@@ -92,10 +95,30 @@ impl Application {
             }
             routes::configure(cfg);
         };
+        let rate_limit_metrics = Arc::new(RateLimitMetrics::default());
         let state = web::Data::new(AppState {
             redis,
             log_sink: pipeline.as_ref().map(LogPipeline::sink),
+            rate_limit_metrics: rate_limit_metrics.clone(),
         });
+        // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits"). The limiter
+        // has its own multiplexed connection: one round trip per ruled request.
+        let demo_account = web::Data::new(DemoAccount(settings.rate_limit.demo_user.clone()));
+        let session_key = login::session_key(&settings.rate_limit);
+        let rate_limiter = if options.tracking && !settings.rate_limit.rules.is_empty() {
+            Some(RateLimiter::new(
+                &settings.rate_limit,
+                &settings.redis_prefix,
+                queue::connect(&settings.redis_url).context("REDIS_URL")?,
+                rate_limit_metrics,
+            ))
+        } else {
+            None
+        };
+        let routes = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(demo_account.clone());
+            routes(cfg);
+        };
 
         let server = match &pipeline {
             Some(pipeline) => {
@@ -107,9 +130,16 @@ impl Application {
                 if let Some(blocklist) = blocklist {
                     tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
                 }
+                tracking = tracking.with_identity(login::session_identity());
+                if let Some(limiter) = rate_limiter {
+                    tracking = tracking.with_rate_limiter(limiter);
+                }
                 HttpServer::new(move || {
+                    // The last `wrap` runs first: the session is decoded before tracking
+                    // asks who the user is.
                     App::new()
                         .wrap(tracking.clone())
+                        .wrap(login::session_middleware(session_key.clone()))
                         .app_data(state.clone())
                         .configure(routes.clone())
                 })
@@ -119,7 +149,10 @@ impl Application {
                 .run()
             }
             None => HttpServer::new(move || {
-                App::new().app_data(state.clone()).configure(routes.clone())
+                App::new()
+                    .wrap(login::session_middleware(session_key.clone()))
+                    .app_data(state.clone())
+                    .configure(routes.clone())
             })
             .listen(listener)?
             .disable_signals()
