@@ -7,6 +7,7 @@ mod admin_api;
 mod blocking;
 mod flagging;
 mod processes;
+mod rate_limits;
 mod up;
 mod worker_killed;
 
