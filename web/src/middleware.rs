@@ -249,7 +249,7 @@ where
         let ruled = match &inner.rate_limiter {
             Some(limiter) if !inner.is_safelisted(ip) => limiter
                 .rule_for(req.method().as_str(), req.path())
-                .map(|rule| (limiter.clone(), rule.clone())),
+                .map(|rule| (limiter.clone(), Arc::clone(rule))),
             _ => None,
         };
         let Some((limiter, rule)) = ruled else {

@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let limiter = RateLimiter::new(
         &RateLimitSettings {
-            rules: parse_rules("login=POST /login anon=10000 user=10000 window=60s")?,
+            rules: parse_rules("login=POST /login anon=10000 user=10000 window=60s")
+                .map_err(anyhow::Error::msg)?,
             ..Default::default()
         },
         "bench",

@@ -72,7 +72,8 @@ pub struct RateLimiter {
 }
 
 struct Inner {
-    rules: Vec<RateLimitRule>,
+    /// Shared, so a ruled request takes its rule along without copying it.
+    rules: Vec<Arc<RateLimitRule>>,
     ipv6_prefix: u8,
     key_prefix: String,
     redis: redis_store::RedisLog,
@@ -115,7 +116,7 @@ impl RateLimiter {
             .unwrap_or(Duration::from_secs(1));
         Self {
             inner: Arc::new(Inner {
-                rules: settings.rules.clone(),
+                rules: settings.rules.iter().cloned().map(Arc::new).collect(),
                 ipv6_prefix: settings.ipv6_prefix,
                 key_prefix: format!("{redis_prefix}:ratelimit"),
                 redis: redis_store::RedisLog::new(redis),
@@ -127,7 +128,7 @@ impl RateLimiter {
     }
 
     /// The first rule covering this request, if any; the only check unruled requests pay.
-    pub fn rule_for(&self, method: &str, path: &str) -> Option<&RateLimitRule> {
+    pub fn rule_for(&self, method: &str, path: &str) -> Option<&Arc<RateLimitRule>> {
         self.inner
             .rules
             .iter()
@@ -260,7 +261,7 @@ mod tests {
     #[tokio::test]
     async fn keys_hold_only_parsed_addresses_networks_and_hashed_user_ids() {
         let limiter = limiter(64);
-        let rule = limiter.rule_for("POST", "/login").unwrap().clone();
+        let rule = Arc::clone(limiter.rule_for("POST", "/login").unwrap());
         let key = |subject| limiter.inner.key(&rule, subject);
         assert_eq!(
             key(Subject::Address("192.0.2.7".parse().unwrap())),
