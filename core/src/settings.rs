@@ -17,6 +17,11 @@ use secrecy::SecretString;
 
 use crate::client_ip::ProxyHeader;
 
+mod rate_limit;
+pub use rate_limit::{
+    DEFAULT_RATE_LIMITS, DemoUser, PathPattern, RateLimitRule, RateLimitSettings, parse_rules,
+};
+
 /// Every variable iptrack reads, in the order README.md lists them. A config-file key that
 /// is not in this list is rejected, so a typo does not silently leave a default in force.
 pub const KNOWN_VARIABLES: &[&str] = &[
@@ -46,6 +51,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_PURGE_SCHEDULE",
     "IPTRACK_LOG_RETENTION_DAYS",
     "IPTRACK_LOG_FORMAT",
+    "IPTRACK_RATE_LIMITS",
+    "IPTRACK_RATE_LIMIT_IPV6_PREFIX",
+    "IPTRACK_SESSION_KEY",
+    "IPTRACK_DEMO_USER",
 ];
 
 /// Settings shared by the web, worker, scheduler and CLI processes.
@@ -84,6 +93,8 @@ pub struct Settings {
     pub schedules: ScheduleSettings,
     /// `IPTRACK_LOG_FORMAT`: `text` (default) or `json` for the process's own logs.
     pub log_format: LogFormat,
+    /// Rate limits of the web process and the reference server's login.
+    pub rate_limit: RateLimitSettings,
 }
 
 /// Bounds of the in-process log buffer and of the batches the web pushes to Redis.
@@ -214,6 +225,7 @@ impl Default for Settings {
                 auto_block: None,
             },
             log_format: LogFormat::Text,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -374,6 +386,7 @@ impl Settings {
                 _ => return Err(invalid("IPTRACK_LOG_FORMAT", v, "expected text or json")),
             };
         }
+        s.rate_limit = RateLimitSettings::from_values(&get)?;
         Ok(s)
     }
 

@@ -8,15 +8,21 @@
 //! - [`blocklist`]: the in-memory blocklist the middleware consults, kept current from the
 //!   `blocked_ip` table and Redis change notices.
 //! - [`admin`]: the admin JSON API (`/api/v1/`), on when `IPTRACK_ADMIN_TOKEN` is set.
+//! - [`ratelimit`]: per-route rate limits counted in Redis (in memory while Redis is
+//!   away), applied by the middleware before the app, with the draft `RateLimit` headers.
+//! - [`login`]: the reference server's form login (a session cookie), which tells the
+//!   middleware who is authenticated.
 //! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
 pub mod admin;
 mod batcher;
 pub mod blocklist;
+pub mod login;
 pub mod metrics;
 mod middleware;
 mod pipeline;
 pub mod queue_metrics;
+pub mod ratelimit;
 pub mod request_metrics;
 mod routes;
 pub mod startup;
@@ -24,4 +30,5 @@ pub mod startup;
 pub use blocklist::SharedBlocklist;
 pub use middleware::{ClientIp, IpTracking};
 pub use pipeline::{LogPipeline, LogSink};
+pub use ratelimit::{Identity, RateLimiter};
 pub use startup::{Application, WebOptions};

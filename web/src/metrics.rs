@@ -67,3 +67,60 @@ impl PipelineMetrics {
         out
     }
 }
+
+/// Counters of the rate limiter (`web/src/ratelimit/`), on the same `/metrics` page.
+#[derive(Debug, Default)]
+pub struct RateLimitMetrics {
+    /// Requests refused with 429.
+    pub limited: AtomicU64,
+    /// Decisions taken by the in-memory fallback because Redis was unreachable.
+    pub fallback_decisions: AtomicU64,
+    /// Redis calls of the limiter that failed or timed out.
+    pub redis_failures: AtomicU64,
+    /// 1 while the fallback is in use.
+    fallback_active: AtomicU64,
+}
+
+impl RateLimitMetrics {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_fallback_active(&self, active: bool) {
+        self.fallback_active
+            .store(u64::from(active), Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of the rate-limit counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "iptrack_rate_limited_total",
+                "Requests refused with 429 by a rate limit.",
+                &self.limited,
+            ),
+            (
+                "iptrack_rate_limit_fallback_decisions_total",
+                "Rate-limit decisions taken in memory because Redis was unreachable.",
+                &self.fallback_decisions,
+            ),
+            (
+                "iptrack_rate_limit_redis_failures_total",
+                "Rate-limit calls to Redis that failed or timed out.",
+                &self.redis_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP iptrack_rate_limit_fallback_active 1 while rate limits are counted in memory.\n\
+             # TYPE iptrack_rate_limit_fallback_active gauge\niptrack_rate_limit_fallback_active {}",
+            self.fallback_active.load(Ordering::Relaxed)
+        );
+        out
+    }
+}

@@ -1,6 +1,7 @@
 //! The `IpTracking` middleware: resolve the client address, refuse it with 403 when it is
-//! blocked, otherwise let the application answer; then record the request (blocked ones
-//! too) in the log buffer. Nothing here waits on I/O: the blocklist is in memory.
+//! blocked, refuse it with 429 when a rate limit says so, otherwise let the application
+//! answer; then record the request (refused ones too) in the log buffer. The only I/O
+//! here is the rate-limit check, and only on routes a rule covers.
 
 use std::{
     future::{Ready, ready},
@@ -27,7 +28,12 @@ use iptrack_core::{
     jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
 };
 
-use crate::{blocklist::SharedBlocklist, pipeline::LogSink, request_metrics::RequestMetrics};
+use crate::{
+    blocklist::SharedBlocklist,
+    pipeline::LogSink,
+    ratelimit::{self, Identity, RateLimiter},
+    request_metrics::RequestMetrics,
+};
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
@@ -41,7 +47,7 @@ pub struct IpTracking {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Inner {
     resolver: ClientIpResolver,
     sink: LogSink,
@@ -50,6 +56,20 @@ struct Inner {
     log_query_string: bool,
     /// Requests by status and blocked requests, for `/metrics`.
     metrics: Arc<RequestMetrics>,
+    rate_limiter: Option<RateLimiter>,
+    identity: Option<Identity>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("resolver", &self.resolver)
+            .field("blocklist", &self.blocklist)
+            .field("safelist", &self.safelist)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IpTracking {
@@ -63,6 +83,8 @@ impl IpTracking {
                 safelist: Vec::new(),
                 log_query_string: false,
                 metrics: Arc::new(RequestMetrics::default()),
+                rate_limiter: None,
+                identity: None,
             }),
         }
     }
@@ -99,13 +121,49 @@ impl IpTracking {
     }
 }
 
+impl IpTracking {
+    /// Also applies `limiter`'s rules (429 over the limit), except to the safelist (see
+    /// [`IpTracking::with_blocklist`]).
+    pub fn with_rate_limiter(self, limiter: RateLimiter) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                rate_limiter: Some(limiter),
+                ..inner
+            }),
+        }
+    }
+
+    /// Says who sent each request: the user id goes into the request log and selects a
+    /// rule's authenticated limit. Without it every client is anonymous.
+    pub fn with_identity(self, identity: Identity) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                identity: Some(identity),
+                ..inner
+            }),
+        }
+    }
+}
+
 impl Inner {
+    /// Every answered request ends here, whoever answered it (the app, the blocklist or the
+    /// rate limiter): counted by status for `/metrics` and handed to the log buffer.
+    fn finish(&self, request: RequestFacts, status: StatusCode) {
+        self.metrics.count_status(status.as_u16());
+        self.sink.record(request.into_event(status));
+    }
+
+    fn is_safelisted(&self, ip: IpAddr) -> bool {
+        self.safelist.iter().any(|net| net.contains(&ip))
+    }
+
     fn is_blocked(&self, ip: IpAddr) -> bool {
         let Some(blocklist) = &self.blocklist else {
             return false;
         };
-        !self.safelist.iter().any(|net| net.contains(&ip))
-            && blocklist.load().blocks(ip, Utc::now())
+        !self.is_safelisted(ip) && blocklist.load().blocks(ip, Utc::now())
     }
 }
 
@@ -183,7 +241,12 @@ where
             .map(|value| value.as_bytes());
         let ip = resolver.resolve(peer, forwarding);
         req.extensions_mut().insert(ClientIp(ip));
-        let request = RequestFacts::read(&req, ip, self.inner.log_query_string);
+        let user_id = self
+            .inner
+            .identity
+            .as_ref()
+            .and_then(|identity| identity(req.request()));
+        let request = RequestFacts::read(&req, ip, user_id, self.inner.log_query_string);
 
         if self.inner.is_blocked(ip) {
             // A short body that reveals nothing about why; logged like any request.
@@ -191,29 +254,55 @@ where
                 .content_type(ContentType::plaintext())
                 .body("Forbidden\n");
             self.inner.metrics.count_blocked();
-            self.inner
-                .metrics
-                .count_status(StatusCode::FORBIDDEN.as_u16());
-            self.inner
-                .sink
-                .record(request.into_event(StatusCode::FORBIDDEN));
+            self.inner.finish(request, StatusCode::FORBIDDEN);
             let (request, _) = req.into_parts();
             let response = ServiceResponse::new(request, response).map_into_right_body();
             return Box::pin(async move { Ok(response) });
         }
 
         let inner = self.inner.clone();
-        let response = self.service.call(req);
+        let ruled = match &inner.rate_limiter {
+            Some(limiter) if !inner.is_safelisted(ip) => limiter
+                .rule_for(req.method().as_str(), req.path())
+                .map(|rule| (limiter.clone(), Arc::clone(rule))),
+            _ => None,
+        };
+        let Some((limiter, rule)) = ruled else {
+            let response = self.service.call(req);
+            return Box::pin(async move {
+                let result = response.await;
+                inner.finish(request, status_of(&result));
+                result.map(ServiceResponse::map_into_left_body)
+            });
+        };
+
+        let service = Rc::clone(&self.service);
         Box::pin(async move {
-            let result = response.await;
-            let status = match &result {
-                Ok(response) => response.status(),
-                Err(error) => error.as_response_error().status_code(),
-            };
-            inner.metrics.count_status(status.as_u16());
-            inner.sink.record(request.into_event(status));
+            let decision = limiter.check(&rule, ip, request.user_id.as_deref()).await;
+            if !decision.allowed {
+                let mut response = HttpResponse::TooManyRequests()
+                    .content_type(ContentType::plaintext())
+                    .body("Too many requests; see Retry-After\n");
+                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
+                ratelimit::headers::insert_retry_after(response.headers_mut(), &decision);
+                inner.finish(request, StatusCode::TOO_MANY_REQUESTS);
+                let (request, _) = req.into_parts();
+                return Ok(ServiceResponse::new(request, response).map_into_right_body());
+            }
+            let mut result = service.call(req).await;
+            if let Ok(response) = &mut result {
+                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
+            }
+            inner.finish(request, status_of(&result));
             result.map(ServiceResponse::map_into_left_body)
         })
+    }
+}
+
+fn status_of<B>(result: &Result<ServiceResponse<B>, Error>) -> StatusCode {
+    match result {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
     }
 }
 
@@ -225,11 +314,17 @@ struct RequestFacts {
     method: String,
     path: String,
     user_agent: String,
+    user_id: Option<String>,
     query_string: Option<String>,
 }
 
 impl RequestFacts {
-    fn read(req: &ServiceRequest, ip: IpAddr, with_query_string: bool) -> Self {
+    fn read(
+        req: &ServiceRequest,
+        ip: IpAddr,
+        user_id: Option<String>,
+        with_query_string: bool,
+    ) -> Self {
         // `path()` and `query_string()` are the raw (still percent-encoded) URI parts.
         let query = req.query_string();
         Self {
@@ -242,6 +337,7 @@ impl RequestFacts {
                 .get(header::USER_AGENT)
                 .map(|value| bounded_header(value.as_bytes(), MAX_USER_AGENT_BYTES))
                 .unwrap_or_default(),
+            user_id,
             query_string: (with_query_string && !query.is_empty())
                 .then(|| bounded_header(query.as_bytes(), MAX_PATH_BYTES)),
         }
@@ -256,7 +352,7 @@ impl RequestFacts {
             status: status.as_u16(),
             duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             user_agent: self.user_agent,
-            user_id: None,
+            user_id: self.user_id,
             query_string: self.query_string,
         }
     }

@@ -1,10 +1,12 @@
 //! Routes of the reference server: a few pages to track, and health endpoints.
 
-use actix_web::{HttpResponse, Responder, get, http::header::ContentType, post, web};
+use actix_web::{HttpResponse, Responder, get, http::header::ContentType, web};
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{pipeline::LogSink, queue_metrics, request_metrics::RequestMetrics};
+use crate::{
+    metrics::RateLimitMetrics, pipeline::LogSink, queue_metrics, request_metrics::RequestMetrics,
+};
 
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,12 +23,14 @@ pub(crate) struct AppState {
     pub(crate) redis_prefix: String,
     /// `None` when the server runs with `--no-tracking`.
     pub(crate) request_metrics: Option<Arc<RequestMetrics>>,
+    /// The rate limiter's counters (zero when no rule is configured).
+    pub(crate) rate_limit_metrics: Arc<RateLimitMetrics>,
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(index)
         .service(login_form)
-        .service(login)
+        .service(crate::login::submit)
         .service(admin)
         .service(healthz)
         .service(readyz)
@@ -58,15 +62,6 @@ async fn login_form() -> impl Responder {
          <label>Password <input name=\"password\" type=\"password\"></label> \
          <button>Log in</button></form>",
     )
-}
-
-/// No accounts exist on the reference server yet, so every attempt fails. It is a
-/// sensitive route all the same: the hourly job flags addresses that post here.
-#[post("/login")]
-async fn login() -> impl Responder {
-    HttpResponse::Unauthorized()
-        .content_type(ContentType::plaintext())
-        .body("invalid username or password\n")
 }
 
 #[get("/admin")]
@@ -127,6 +122,7 @@ async fn metrics(state: web::Data<AppState>) -> impl Responder {
     if let Some(requests) = &state.request_metrics {
         body.push_str(&requests.render());
     }
+    body.push_str(&state.rate_limit_metrics.render());
     let cluster = async {
         match state.redis.get().await {
             Ok(mut conn) => queue_metrics::render(&mut *conn, &state.redis_prefix).await,

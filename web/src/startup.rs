@@ -1,7 +1,7 @@
 //! Building and running the reference server; used by `iptrack-web`, `iptrack up` and the
 //! tests alike.
 
-use std::net::TcpListener;
+use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context;
@@ -11,8 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{self, AdminState, AdminToken},
     blocklist,
+    login::{self, DemoAccount},
+    metrics::RateLimitMetrics,
     middleware::IpTracking,
     pipeline::LogPipeline,
+    ratelimit::RateLimiter,
     routes::{self, AppState},
 };
 
@@ -93,15 +96,34 @@ impl Application {
             }
             routes::configure(cfg);
         };
+        // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits"). The limiter
+        // has its own multiplexed connection: one round trip per ruled request.
+        let rate_limit_metrics = Arc::new(RateLimitMetrics::default());
+        let demo_account = web::Data::new(DemoAccount(settings.rate_limit.demo_user.clone()));
+        let session_key = login::session_key(&settings.rate_limit);
+        let rate_limiter = if options.tracking && !settings.rate_limit.rules.is_empty() {
+            Some(RateLimiter::new(
+                &settings.rate_limit,
+                &settings.redis_prefix,
+                queue::connect(&settings.redis_url).context("REDIS_URL")?,
+                rate_limit_metrics.clone(),
+            ))
+        } else {
+            None
+        };
 
         let tracking = pipeline.as_ref().map(|pipeline| {
             let mut tracking = IpTracking::new(
                 ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
                 pipeline.sink(),
             )
-            .with_query_string(settings.log_pipeline.log_query_string);
+            .with_query_string(settings.log_pipeline.log_query_string)
+            .with_identity(login::session_identity());
             if let Some(blocklist) = blocklist {
                 tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
+            }
+            if let Some(limiter) = rate_limiter {
+                tracking = tracking.with_rate_limiter(limiter);
             }
             tracking
         });
@@ -111,12 +133,20 @@ impl Application {
             db: state_db,
             redis_prefix: settings.redis_prefix.clone(),
             request_metrics: tracking.as_ref().map(IpTracking::metrics),
+            rate_limit_metrics,
         });
+        let routes = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(demo_account.clone());
+            routes(cfg);
+        };
 
         let server = match tracking {
             Some(tracking) => HttpServer::new(move || {
+                // The last `wrap` runs first: the session is decoded before tracking asks
+                // who the user is.
                 App::new()
                     .wrap(tracking.clone())
+                    .wrap(login::session_middleware(session_key.clone()))
                     .app_data(state.clone())
                     .configure(routes.clone())
             })
@@ -125,7 +155,10 @@ impl Application {
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             .run(),
             None => HttpServer::new(move || {
-                App::new().app_data(state.clone()).configure(routes.clone())
+                App::new()
+                    .wrap(login::session_middleware(session_key.clone()))
+                    .app_data(state.clone())
+                    .configure(routes.clone())
             })
             .listen(listener)?
             .disable_signals()

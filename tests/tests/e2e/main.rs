@@ -10,6 +10,7 @@ mod flagging;
 mod observability;
 mod processes;
 mod queues;
+mod rate_limits;
 mod scale;
 mod up;
 mod worker_killed;

@@ -4,3 +4,4 @@
 
 mod events;
 mod pipeline;
+mod ratelimit;

@@ -1,0 +1,367 @@
+//! Settings of the web's rate limiter and of the reference server's login (which decides
+//! who is authenticated, and so which of a rule's two limits applies).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{SettingsError, invalid};
+
+/// The rules when `IPTRACK_RATE_LIMITS` is unset: the login form, 5 anonymous or 10
+/// authenticated posts a minute.
+pub const DEFAULT_RATE_LIMITS: &str = "login=POST /login anon=5 user=10 window=60s";
+
+/// Longest window a rule may have, and largest limit: the limiter keeps one entry per
+/// accepted request for a window, so these bound its memory per client.
+const MAX_WINDOW_SECS: u64 = 86_400;
+const MAX_LIMIT: u32 = 10_000;
+
+/// Rate limits (in the web process) and the reference server's login.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// `IPTRACK_RATE_LIMITS`: `;`-separated rules, each
+    /// `NAME=METHODS PATH anon=N user=N window=DURATION` (methods comma-separated or `*`;
+    /// a path ending in `/*` also covers everything below it; durations like `60s`, `5m`,
+    /// `1h`). `off` turns rate limiting off. Default [`DEFAULT_RATE_LIMITS`].
+    pub rules: Vec<RateLimitRule>,
+    /// `IPTRACK_RATE_LIMIT_IPV6_PREFIX`: anonymous IPv6 clients share one budget per
+    /// network of this prefix length (default 64: one customer's allocation).
+    pub ipv6_prefix: u8,
+    /// `IPTRACK_SESSION_KEY`: secret (at least 32 characters) that signs and encrypts the
+    /// reference server's session cookie. Give every web instance the same one so they
+    /// accept each other's sessions; unset, each process makes up its own.
+    pub session_key: Option<SecretString>,
+    /// `IPTRACK_DEMO_USER`: `name:password` of the reference server's one account. Unset,
+    /// every login fails (401).
+    pub demo_user: Option<DemoUser>,
+}
+
+/// One rate-limited route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRule {
+    /// Names the policy in the `RateLimit-Policy` header and in Redis keys: letters,
+    /// digits, `-` and `_`.
+    pub name: String,
+    /// Upper-case HTTP methods the rule covers; empty means every method.
+    pub methods: Vec<String>,
+    pub path: PathPattern,
+    /// Requests a client without a user id may make per window, per address (IPv6: per
+    /// network of `ipv6_prefix`).
+    pub anonymous_limit: u32,
+    /// Requests an authenticated user may make per window, wherever they come from.
+    pub user_limit: u32,
+    pub window: Duration,
+}
+
+/// Which request paths a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    /// This path only.
+    Exact(String),
+    /// This path and every path below it (`/api/*` is `Prefix("/api")`).
+    Prefix(String),
+}
+
+impl PathPattern {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(exact) => path == exact,
+            PathPattern::Prefix(prefix) => path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        }
+    }
+}
+
+impl RateLimitRule {
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.path.matches(path)
+    }
+}
+
+/// The reference server's demo account.
+#[derive(Debug, Clone)]
+pub struct DemoUser {
+    pub name: String,
+    pub password: SecretString,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            // The default is a constant this module's own test parses.
+            rules: parse_rules(DEFAULT_RATE_LIMITS).unwrap_or_default(),
+            ipv6_prefix: 64,
+            session_key: None,
+            demo_user: None,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    pub(super) fn from_values<'v>(
+        get: &impl Fn(&str) -> Option<&'v str>,
+    ) -> Result<Self, SettingsError> {
+        let mut s = Self::default();
+        if let Some(v) = get("IPTRACK_RATE_LIMITS") {
+            s.rules = parse_rules(v).map_err(|reason| invalid("IPTRACK_RATE_LIMITS", v, reason))?;
+        }
+        if let Some(v) = get("IPTRACK_RATE_LIMIT_IPV6_PREFIX") {
+            s.ipv6_prefix = super::parse_bounded("IPTRACK_RATE_LIMIT_IPV6_PREFIX", v, 1u8, 128u8)?;
+        }
+        if let Some(v) = get("IPTRACK_SESSION_KEY") {
+            if v.len() < 32 {
+                return Err(invalid(
+                    "IPTRACK_SESSION_KEY",
+                    "(hidden)",
+                    "must be at least 32 characters",
+                ));
+            }
+            s.session_key = Some(SecretString::from(v.to_owned()));
+        }
+        if let Some(v) = get("IPTRACK_DEMO_USER") {
+            let (name, password) = v
+                .split_once(':')
+                .filter(|(name, password)| !name.is_empty() && !password.is_empty())
+                .ok_or_else(|| {
+                    // The value holds a password: never echo it.
+                    invalid(
+                        "IPTRACK_DEMO_USER",
+                        "(hidden)",
+                        "expected name:password, both non-empty",
+                    )
+                })?;
+            if name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(invalid(
+                    "IPTRACK_DEMO_USER",
+                    "(hidden)",
+                    "the name must be at most 64 printable characters",
+                ));
+            }
+            s.demo_user = Some(DemoUser {
+                name: name.to_owned(),
+                password: SecretString::from(password.to_owned()),
+            });
+        }
+        Ok(s)
+    }
+}
+
+/// Parses the `IPTRACK_RATE_LIMITS` syntax (see [`RateLimitSettings::rules`]).
+pub fn parse_rules(v: &str) -> Result<Vec<RateLimitRule>, String> {
+    if v.trim().eq_ignore_ascii_case("off") {
+        return Ok(Vec::new());
+    }
+    let mut rules: Vec<RateLimitRule> = Vec::new();
+    for text in v.split(';').map(str::trim).filter(|t| !t.is_empty()) {
+        let rule = parse_rule(text).map_err(|reason| format!("rule {text:?}: {reason}"))?;
+        if rules.iter().any(|r| r.name == rule.name) {
+            return Err(format!("two rules are named {:?}", rule.name));
+        }
+        rules.push(rule);
+    }
+    if rules.is_empty() {
+        return Err("expected at least one rule, or off".to_owned());
+    }
+    Ok(rules)
+}
+
+fn parse_rule(text: &str) -> Result<RateLimitRule, String> {
+    let (name, rest) = text
+        .split_once('=')
+        .ok_or("expected NAME=METHODS PATH anon=N user=N window=DURATION")?;
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("the name must be 1-64 letters, digits, - or _".to_owned());
+    }
+    let mut words = rest.split_whitespace();
+    let methods = match words.next().ok_or("missing methods")? {
+        "*" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|m| {
+                if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) {
+                    Ok(m.to_ascii_uppercase())
+                } else {
+                    Err(format!("{m:?} is not an HTTP method"))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let path = words.next().ok_or("missing path")?;
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} does not start with /"));
+    }
+    let path = match path.strip_suffix("/*") {
+        Some(prefix) => PathPattern::Prefix(prefix.to_owned()),
+        None if path.contains('*') => return Err("* is only allowed as a final /*".to_owned()),
+        None => PathPattern::Exact(path.to_owned()),
+    };
+    let (mut anonymous_limit, mut user_limit, mut window) = (None, None, None);
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("{word:?}: expected anon=N, user=N or window=DURATION"))?;
+        match key {
+            "anon" => anonymous_limit = Some(parse_limit(value)?),
+            "user" => user_limit = Some(parse_limit(value)?),
+            "window" => window = Some(parse_window(value)?),
+            _ => {
+                return Err(format!(
+                    "unknown key {key:?} (expected anon, user or window)"
+                ));
+            }
+        }
+    }
+    Ok(RateLimitRule {
+        name: name.to_owned(),
+        methods,
+        path,
+        anonymous_limit: anonymous_limit.ok_or("missing anon=N")?,
+        user_limit: user_limit.ok_or("missing user=N")?,
+        window: window.ok_or("missing window=DURATION")?,
+    })
+}
+
+fn parse_limit(value: &str) -> Result<u32, String> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| format!("limit {value:?}: expected a whole number from 1 to {MAX_LIMIT}"))
+}
+
+fn parse_window(value: &str) -> Result<Duration, String> {
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .map(|n| n.saturating_mul(scale))
+        .filter(|secs| (1..=MAX_WINDOW_SECS).contains(secs))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!("window {value:?}: expected whole seconds (60s), minutes (5m) or hours (1h), up to 24h")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Settings;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_sources(None, move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_default_rule_limits_login_posts_5_anonymous_10_authenticated_a_minute() {
+        let s = load(&[]).unwrap().rate_limit;
+        assert_eq!(
+            s.rules,
+            [RateLimitRule {
+                name: "login".into(),
+                methods: vec!["POST".into()],
+                path: PathPattern::Exact("/login".into()),
+                anonymous_limit: 5,
+                user_limit: 10,
+                window: Duration::from_secs(60),
+            }]
+        );
+        assert_eq!(s.ipv6_prefix, 64);
+        assert!(s.demo_user.is_none() && s.session_key.is_none());
+    }
+
+    #[test]
+    fn rules_parse_methods_prefixes_and_durations() {
+        let s = load(&[(
+            "IPTRACK_RATE_LIMITS",
+            "a=get,POST /api/* anon=3 user=30 window=5m; b=* /x anon=1 user=2 window=2",
+        )])
+        .unwrap()
+        .rate_limit;
+        assert_eq!(s.rules[0].methods, ["GET", "POST"]);
+        assert_eq!(s.rules[0].window, Duration::from_secs(300));
+        assert!(s.rules[0].matches("GET", "/api"));
+        assert!(s.rules[0].matches("POST", "/api/v1/x"));
+        assert!(!s.rules[0].matches("POST", "/apix"));
+        assert!(!s.rules[0].matches("PUT", "/api"));
+        assert!(s.rules[1].matches("DELETE", "/x"));
+        assert!(!s.rules[1].matches("GET", "/x/y"));
+        assert_eq!(s.rules[1].window, Duration::from_secs(2));
+        assert!(
+            load(&[("IPTRACK_RATE_LIMITS", "off")])
+                .unwrap()
+                .rate_limit
+                .rules
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_rate_limit_settings_name_the_variable() {
+        for bad in [
+            "login",
+            "login=POST /login anon=5 user=10",
+            "login=POST login anon=5 user=10 window=60s",
+            "login=POST /login anon=0 user=10 window=60s",
+            "login=POST /login anon=5 user=10 window=2d",
+            "login=POST /log*in anon=5 user=10 window=60s",
+            "lo gin=POST /login anon=5 user=10 window=60s",
+            "a=POST /a anon=1 user=1 window=1s; a=GET /b anon=1 user=1 window=1s",
+            "login=P0ST /login anon=5 user=10 window=60s",
+            "login=POST /login anon=5 user=10 window=60s burst=3",
+            ";",
+        ] {
+            let err = load(&[("IPTRACK_RATE_LIMITS", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("IPTRACK_RATE_LIMITS"),
+                "{bad}: {err}"
+            );
+        }
+        let err = load(&[("IPTRACK_RATE_LIMIT_IPV6_PREFIX", "129")]).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_RATE_LIMIT_IPV6_PREFIX"));
+        let err = load(&[("IPTRACK_SESSION_KEY", "short")]).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_SESSION_KEY"));
+        let err = load(&[("IPTRACK_DEMO_USER", "alice")]).unwrap_err();
+        assert!(err.to_string().contains("IPTRACK_DEMO_USER"));
+        let err = load(&[("IPTRACK_DEMO_USER", "alice:")]).unwrap_err();
+        assert!(!err.to_string().contains("alice"), "secrets are not echoed");
+    }
+
+    #[test]
+    fn the_demo_user_splits_at_the_first_colon() {
+        use secrecy::ExposeSecret;
+        let s = load(&[("IPTRACK_DEMO_USER", "alice:pa:ss")])
+            .unwrap()
+            .rate_limit;
+        let user = s.demo_user.unwrap();
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.password.expose_secret(), "pa:ss");
+    }
+}
