@@ -5,3 +5,4 @@ pub mod blocked_ip;
 pub mod log_batch;
 pub mod request_log;
 pub mod suspicious_ip;
+pub mod query;
