@@ -8,10 +8,12 @@
 //! - [`blocklist`]: the in-memory blocklist the middleware consults, kept current from the
 //!   `blocked_ip` table and Redis change notices.
 //! - [`admin`]: the admin JSON API (`/api/v1/`), on when `IPTRACK_ADMIN_TOKEN` is set.
+//! - `dashboard`: the page at `/dashboard`, served with the admin API.
 //! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
 pub mod admin;
 mod batcher;
+mod dashboard;
 pub mod blocklist;
 pub mod metrics;
 mod middleware;
