@@ -13,8 +13,8 @@
 
 pub mod admin;
 mod batcher;
-mod dashboard;
 pub mod blocklist;
+mod dashboard;
 pub mod metrics;
 mod middleware;
 mod pipeline;

@@ -61,7 +61,9 @@ impl Cursor {
         }
         let bytes = (0..text.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or(BadCursor)?, 16).map_err(|_| BadCursor))
+            .map(|i| {
+                u8::from_str_radix(text.get(i..i + 2).ok_or(BadCursor)?, 16).map_err(|_| BadCursor)
+            })
             .collect::<Result<Vec<u8>, _>>()?;
         let plain = String::from_utf8(bytes).map_err(|_| BadCursor)?;
         let (nanos, id) = plain.split_once(':').ok_or(BadCursor)?;
@@ -157,7 +159,16 @@ mod tests {
 
     #[test]
     fn malformed_cursors_are_refused() {
-        for text in ["", "zz", "abc", "3132", "31323a", "3a3132", "e282ac3a31", &"00".repeat(50)] {
+        for text in [
+            "",
+            "zz",
+            "abc",
+            "3132",
+            "31323a",
+            "3a3132",
+            "e282ac3a31",
+            &"00".repeat(50),
+        ] {
             assert_eq!(Cursor::decode(text), Err(BadCursor), "{text}");
         }
     }

@@ -104,8 +104,16 @@ pub async fn stats<C: ConnectionTrait>(
             rate_limited: 0,
         });
     let buckets = q.per_minute().into_model::<Bucket>().all(db).await?;
-    let top_addresses = q.top_addresses().into_model::<AddressCount>().all(db).await?;
-    let top_countries = q.top_countries().into_model::<CountryCount>().all(db).await?;
+    let top_addresses = q
+        .top_addresses()
+        .into_model::<AddressCount>()
+        .all(db)
+        .await?;
+    let top_countries = q
+        .top_countries()
+        .into_model::<CountryCount>()
+        .all(db)
+        .await?;
     let top_paths = q.top_paths().into_model::<PathCount>().all(db).await?;
 
     Ok(Stats {
@@ -205,7 +213,11 @@ fn count_where(status: i32) -> Expr {
 
 /// `query` grouped by `column`, largest groups first (ties by value), `top` of them, with
 /// the group size as `requests`.
-fn top_by(query: Select<request_log::Entity>, column: Column, top: u64) -> Select<request_log::Entity> {
+fn top_by(
+    query: Select<request_log::Entity>,
+    column: Column,
+    top: u64,
+) -> Select<request_log::Entity> {
     query
         .column_as(Expr::cust("COUNT(*)"), "requests")
         .group_by(column)
@@ -227,7 +239,11 @@ fn minute_bucket(backend: DbBackend) -> Expr {
 }
 
 /// One entry per minute of `[since, until)`, zeros where no bucket was returned.
-fn fill_minutes(since: DateTime<Utc>, until: DateTime<Utc>, buckets: &[Bucket]) -> Vec<MinuteCount> {
+fn fill_minutes(
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    buckets: &[Bucket],
+) -> Vec<MinuteCount> {
     let counts: std::collections::HashMap<DateTime<Utc>, i64> = buckets
         .iter()
         .filter_map(|bucket| {

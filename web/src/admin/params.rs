@@ -22,7 +22,12 @@ pub(super) fn time(name: &str, text: Option<&str>) -> Result<Option<DateTime<Utc
 }
 
 /// A count in `1..=max`, `default` when absent.
-pub(super) fn count(name: &str, text: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+pub(super) fn count(
+    name: &str,
+    text: Option<&str>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
     let Some(text) = text else {
         return Ok(default);
     };
