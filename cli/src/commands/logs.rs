@@ -6,7 +6,12 @@ use anyhow::Context;
 use iptrack_core::Settings;
 use iptrack_entity::query::logs::{self, Cursor, LogFilter};
 
-pub async fn run(settings: &Settings, ip: Option<String>, limit: u64, json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    ip: Option<String>,
+    limit: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
     let filter = LogFilter {
         ip_address: ip,
@@ -33,7 +38,14 @@ pub async fn run(settings: &Settings, ip: Option<String>, limit: u64, json: bool
         println!("no requests logged");
         return Ok(());
     }
-    let mut table = super::table(&["time (UTC)", "address", "method", "path", "status", "country"]);
+    let mut table = super::table(&[
+        "time (UTC)",
+        "address",
+        "method",
+        "path",
+        "status",
+        "country",
+    ]);
     for row in rows {
         table.add_row(vec![
             row.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
