@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_api;
+mod admin_queries;
 mod blocking;
+mod dashboard;
 mod flagging;
 mod processes;
 mod up;

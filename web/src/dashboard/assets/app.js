@@ -120,7 +120,7 @@ async function refresh() {
   fillTable("suspicious", suspicious, (s) =>
     [cell(s.ip_address), cell(s.rule), cell(s.reason), cell(shortTime(s.flagged_at)), blockOrMark(s.ip_address)]);
   fillTable("blocked", blocked, (b) =>
-    [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : "removed"),
+    [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : "when unblocked"),
      button("Unblock", () => unblock(b.ip_address).catch(showError), b.ip_address)]);
   $("status").textContent = "updated " + new Date().toLocaleTimeString();
 }
