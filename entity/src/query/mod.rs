@@ -3,7 +3,7 @@
 //!
 //! Every query here starts from an index: a range on `request_log.timestamp` (alone or
 //! after `ip_address`) or on `suspicious_ip.flagged_at`, and works on SQLite and PostgreSQL.
-//! BENCHMARKS.md ("Admin stats queries") shows the plans and timings on a large table.
+//! `bench/src/bin/stats_query.rs` measures them and prints their plans on a large table.
 
 pub mod logs;
 pub mod stats;
