@@ -73,6 +73,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the most recent logged requests, newest first.
+    Logs {
+        /// Only requests from this address.
+        #[arg(long, value_parser = parse_ip)]
+        ip: Option<std::net::IpAddr>,
+        /// How many requests to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An address as the log stores it (IPv4-mapped IPv6 as IPv4).
+fn parse_ip(text: &str) -> Result<std::net::IpAddr, String> {
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| format!("{text:?} is not an IP address"))
 }
 
 fn parse_target(text: &str) -> Result<IpNet, String> {
@@ -132,6 +151,9 @@ async fn main() -> ExitCode {
             commands::suspicious::run(&settings, limit, json).await
         }
         Command::Queues { json } => commands::queues::run(&settings, json).await,
+        Command::Logs { ip, limit, json } => {
+            commands::logs::run(&settings, ip.map(|ip| ip.to_string()), limit, json).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

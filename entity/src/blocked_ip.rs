@@ -4,7 +4,8 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
+#[schema(as = BlockedIp)]
 #[sea_orm(table_name = "blocked_ip")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -14,8 +15,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub ip_address: String,
     pub reason: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTimeUtc,
     /// The block stops applying at this time; `None` blocks until unblocked.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<DateTimeUtc>,
 }
 

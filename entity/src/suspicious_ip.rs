@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
+#[schema(as = SuspiciousIp)]
 #[sea_orm(table_name = "suspicious_ip")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -14,8 +15,11 @@ pub struct Model {
     /// Why, in words: "412 requests in 1h (threshold 100)".
     pub reason: String,
     /// The window examined, `[window_start, window_end)`. Unique with address and rule.
+    #[schema(value_type = String, format = DateTime)]
     pub window_start: DateTimeUtc,
+    #[schema(value_type = String, format = DateTime)]
     pub window_end: DateTimeUtc,
+    #[schema(value_type = String, format = DateTime)]
     pub flagged_at: DateTimeUtc,
 }
 

@@ -12,12 +12,14 @@
 //!   away), applied by the middleware before the app, with the draft `RateLimit` headers.
 //! - [`login`]: the reference server's form login (a session cookie), which tells the
 //!   middleware who is authenticated.
+//! - `dashboard`: the page at `/dashboard`, served with the admin API.
 //! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
 pub mod admin;
 mod batcher;
 pub mod blocklist;
 pub mod login;
+mod dashboard;
 pub mod metrics;
 mod middleware;
 mod pipeline;

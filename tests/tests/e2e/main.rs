@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_api;
+mod admin_queries;
 mod blocking;
 mod compose;
+mod dashboard;
 mod flagging;
 mod observability;
 mod processes;

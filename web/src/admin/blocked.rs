@@ -8,9 +8,9 @@ use iptrack_core::blocklist::{
     BlocklistChange, display_network, parse_block_target, publish_change,
 };
 use iptrack_entity::blocked_ip;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{AdminState, ApiError, auth::Admin};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin};
 
 /// Longest block the API accepts for `duration_secs` (ten years); longer is "forever",
 /// which is what leaving it out means.
@@ -18,6 +18,15 @@ const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
 /// Longest reason kept.
 const MAX_REASON_CHARS: usize = 500;
 
+#[utoipa::path(
+    operation_id = "list_blocks",
+    tag = "blocked",
+    responses(
+        (status = 200, description = "Blocks in force, oldest first", body = Vec<blocked_ip::Model>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[get("/blocked")]
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let blocks = blocked_ip::active(&state.db, Utc::now())
@@ -26,9 +35,9 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(blocks))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewBlock {
+pub(super) struct NewBlock {
     /// Address or CIDR network.
     address: String,
     #[serde(default)]
@@ -37,6 +46,29 @@ struct NewBlock {
     duration_secs: Option<u64>,
 }
 
+/// The block as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct BlockSaved {
+    /// Canonical form: host bits zero, IPv4-mapped IPv6 as IPv4.
+    ip_address: String,
+    reason: String,
+    /// `null`: until removed.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(
+    operation_id = "add_block",
+    tag = "blocked",
+    request_body = NewBlock,
+    responses(
+        (status = 201, description = "Blocked", body = BlockSaved),
+        (status = 200, description = "Was blocked already; reason and expiry replaced", body = BlockSaved),
+        (status = 400, description = "Invalid address, reason or duration", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[post("/blocked")]
 pub(super) async fn add(
     _: Admin,
@@ -77,11 +109,11 @@ pub(super) async fn add(
         },
     )
     .await;
-    let body = serde_json::json!({
-        "ip_address": text,
-        "reason": reason,
-        "expires_at": expires_at,
-    });
+    let body = BlockSaved {
+        ip_address: text,
+        reason,
+        expires_at,
+    };
     Ok(if created {
         HttpResponse::Created().json(body)
     } else {
@@ -89,13 +121,27 @@ pub(super) async fn add(
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct Target {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct Target {
+    /// Address or CIDR network to unblock, as blocked.
     address: String,
 }
 
 /// `DELETE /api/v1/blocked?address=203.0.113.0/24` (a query parameter, since a network
 /// contains a slash).
+#[utoipa::path(
+    operation_id = "remove_block",
+    tag = "blocked",
+    params(Target),
+    responses(
+        (status = 204, description = "Unblocked"),
+        (status = 400, description = "Not an address or network", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "It was not blocked", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[delete("/blocked")]
 pub(super) async fn remove(
     _: Admin,

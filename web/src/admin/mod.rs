@@ -1,13 +1,36 @@
-//! The admin JSON API under `/api/v1/`, for people and scripts that manage iptrack.
+//! The admin JSON API under `/api/v1/`, for people and scripts that manage iptrack, and
+//! the dashboard (`/dashboard`) that uses it.
 //!
 //! Off unless `IPTRACK_ADMIN_TOKEN` is set; every request then needs
-//! `Authorization: Bearer <token>`. Bad input gets 400 with a message, a body over 16 KiB
-//! gets 413, and nothing a client sends can produce a 500 with details: server faults are
-//! logged once here and answered opaquely.
+//! `Authorization: Bearer <token>` (the OpenAPI document at `/api/v1/openapi.json` and the
+//! dashboard's own files excepted: they hold no data). Bad input gets 400 with a message,
+//! a body over 16 KiB gets 413, and nothing a client sends can produce a 500 with details:
+//! server faults are logged once here and answered opaquely.
+
+/// Every API route, registered through utoipa-actix-web so the same expression yields
+/// the routes and the OpenAPI paths (see `openapi.rs`). Add new handlers here only.
+macro_rules! api_scope {
+    () => {
+        utoipa_actix_web::scope("/api/v1")
+            .service($crate::admin::blocked::list)
+            .service($crate::admin::blocked::add)
+            .service($crate::admin::blocked::remove)
+            .service($crate::admin::suspicious::list)
+            .service($crate::admin::logs::list)
+            .service($crate::admin::stats::show)
+            .service($crate::admin::meta::show)
+    };
+}
 
 mod auth;
 mod blocked;
 mod error;
+mod logs;
+mod meta;
+mod openapi;
+mod params;
+mod stats;
+mod suspicious;
 
 use actix_web::web;
 use redis::aio::ConnectionManager;
@@ -15,6 +38,7 @@ use sea_orm::DatabaseConnection;
 
 pub use auth::AdminToken;
 pub use error::ApiError;
+pub use openapi::ErrorBody;
 
 /// Largest JSON body the API reads.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -25,9 +49,13 @@ pub struct AdminState {
     pub db: DatabaseConnection,
     pub redis: ConnectionManager,
     pub redis_prefix: String,
+    /// The geolocation provider is the DB-IP mmdb, whose licence (CC BY 4.0) asks for the
+    /// line "IP Geolocation by DB-IP" wherever its data is shown: `/api/v1/meta` then
+    /// returns it and the dashboard displays it.
+    pub dbip_attribution: bool,
 }
 
-/// Mounts the API's routes (the caller decides whether the API is on).
+/// Mounts the API's routes and the dashboard (the caller decides whether they are on).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let json = web::JsonConfig::default()
         .limit(MAX_BODY_BYTES)
@@ -35,11 +63,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let query = web::QueryConfig::default()
         .error_handler(|error, _| ApiError::BadRequest(error.to_string()).into());
     cfg.service(
-        web::scope("/api/v1")
+        api_scope!()
             .app_data(json)
             .app_data(query)
-            .service(blocked::list)
-            .service(blocked::add)
-            .service(blocked::remove),
+            .route("/openapi.json", web::get().to(openapi::serve)),
     );
+    crate::dashboard::configure(cfg);
 }

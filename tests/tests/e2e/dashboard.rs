@@ -1,0 +1,303 @@
+//! The dashboard in headless Chromium (Debian's `chromium` and `chromium-driver`, which
+//! `.ci/run` installs), driven over WebDriver: sign in, see the chart drawn with data,
+//! block an address with its button, and keep a screenshot (`target/dashboard.png`).
+//!
+//! WebDriver is plain JSON over HTTP, so the few commands needed are sent with reqwest
+//! rather than through a client library.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::Engine;
+use chrono::{Duration as TimeDelta, DurationRound, Utc};
+use iptrack_entity::blocked_ip;
+use iptrack_tests::{TestDb, TestRedis, eventually, free_port, process::Service};
+use serde_json::{Value, json};
+
+use crate::{Stack, admin_queries::seed_logs};
+
+const TOKEN: &str = "dashboard-test-token-0123456789";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// `chromedriver` on a free port, stopped when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "cannot start chromedriver: install chromium and chromium-driver (.ci/run does)",
+            );
+        let url = format!("http://127.0.0.1:{port}");
+        iptrack_tests::process::wait_until_listening(&url, Duration::from_secs(20)).await;
+        Self { child, url }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Browser {
+    async fn open(driver: &ChromeDriver) -> Self {
+        let http = reqwest::Client::new();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,1100"]
+            }
+        }}});
+        let response: Value = http
+            .post(format!("{}/session", driver.url))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {response}"))
+            .to_owned();
+        Self {
+            http,
+            session: format!("{}/session/{session}", driver.url),
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(
+            response["value"]["error"].is_null(),
+            "WebDriver {path}: {}",
+            response["value"]
+        );
+        response["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let element = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        element[ELEMENT_KEY].as_str().unwrap().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let encoded = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap()
+    }
+
+    async fn close(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+/// `target/` of this build (the test binary lives in `target/debug/deps/`).
+fn target_dir() -> PathBuf {
+    let binary = iptrack_tests::process::binary("iptrack-web");
+    binary.parent().and_then(|p| p.parent()).unwrap().to_owned()
+}
+
+/// Sum of the chart's data, or null before the chart exists.
+const CHART_TOTAL: &str = "return window.iptrackChart \
+    ? window.iptrackChart.data.datasets[0].data.reduce((a, b) => a + b, 0) : null;";
+
+/// Pixels of the canvas painted in the bar colour (#3b6fd8): proof the bars were drawn,
+/// not only that data arrived.
+const BAR_PIXELS: &str = "const c = document.getElementById('requests-chart'); \
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; \
+    for (let i = 0; i < d.length; i += 4) { \
+      if (Math.abs(d[i] - 59) < 8 && Math.abs(d[i + 1] - 111) < 8 && Math.abs(d[i + 2] - 216) < 8 && d[i + 3] > 200) n++; \
+    } return n;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_sees_the_traffic_and_blocks_an_address() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let conn = db.connect().await;
+    let base = (Utc::now() - TimeDelta::minutes(2))
+        .duration_trunc(TimeDelta::minutes(1))
+        .unwrap();
+    let mut rows = Vec::new();
+    rows.extend((0..40).map(|i| ("203.0.113.50", i % 20, "/login", 401, "DE")));
+    rows.extend((0..25).map(|i| ("198.51.100.8", i % 30, "/", 200, "FR")));
+    rows.extend((0..10).map(|i| ("2001:db8::5", i, "/items/1", 200, "")));
+    seed_logs(&conn, base, &rows).await;
+
+    let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let _web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    let driver = ChromeDriver::start().await;
+    let browser = Browser::open(&driver).await;
+
+    browser.go(&stack.url("/dashboard")).await;
+    // A wrong token is refused and the board stays hidden.
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("#sign-in-button").await;
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        let text = browser
+            .script("return document.getElementById('sign-in-error').textContent;")
+            .await;
+        text.as_str()
+            .is_some_and(|t| t.contains("refused"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        browser
+            .script("return document.getElementById('board').hidden;")
+            .await,
+        true
+    );
+
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#sign-in-button").await;
+    eventually(
+        Duration::from_secs(20),
+        "the chart with every seeded request",
+        || async { (browser.script(CHART_TOTAL).await == json!(rows.len())).then_some(()) },
+    )
+    .await;
+    let painted = browser.script(BAR_PIXELS).await.as_i64().unwrap();
+    assert!(painted > 200, "only {painted} pixels of bars drawn");
+    assert_eq!(
+        browser
+            .script("return document.querySelector('#top-countries tbody tr td').textContent;")
+            .await,
+        "Germany (DE)"
+    );
+
+    browser
+        .click("#top-addresses button.block[data-address='203.0.113.50']")
+        .await;
+    eventually(
+        Duration::from_secs(15),
+        "the address in the blocked list",
+        || async {
+            let text = browser
+                .script("return document.querySelector('#blocked tbody').textContent;")
+                .await;
+            text.as_str()
+                .is_some_and(|t| t.contains("203.0.113.50"))
+                .then_some(())
+        },
+    )
+    .await;
+    let blocks = blocked_ip::active(&conn, Utc::now()).await.unwrap();
+    assert_eq!(
+        blocks
+            .iter()
+            .map(|b| b.ip_address.as_str())
+            .collect::<Vec<_>>(),
+        ["203.0.113.50"]
+    );
+    // The block is enforced: that address now gets 403.
+    eventually(Duration::from_secs(15), "the block to apply", || async {
+        let status = reqwest::Client::new()
+            .get(stack.url("/"))
+            .header("x-forwarded-for", "203.0.113.50")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (status == 403).then_some(())
+    })
+    .await;
+
+    // Everything the page loaded came from this server: no CDN.
+    let origins = browser
+        .script(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin) \
+             .concat([location.origin]);",
+        )
+        .await;
+    let origin = stack.url("");
+    for loaded in origins.as_array().unwrap() {
+        assert_eq!(loaded.as_str().unwrap(), origin);
+    }
+    // No DB-IP database here, so no attribution line.
+    assert_eq!(
+        browser
+            .script("return document.getElementById('geo-attribution').hidden;")
+            .await,
+        true
+    );
+
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = target_dir().join("dashboard.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("dashboard screenshot: {}", path.display());
+    browser.close().await;
+}

@@ -1,0 +1,44 @@
+//! `GET /api/v1/meta`: facts about this deployment that the dashboard shows.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+
+use super::{AdminState, ApiError, ErrorBody, auth::Admin};
+
+/// DB-IP's free databases are licensed CC BY 4.0: pages that show their data must credit
+/// them with this line and link.
+const DBIP_ATTRIBUTION: Attribution = Attribution {
+    text: "IP Geolocation by DB-IP",
+    url: "https://db-ip.com",
+};
+
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub(super) struct Attribution {
+    text: &'static str,
+    url: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Meta {
+    /// iptrack's version.
+    version: &'static str,
+    /// Credit the geolocation data requires, to show beside it; `null` when none is due.
+    geo_attribution: Option<Attribution>,
+}
+
+#[utoipa::path(
+    operation_id = "get_meta",
+    tag = "meta",
+    responses(
+        (status = 200, description = "About this deployment", body = Meta),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/meta")]
+pub(super) async fn show(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(Meta {
+        version: env!("CARGO_PKG_VERSION"),
+        geo_attribution: state.dbip_attribution.then_some(DBIP_ATTRIBUTION),
+    }))
+}

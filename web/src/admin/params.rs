@@ -1,0 +1,74 @@
+//! Parsing of query parameters, each refusal a 400 that names the parameter and says what
+//! it expects. Parameters arrive as text and are parsed here rather than by serde, whose
+//! messages ("invalid digit found in string") do not say which parameter was wrong.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use super::ApiError;
+
+pub(super) fn time(name: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    text.map(|text| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "{name}: {e}; expected RFC 3339, e.g. 2026-11-21T10:00:00Z"
+                ))
+            })
+    })
+    .transpose()
+}
+
+/// A count in `1..=max`, `default` when absent.
+pub(super) fn count(
+    name: &str,
+    text: Option<&str>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be a whole number from 1 to {max}"
+        ))),
+    }
+}
+
+/// An address in the form the log stores it (IPv4-mapped IPv6 as IPv4).
+pub(super) fn address(name: &str, text: Option<&str>) -> Result<Option<String>, ApiError> {
+    text.map(|text| match text.trim().parse::<IpAddr>() {
+        Ok(ip) => Ok(ip.to_canonical().to_string()),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "{name}: {text:?} is not an IP address"
+        ))),
+    })
+    .transpose()
+}
+
+pub(super) fn status(name: &str, text: Option<&str>) -> Result<Option<i32>, ApiError> {
+    text.map(|text| match text.parse::<i32>() {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be an HTTP status code (100 to 599)"
+        ))),
+    })
+    .transpose()
+}
+
+/// `since` must come before `until` when both are given.
+pub(super) fn ordered(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(since), Some(until)) if since >= until => Err(ApiError::BadRequest(
+            "since must be earlier than until".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}

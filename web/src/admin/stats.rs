@@ -1,0 +1,59 @@
+//! `GET /api/v1/stats`: what the dashboard draws.
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{Duration, Utc};
+use iptrack_entity::query::stats::{self, MAX_RANGE, MAX_TOP, Stats};
+use serde::Deserialize;
+
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
+
+/// Range when the request names none: the last hour.
+const DEFAULT_RANGE: Duration = Duration::hours(1);
+const DEFAULT_TOP: u64 = 10;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct StatsQuery {
+    /// Start of the range (RFC 3339), rounded down to the minute; default an hour before
+    /// `until`.
+    since: Option<String>,
+    /// End of the range (RFC 3339, exclusive); default now. At most 24 h after `since`.
+    until: Option<String>,
+    /// Entries per top list: 1 to 100, default 10.
+    top: Option<String>,
+}
+
+#[utoipa::path(
+    operation_id = "get_stats",
+    tag = "stats",
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "Figures for the range", body = Stats),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/stats")]
+pub(super) async fn show(
+    _: Admin,
+    state: web::Data<AdminState>,
+    query: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let since = params::time("since", query.since.as_deref())?;
+    let until = params::time("until", query.until.as_deref())?.unwrap_or_else(Utc::now);
+    let since = since.unwrap_or(until - DEFAULT_RANGE);
+    params::ordered(Some(since), Some(until))?;
+    if until - since > MAX_RANGE {
+        return Err(ApiError::BadRequest(format!(
+            "the range from since to until may be at most {} hours",
+            MAX_RANGE.num_hours()
+        )));
+    }
+    let top = params::count("top", query.top.as_deref(), DEFAULT_TOP, MAX_TOP)?;
+    let figures = stats::stats(&state.db, since, until, top)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(figures))
+}
