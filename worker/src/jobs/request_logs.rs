@@ -4,6 +4,8 @@
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
 
+use std::{collections::HashMap, net::IpAddr};
+
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
@@ -14,7 +16,10 @@ use sea_orm::{
     DatabaseConnection, EntityTrait, TransactionTrait, TryInsertResult,
 };
 
-use crate::context::JobContext;
+use crate::{
+    context::JobContext,
+    geo::{Location, enrich::Prepared},
+};
 
 /// Rows per INSERT statement: 9 columns × 5,000 stays under PostgreSQL's 65,535 bind
 /// parameters; larger batches are written in several statements of one transaction.
@@ -29,27 +34,46 @@ pub enum Ingested {
     AlreadyWritten,
 }
 
-/// The apalis handler.
+/// The apalis handler. With geolocation on, cached locations go into the rows and the
+/// rest is handed to the `geolocate` queue after the commit (see `geo::enrich`); nothing
+/// here waits on a provider.
 pub async fn handle(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    match ingest(&ctx.db, &batch).await {
+    let prepared = match &ctx.geo {
+        Some(geo) => geo.before_insert(&batch.events).await,
+        None => Prepared::default(),
+    };
+    match ingest_located(&ctx.db, &batch, &prepared.located).await {
         Ok(Ingested::Rows(rows)) => {
             tracing::debug!(batch_id = %batch.batch_id, rows, "request-log batch written");
-            Ok(())
         }
         Ok(Ingested::AlreadyWritten) => {
+            // Still run the geolocation step: the first delivery may have died between
+            // its commit and its claims.
             tracing::info!(batch_id = %batch.batch_id, "request-log batch delivered again; already written");
-            Ok(())
         }
         Err(error) => {
             // Logged here, once; apalis re-schedules the job with back-off.
             tracing::warn!(batch_id = %batch.batch_id, "request-log batch not written: {error:#}");
-            Err(error.into())
+            return Err(error.into());
         }
     }
+    if let Some(geo) = &ctx.geo {
+        geo.after_commit(&ctx.db, &prepared).await;
+    }
+    Ok(())
 }
 
 /// Writes `batch` in one transaction unless it was written before.
 pub async fn ingest(db: &DatabaseConnection, batch: &RequestLogBatch) -> anyhow::Result<Ingested> {
+    ingest_located(db, batch, &HashMap::new()).await
+}
+
+/// [`ingest`], with the locations already known for some addresses written into their rows.
+pub async fn ingest_located(
+    db: &DatabaseConnection,
+    batch: &RequestLogBatch,
+    located: &HashMap<IpAddr, Location>,
+) -> anyhow::Result<Ingested> {
     let txn = db.begin().await.context("cannot begin a transaction")?;
     let claim = log_batch::Entity::insert(log_batch::ActiveModel {
         batch_id: Set(batch.batch_id.to_string()),
@@ -66,7 +90,7 @@ pub async fn ingest(db: &DatabaseConnection, batch: &RequestLogBatch) -> anyhow:
     }
     let mut rows = 0;
     for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
-        rows += request_log::Entity::insert_many(chunk.iter().map(to_row))
+        rows += request_log::Entity::insert_many(chunk.iter().map(|e| to_row(e, located)))
             .exec_without_returning(&txn)
             .await
             .context("cannot insert request_log rows")?;
@@ -75,7 +99,13 @@ pub async fn ingest(db: &DatabaseConnection, batch: &RequestLogBatch) -> anyhow:
     Ok(Ingested::Rows(rows))
 }
 
-fn to_row(event: &LogEvent) -> request_log::ActiveModel {
+fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log::ActiveModel {
+    // Empty while unknown: the geolocate job fills them in. Always set (never NotSet) so
+    // every row of a multi-row INSERT has the same columns.
+    let location = located.get(&event.ip);
+    let column = |field: fn(&Location) -> &String| {
+        Set(location.map(|l| field(l).clone()).unwrap_or_default())
+    };
     request_log::ActiveModel {
         id: NotSet,
         ip_address: Set(event.ip.to_string()),
@@ -87,9 +117,8 @@ fn to_row(event: &LogEvent) -> request_log::ActiveModel {
         user_agent: Set(event.user_agent.clone()),
         user_id: Set(event.user_id.clone().unwrap_or_default()),
         query_string: Set(event.query_string.clone().unwrap_or_default()),
-        // Filled in by the geolocation job once the address is looked up.
-        country_code: NotSet,
-        country: NotSet,
-        city: NotSet,
+        country_code: column(|l| &l.country_code),
+        country: column(|l| &l.country),
+        city: column(|l| &l.city),
     }
 }
