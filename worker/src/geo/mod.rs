@@ -98,13 +98,19 @@ impl GeoProvider {
         }
     }
 
-    /// Looks up each of `addresses` (all public), in order.
+    /// Looks up each of `addresses` (all public), in order. An IPv4-mapped IPv6 address
+    /// (`::ffff:81.2.69.1`, as a dual-stack listener reports IPv4 clients) is looked up as
+    /// its IPv4 address.
     pub async fn lookup_many(&self, addresses: &[IpAddr]) -> Result<Vec<Lookup>, GeoError> {
+        let mut canonical = Vec::with_capacity(addresses.len());
+        for ip in addresses {
+            canonical.push(ip.to_canonical());
+        }
         match self {
             GeoProvider::Mmdb(provider) => {
-                addresses.iter().map(|&ip| provider.lookup(ip)).collect()
+                canonical.iter().map(|&ip| provider.lookup(ip)).collect()
             }
-            GeoProvider::Http(provider) => provider.lookup_many(addresses).await,
+            GeoProvider::Http(provider) => provider.lookup_many(&canonical).await,
         }
     }
 

@@ -1,0 +1,1 @@
+//! Geolocation around the request-log job, with real Redis and both databases.
