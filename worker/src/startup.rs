@@ -95,10 +95,14 @@ pub async fn start(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningWorkers> {
+    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    // First, before any connection is made: an explicit provider that cannot start stops
+    // the worker (exit status 2, one line).
+    let geo = Geo::from_settings(settings, conn.clone())?;
+    let geo_workers = usize::from(geo.is_some());
     let db = db::connect(&settings.database_url)
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
-    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
     let queues: Vec<_> = ALL_QUEUES
         .iter()
         .map(|name| queue::queue_config(settings, name))
@@ -108,10 +112,6 @@ pub async fn start(
     if let Err(error) = maintenance::run_once(&mut conn.clone(), &queues).await {
         tracing::warn!(%error, "queue maintenance failed at start; the workers retry");
     }
-
-    // An explicit provider that cannot start stops the worker (exit status 2, one line).
-    let geo = Geo::from_settings(settings, conn.clone())?;
-    let geo_workers = if geo.is_some() { 1 } else { 0 };
 
     let env = QueueEnv {
         settings,

@@ -6,6 +6,7 @@
 mod admin_api;
 mod blocking;
 mod flagging;
+mod geolocation;
 mod processes;
 mod up;
 mod worker_killed;

@@ -51,6 +51,8 @@ pub struct Prepared {
 pub struct AfterCommit {
     /// Addresses this worker claimed and pushed for lookup.
     pub enqueued: usize,
+    /// The same addresses (a benchmark runs their lookup at once, without a queue).
+    pub claimed: Vec<IpAddr>,
     /// Addresses claimed elsewhere whose location was cached by now and written here.
     pub filled: usize,
 }
@@ -156,6 +158,7 @@ impl Geo {
         }
         Ok(AfterCommit {
             enqueued: mine.len(),
+            claimed: mine,
             filled,
         })
     }

@@ -93,7 +93,8 @@ async fn found_and_not_found_answers_are_cached_for_their_own_lifetimes() {
     assert!((3_590..=3_600).contains(&missing_ttl), "{missing_ttl}");
     assert!(geo.cache.location_key(found_ip).starts_with(&redis.prefix));
     assert_eq!(
-        geo.cache.get_many(&[found_ip, missing_ip, "1.1.1.1".parse().unwrap()])
+        geo.cache
+            .get_many(&[found_ip, missing_ip, "1.1.1.1".parse().unwrap()])
             .await
             .unwrap(),
         [Some(Lookup::Found(london())), Some(Lookup::NotFound), None]
@@ -137,13 +138,12 @@ both_backends!(
         let workers: Vec<Geo> = (0..8)
             .map(|_| geo(&settings, http(&server.uri(), GeoHttpFormat::IpApi)))
             .collect();
-        let claimed: Vec<usize> = futures::future::join_all(workers.iter().enumerate().map(
-            |(i, worker)| {
+        let claimed: Vec<usize> =
+            futures::future::join_all(workers.iter().enumerate().map(|(i, worker)| {
                 let conn = conn.clone();
                 async move { write_batch(worker, &conn, &batch(&format!("w{i}"), 5, LONDON)).await }
-            },
-        ))
-        .await;
+            }))
+            .await;
         assert_eq!(claimed.iter().sum::<usize>(), 1, "{claimed:?}");
         assert_eq!(geolocate_jobs_queued(&settings, &redis).await, 1);
 
@@ -173,15 +173,23 @@ both_backends!(
             geo(&settings, mmdb(dbip_layout())),
             geo(&settings, mmdb(dbip_layout())),
         );
-        assert_eq!(write_batch(&first, &conn, &batch("first", 3, LONDON)).await, 1);
+        assert_eq!(
+            write_batch(&first, &conn, &batch("first", 3, LONDON)).await,
+            1
+        );
 
         // The second worker reads the cache (nothing yet) and commits its rows ...
         let late = batch("late", 3, LONDON);
         let prepared = second.before_insert(&late.events).await;
         assert!(prepared.located.is_empty());
-        ingest_located(&conn, &late, &prepared.located).await.unwrap();
+        ingest_located(&conn, &late, &prepared.located)
+            .await
+            .unwrap();
         // ... the first worker's lookup completes in between ...
-        first.locate(&conn, &[LONDON.parse().unwrap()]).await.unwrap();
+        first
+            .locate(&conn, &[LONDON.parse().unwrap()])
+            .await
+            .unwrap();
         // ... and the second finds the claim taken, reads the cache again, fills its rows.
         let done = second.after_commit(&conn, &prepared).await;
         assert_eq!((done.enqueued, done.filled), (0, 1));
@@ -220,7 +228,10 @@ async fn private_and_special_addresses_never_reach_the_provider() {
         "::ffff:192.168.1.1",
     ];
     for (i, ip) in special.iter().enumerate() {
-        assert_eq!(write_batch(&geo, &conn, &batch(&format!("p{i}"), 2, ip)).await, 0);
+        assert_eq!(
+            write_batch(&geo, &conn, &batch(&format!("p{i}"), 2, ip)).await,
+            0
+        );
     }
     let addresses: Vec<IpAddr> = special.iter().map(|ip| ip.parse().unwrap()).collect();
     assert_eq!(geo.locate(&conn, &addresses).await.unwrap(), 0);
@@ -245,11 +256,18 @@ both_backends!(
         assert_eq!(write_batch(&geo, &conn, &batch("down", 5, LONDON)).await, 1);
         let stored = rows(&conn).await;
         assert_eq!((stored.len(), located(&stored)), (5, 0));
-        assert!(stored.iter().all(|r| r.country_code.is_empty() && r.city.is_empty()));
+        assert!(
+            stored
+                .iter()
+                .all(|r| r.country_code.is_empty() && r.city.is_empty())
+        );
         // The job fails (apalis retries it); nothing is cached, the rows stay as they are.
         assert!(geo.locate(&conn, &[LONDON.parse().unwrap()]).await.is_err());
         assert_eq!(
-            geo.cache.get_many(&[LONDON.parse().unwrap()]).await.unwrap(),
+            geo.cache
+                .get_many(&[LONDON.parse().unwrap()])
+                .await
+                .unwrap(),
             [None]
         );
 
