@@ -129,10 +129,10 @@ impl Geo {
         unknown: &[IpAddr],
     ) -> anyhow::Result<AfterCommit> {
         let won = self.cache.claim_many(unknown).await?;
-        let (mine, theirs): (Vec<(IpAddr, bool)>, Vec<(IpAddr, bool)>) =
-            unknown.iter().copied().zip(won).partition(|(_, won)| *won);
-        let mine: Vec<IpAddr> = mine.into_iter().map(|(ip, _)| ip).collect();
-        let theirs: Vec<IpAddr> = theirs.into_iter().map(|(ip, _)| ip).collect();
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for (&ip, won) in unknown.iter().zip(won) {
+            if won { mine.push(ip) } else { theirs.push(ip) }
+        }
 
         let jobs: Vec<GeolocateAddresses> = mine
             .chunks(GEOLOCATE_MAX_ADDRESSES)
