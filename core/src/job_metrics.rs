@@ -54,21 +54,25 @@ pub async fn record_job<C: ConnectionLike + Send>(
     pipe.query_async(conn).await
 }
 
-/// Counts one geolocation cache lookup (for the `geolocate` job).
+/// Counts geolocation cache lookups (the request-log job reads the cache for each batch's
+/// distinct public addresses): `hits` answered from the cache, `misses` not.
 pub async fn record_geo_cache<C: ConnectionLike + Send>(
     conn: &mut C,
     prefix: &str,
-    hit: bool,
+    hits: u64,
+    misses: u64,
 ) -> Result<(), redis::RedisError> {
-    let field = if hit {
-        "geo|cache_hits"
-    } else {
-        "geo|cache_misses"
-    };
-    redis::cmd("HINCRBY")
+    redis::pipe()
+        .cmd("HINCRBY")
         .arg(metrics_key(prefix))
-        .arg(field)
-        .arg(1)
+        .arg("geo|cache_hits")
+        .arg(hits)
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(metrics_key(prefix))
+        .arg("geo|cache_misses")
+        .arg(misses)
+        .ignore()
         .query_async(conn)
         .await
 }

@@ -16,12 +16,15 @@ pub const REQUEST_LOGS_QUEUE: &str = "request-logs";
 pub const FLAG_SUSPICIOUS_IPS_QUEUE: &str = "flag-suspicious-ips";
 /// Queue of [`PurgeLogs`] jobs: scheduler → worker.
 pub const PURGE_LOGS_QUEUE: &str = "purge-logs";
+/// Queue of [`GeolocateAddresses`] jobs: worker (request-logs, on a cache miss) → worker.
+pub const GEOLOCATE_QUEUE: &str = "geolocate";
 
 /// Every queue iptrack uses; the worker keeps each one's sets in bounds.
 pub const ALL_QUEUES: &[&str] = &[
     REQUEST_LOGS_QUEUE,
     FLAG_SUSPICIOUS_IPS_QUEUE,
     PURGE_LOGS_QUEUE,
+    GEOLOCATE_QUEUE,
 ];
 
 /// Flag the addresses that misbehaved in `[window_start, window_end)`.
@@ -35,6 +38,17 @@ pub struct FlagSuspiciousIps {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeLogs {
     pub older_than: DateTime<Utc>,
+}
+
+/// Most addresses in one [`GeolocateAddresses`] job: ip-api's batch endpoint takes 100.
+pub const GEOLOCATE_MAX_ADDRESSES: usize = 100;
+
+/// Look these public addresses up, cache the answers and fill in their rows' location.
+/// Each address was claimed cluster-wide by whoever pushed the job (see `worker::geo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeolocateAddresses {
+    /// At most [`GEOLOCATE_MAX_ADDRESSES`].
+    pub addresses: Vec<IpAddr>,
 }
 
 /// One logged request.

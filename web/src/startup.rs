@@ -85,9 +85,8 @@ impl Application {
                     db,
                     redis: queue::connect(&settings.redis_url).context("REDIS_URL")?,
                     redis_prefix: settings.redis_prefix.clone(),
-                    // Set from the geolocation settings when the DB-IP mmdb is the
-                    // provider (they arrive with the geolocation work; off until then).
-                    dbip_attribution: false,
+                    // DB-IP's licence asks for attribution wherever its data is shown.
+                    dbip_attribution: settings.geo.uses_dbip(),
                 }),
             )),
             None => None,

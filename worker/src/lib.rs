@@ -5,6 +5,7 @@
 //! [`maintenance`] loop that keeps apalis-redis's sets within bounds.
 
 pub mod context;
+pub mod geo;
 pub mod jobs;
 pub mod maintenance;
 pub mod poll;

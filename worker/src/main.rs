@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::Parser;
 use iptrack_core::{Settings, db, process, shutdown};
 use iptrack_migration::{Migrator, MigratorTrait};
+use iptrack_worker::geo::GeoSetupError;
 use tokio_util::sync::CancellationToken;
 
 /// iptrack's job worker. Configuration comes from the environment (see README).
@@ -26,7 +27,14 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    process::exit_code("iptrack-worker", run(args, settings).await)
+    match run(args, settings).await {
+        // A geolocation database that does not open is a bad setting: one line, status 2.
+        Err(error) if error.downcast_ref::<GeoSetupError>().is_some() => {
+            eprintln!("iptrack-worker: {error}");
+            ExitCode::from(2)
+        }
+        result => process::exit_code("iptrack-worker", result),
+    }
 }
 
 async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {

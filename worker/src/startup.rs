@@ -8,8 +8,8 @@ use apalis_redis::RedisStorage;
 use iptrack_core::{
     db,
     jobs::{
-        ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs,
-        REQUEST_LOGS_QUEUE, RequestLogBatch,
+        ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, GEOLOCATE_QUEUE,
+        GeolocateAddresses, PURGE_LOGS_QUEUE, PurgeLogs, REQUEST_LOGS_QUEUE, RequestLogBatch,
     },
     queue,
     settings::Settings,
@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     context::JobContext,
-    jobs::{flag_suspicious_ips, purge_logs, request_logs},
+    geo::Geo,
+    jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
     maintenance,
     poll::TickStrategy,
     supervisor::{SupervisorStats, supervise},
@@ -94,10 +95,14 @@ pub async fn start(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningWorkers> {
+    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    // First, before any connection is made: an explicit provider that cannot start stops
+    // the worker (exit status 2, one line).
+    let geo = Geo::from_settings(settings, conn.clone())?;
+    let geo_workers = usize::from(geo.is_some());
     let db = db::connect(&settings.database_url)
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
-    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
     let queues: Vec<_> = ALL_QUEUES
         .iter()
         .map(|name| queue::queue_config(settings, name))
@@ -116,6 +121,7 @@ pub async fn start(
             rules: Arc::new(settings.schedules.clone()),
             redis: conn.clone(),
             redis_prefix: settings.redis_prefix.clone(),
+            geo: geo.map(Arc::new),
         },
         stats: Arc::new(SupervisorStats::default()),
         shutdown: shutdown.clone(),
@@ -147,15 +153,30 @@ pub async fn start(
         purge_logs::handle,
         1
     );
+    // One geolocate worker per process: each job carries up to 100 addresses, and an
+    // HTTP provider's rate limit is per client, not per worker.
+    spawn_queue!(
+        tasks,
+        env,
+        GEOLOCATE_QUEUE,
+        GeolocateAddresses,
+        geolocate::handle,
+        geo_workers
+    );
     tracing::info!(
         database = settings.database_kind(),
+        geolocation = env
+            .context
+            .geo
+            .as_ref()
+            .map_or("off", |g| g.provider.kind()),
         request_log_workers = settings.worker.concurrency,
         "iptrack-worker started"
     );
     Ok(RunningWorkers {
         stats: env.stats,
-        // One per request-log slot, plus the flag and purge workers.
-        supervised: settings.worker.concurrency + 2,
+        // One per request-log slot, plus the flag and purge workers (and geolocate).
+        supervised: settings.worker.concurrency + 2 + geo_workers,
         tasks,
     })
 }

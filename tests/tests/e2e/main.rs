@@ -9,6 +9,7 @@ mod blocking;
 mod compose;
 mod dashboard;
 mod flagging;
+mod geolocation;
 mod observability;
 mod processes;
 mod queues;

@@ -79,9 +79,26 @@ async fn two_webs_three_workers_and_two_schedulers_share_one_redis_and_one_datab
         assert_eq!(status_for(&client, stack, "203.0.113.67").await, 200);
     }
 
-    // THE RATE LIMIT IS SHARED: the lead adds this check after merging the rate-limit
-    // branch — N+1 login attempts from one address, alternating between `first` and
-    // `second`, and the (N+1)th is refused with 429 whichever web it reaches.
+    // The rate limit is shared: the default rule allows 5 anonymous login attempts a
+    // minute per address, counted in Redis, so attempts alternating between the two webs
+    // use one budget and the sixth is refused whichever web it reaches.
+    let mut login_statuses = Vec::new();
+    for attempt in 0..7 {
+        let stack = if attempt % 2 == 0 { &first } else { &second };
+        let response = client
+            .post(stack.url("/login"))
+            .header("x-forwarded-for", "198.51.100.77")
+            .form(&[("username", "mallory"), ("password", "guess")])
+            .send()
+            .await
+            .unwrap();
+        login_statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        login_statuses,
+        [401, 401, 401, 401, 401, 429, 429],
+        "five attempts across both webs, then refused on either"
+    );
 
     // One flag job per window, with two schedulers racing for every tick.
     let mut conn = redis.connection().await;

@@ -4,6 +4,10 @@
 
 mod auto_block;
 mod flag;
+mod geo_fixtures;
+mod geo_http;
+mod geo_mmdb;
+mod geo_pipeline;
 mod ingest;
 mod queue_edges;
 
