@@ -57,3 +57,81 @@ pub fn process_resident_mib(pid: u32) -> f64 {
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
+
+/// The end of the synthetic request log the large-table benchmarks fill:
+/// 2026-11-21T10:00:00Z; rows spread over the 30 days before it.
+pub const FILL_END_EPOCH: i64 = 1_795_255_200;
+const FILL_SPREAD_SECS: i64 = 30 * 86_400;
+
+/// Fills `request_log` with `rows` synthetic GET requests in one SQL statement (no client
+/// round trips): 5 % of them from five busy `198.51.100.x` addresses, the rest spread over
+/// `10.0.0.0/8`, timestamps spread over 30 days before [`FILL_END_EPOCH`]. `columns` are
+/// (column, SQL expression over the row number `g`) pairs, always including `path` and
+/// `status`; `chr(` is rewritten to SQLite's `char(`. Then `ANALYZE`.
+#[allow(clippy::expect_used)] // A benchmark stops at a database error.
+pub async fn fill_request_log(
+    conn: &sea_orm::DatabaseConnection,
+    backend: iptrack_tests::Backend,
+    rows: u64,
+    columns: &[(&str, &str)],
+) {
+    use sea_orm::ConnectionTrait;
+    let ip = "CASE WHEN g % 20 = 0 THEN '198.51.100.' || (g % 100 / 20) \
+              ELSE '10.' || ((g * 7919) % 256) || '.' || ((g * 104729) % 256) || '.' || ((g * 15485863) % 256) END";
+    let offset = format!("((g * 2654435761) % {FILL_SPREAD_SECS})");
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let names = names.join(", ");
+    let values = |rewrite: fn(&str) -> String| -> String {
+        columns
+            .iter()
+            .map(|(_, expr)| rewrite(expr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = match backend {
+        iptrack_tests::Backend::Postgres => format!(
+            "INSERT INTO request_log (ip_address, timestamp, method, {names}) \
+             SELECT {ip}, to_timestamp({FILL_END_EPOCH} - {offset}), 'GET', {} \
+             FROM generate_series(1::bigint, {rows}::bigint) AS g",
+            values(str::to_owned)
+        ),
+        iptrack_tests::Backend::Sqlite => format!(
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) \
+             INSERT INTO request_log (ip_address, timestamp, method, {names}) \
+             SELECT {ip}, strftime('%Y-%m-%dT%H:%M:%S+00:00', {FILL_END_EPOCH} - {offset}, 'unixepoch'), \
+                    'GET', {} FROM s",
+            values(|expr| expr.replace("chr(", "char("))
+        ),
+    };
+    conn.execute_unprepared(&sql).await.expect("fill failed");
+    conn.execute_unprepared("ANALYZE")
+        .await
+        .expect("analyze failed");
+}
+
+/// The database's plan for `query`: `EXPLAIN (ANALYZE, BUFFERS)` on PostgreSQL,
+/// `EXPLAIN QUERY PLAN` on SQLite, one line per plan row.
+#[allow(clippy::expect_used)] // A benchmark stops at a database error.
+pub async fn plan(
+    conn: &sea_orm::DatabaseConnection,
+    backend: iptrack_tests::Backend,
+    query: sea_orm::Statement,
+) -> String {
+    use sea_orm::ConnectionTrait;
+    let (prefix, column) = match backend {
+        iptrack_tests::Backend::Postgres => ("EXPLAIN (ANALYZE, BUFFERS) ", None),
+        iptrack_tests::Backend::Sqlite => ("EXPLAIN QUERY PLAN ", Some("detail")),
+    };
+    let explain = sea_orm::Statement {
+        sql: format!("{prefix}{}", query.sql),
+        ..query
+    };
+    let rows = conn.query_all_raw(explain).await.expect("explain failed");
+    rows.iter()
+        .map(|row| match column {
+            Some(name) => row.try_get::<String>("", name).expect("plan row"),
+            None => row.try_get_by_index::<String>(0).expect("plan row"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use iptrack_bench::median;
+use iptrack_bench::{FILL_END_EPOCH, median};
 use iptrack_core::{jobs::FlagSuspiciousIps, settings::Settings};
 use iptrack_tests::{Backend, TestDb};
 use iptrack_worker::jobs::flag_suspicious_ips::{flag, sensitive_query, volume_query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryTrait, Statement};
+use sea_orm::QueryTrait;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -30,9 +30,6 @@ struct Args {
     runs: usize,
 }
 
-const END_EPOCH: i64 = 1_795_255_200; // 2026-11-21T10:00:00Z
-const SPREAD_SECS: i64 = 30 * 86_400;
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -43,13 +40,26 @@ async fn main() {
         let db = TestDb::new(backend).await;
         let conn = db.connect().await;
         let started = Instant::now();
-        fill(&conn, backend, rows).await;
+        iptrack_bench::fill_request_log(
+            &conn,
+            backend,
+            rows,
+            &[
+                (
+                    "path",
+                    "CASE WHEN g % 50 = 0 THEN '/login' WHEN g % 100 = 1 THEN '/admin/users' \
+                     ELSE '/items/' || (g % 1000) END",
+                ),
+                ("status", "200"),
+            ],
+        )
+        .await;
         println!(
             "\n## {backend:?}: {rows} rows (filled in {:.0} s)",
             started.elapsed().as_secs_f64()
         );
 
-        let end: DateTime<Utc> = DateTime::from_timestamp(END_EPOCH, 0).unwrap();
+        let end: DateTime<Utc> = DateTime::from_timestamp(FILL_END_EPOCH, 0).unwrap();
         let job = FlagSuspiciousIps {
             window_start: end - chrono::Duration::hours(1),
             window_end: end,
@@ -60,8 +70,8 @@ async fn main() {
                 &conn,
                 &format!(
                     "request_log WHERE timestamp >= {} AND timestamp < {}",
-                    literal(backend, END_EPOCH - 3600),
-                    literal(backend, END_EPOCH)
+                    literal(backend, FILL_END_EPOCH - 3600),
+                    literal(backend, FILL_END_EPOCH)
                 ),
             )
             .await;
@@ -90,7 +100,7 @@ async fn main() {
         ] {
             println!(
                 "\n### plan: {name}\n```\n{}\n```",
-                plan(&conn, backend, query).await
+                iptrack_bench::plan(&conn, backend, query).await
             );
         }
     }
@@ -101,48 +111,4 @@ fn literal(backend: Backend, epoch: i64) -> String {
         Backend::Postgres => format!("to_timestamp({epoch})"),
         Backend::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%S+00:00', {epoch}, 'unixepoch')"),
     }
-}
-
-async fn fill(conn: &DatabaseConnection, backend: Backend, rows: u64) {
-    let ip = "CASE WHEN g % 20 = 0 THEN '198.51.100.' || (g % 100 / 20) \
-              ELSE '10.' || ((g * 7919) % 256) || '.' || ((g * 104729) % 256) || '.' || ((g * 15485863) % 256) END";
-    let path = "CASE WHEN g % 50 = 0 THEN '/login' WHEN g % 100 = 1 THEN '/admin/users' \
-                ELSE '/items/' || (g % 1000) END";
-    let offset = format!("((g * 2654435761) % {SPREAD_SECS})");
-    let sql = match backend {
-        Backend::Postgres => format!(
-            "INSERT INTO request_log (ip_address, timestamp, method, path, status) \
-             SELECT {ip}, to_timestamp({END_EPOCH} - {offset}), 'GET', {path}, 200 \
-             FROM generate_series(1::bigint, {rows}::bigint) AS g"
-        ),
-        Backend::Sqlite => format!(
-            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) \
-             INSERT INTO request_log (ip_address, timestamp, method, path, status) \
-             SELECT {ip}, strftime('%Y-%m-%dT%H:%M:%S+00:00', {END_EPOCH} - {offset}, 'unixepoch'), \
-                    'GET', {path}, 200 FROM s"
-        ),
-    };
-    conn.execute_unprepared(&sql).await.expect("fill failed");
-    conn.execute_unprepared("ANALYZE")
-        .await
-        .expect("analyze failed");
-}
-
-async fn plan(conn: &DatabaseConnection, backend: Backend, query: Statement) -> String {
-    let (prefix, column) = match backend {
-        Backend::Postgres => ("EXPLAIN (ANALYZE, BUFFERS) ", None),
-        Backend::Sqlite => ("EXPLAIN QUERY PLAN ", Some("detail")),
-    };
-    let explain = Statement {
-        sql: format!("{prefix}{}", query.sql),
-        ..query
-    };
-    let rows = conn.query_all_raw(explain).await.expect("explain failed");
-    rows.iter()
-        .map(|row| match column {
-            Some(name) => row.try_get::<String>("", name).unwrap(),
-            None => row.try_get_by_index::<String>(0).unwrap(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
