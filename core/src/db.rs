@@ -20,6 +20,16 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options(database_url)).await
 }
 
+/// [`connect`] with a pool of up to `max_connections` (a worker sizes it to its slots).
+pub async fn connect_with_pool(
+    database_url: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(database_url);
+    options.max_connections(max_connections);
+    Database::connect(options).await
+}
+
 fn options(database_url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options

@@ -131,6 +131,11 @@ pub struct LogPipelineSettings {
 pub struct WorkerSettings {
     /// `IPTRACK_WORKER_CONCURRENCY`: request-log batches one worker process writes at once
     /// (one apalis worker, with its own unique name, per slot; each takes one job at a time).
+    /// Default: 8 on PostgreSQL, 2 on SQLite. A batch spends most of its time waiting on the
+    /// database (its INSERT, then the commit's WAL flush), so PostgreSQL, which writes
+    /// concurrent transactions side by side and flushes their commits together, ingests
+    /// about 2.7 times as fast with 8 in flight as with 2 (BENCHMARKS.md, "Ingest"). SQLite
+    /// has one writer at a time: more slots only queue on its lock.
     pub concurrency: usize,
     /// `IPTRACK_WORKER_POLL_MS`: how often an idle worker looks for new jobs. Without a
     /// working poll strategy an idle apalis-redis worker wakes only on its heartbeat.
@@ -140,6 +145,19 @@ pub struct WorkerSettings {
     /// `IPTRACK_WORKER_MISSED_HEARTBEATS`: after heartbeat × this, a silent worker's
     /// in-flight jobs go back to the queue. apalis-redis defaults to 10 (5 minutes in all).
     pub missed_heartbeats: usize,
+}
+
+impl WorkerSettings {
+    /// Default request-log slots on PostgreSQL (see [`WorkerSettings::concurrency`]).
+    pub const POSTGRES_CONCURRENCY: usize = 8;
+    /// Default request-log slots on SQLite (see [`WorkerSettings::concurrency`]).
+    pub const SQLITE_CONCURRENCY: usize = 2;
+
+    /// Database connections a worker process needs: one per request-log slot, plus the
+    /// flag, purge and geolocate workers, so none of them waits for a connection.
+    pub fn database_connections(&self) -> u32 {
+        u32::try_from(self.concurrency + 3).unwrap_or(u32::MAX)
+    }
 }
 
 /// The scheduler's schedules and the jobs' rules.
@@ -440,7 +458,7 @@ impl Default for Settings {
                 log_query_string: false,
             },
             worker: WorkerSettings {
-                concurrency: 2,
+                concurrency: WorkerSettings::SQLITE_CONCURRENCY,
                 poll_interval: Duration::from_millis(100),
                 heartbeat: Duration::from_secs(5),
                 missed_heartbeats: 3,
@@ -566,10 +584,13 @@ impl Settings {
         if let Some(v) = get("IPTRACK_LOG_QUERY_STRING") {
             p.log_query_string = parse_bool("IPTRACK_LOG_QUERY_STRING", v)?;
         }
+        let postgres = s.database_kind() == "postgres";
         let w = &mut s.worker;
-        if let Some(v) = get("IPTRACK_WORKER_CONCURRENCY") {
-            w.concurrency = parse_bounded("IPTRACK_WORKER_CONCURRENCY", v, 1, 64)?;
-        }
+        w.concurrency = match get("IPTRACK_WORKER_CONCURRENCY") {
+            Some(v) => parse_bounded("IPTRACK_WORKER_CONCURRENCY", v, 1, 64)?,
+            None if postgres => WorkerSettings::POSTGRES_CONCURRENCY,
+            None => WorkerSettings::SQLITE_CONCURRENCY,
+        };
         if let Some(v) = get("IPTRACK_WORKER_POLL_MS") {
             w.poll_interval =
                 Duration::from_millis(parse_bounded("IPTRACK_WORKER_POLL_MS", v, 10, 60_000)?);
@@ -802,6 +823,25 @@ mod tests {
         assert_eq!(s.schedules.flag_schedule, "0 0 * * * *");
         assert_eq!(s.schedules.flag_threshold, 100);
         assert_eq!(s.schedules.sensitive_paths, ["/admin", "/login"]);
+    }
+
+    #[test]
+    fn worker_concurrency_defaults_to_the_backend_and_an_explicit_value_wins() {
+        let concurrency = |pairs: &[(&str, &str)]| {
+            Settings::from_sources(None, env(pairs))
+                .unwrap()
+                .worker
+                .concurrency
+        };
+        let postgres = ("DATABASE_URL", "postgres://postgres@127.0.0.1/iptrack");
+        assert_eq!(concurrency(&[]), 2, "SQLite has one writer at a time");
+        assert_eq!(concurrency(&[postgres]), 8);
+        assert_eq!(
+            concurrency(&[postgres, ("IPTRACK_WORKER_CONCURRENCY", "3")]),
+            3
+        );
+        let slots = Settings::from_sources(None, env(&[postgres])).unwrap().worker;
+        assert_eq!(slots.database_connections(), 11, "8 slots + flag, purge, geolocate");
     }
 
     #[test]

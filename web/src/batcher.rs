@@ -20,6 +20,13 @@ use crate::{
     pipeline::{FINAL_FLUSH_GRACE, RateLimitedWarning},
 };
 
+/// How often a filling batch takes the events that have arrived. Awaiting the channel
+/// instead wakes this task for nearly every event, and waking a task that sleeps on another
+/// thread is a system call made by the sender, on the request path: measured, that was
+/// most of what tracking cost a fast handler (BENCHMARKS.md, "Overhead"). A batch may close
+/// up to this much after `IPTRACK_BATCH_MAX_WAIT_MS`.
+const COLLECT_INTERVAL: Duration = Duration::from_millis(5);
+
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
@@ -52,26 +59,17 @@ pub(crate) async fn run(
             give_up_at.get_or_insert_with(|| Instant::now() + FINAL_FLUSH_GRACE);
         }
         let batch_deadline = Instant::now() + limits.batch_max_wait;
-        while events.len() < max {
-            let wanted = max - events.len();
-            let received = if give_up_at.is_some() {
-                // Stopping: take what is there, do not wait for more.
-                match rx.try_recv() {
-                    Ok(event) => {
-                        events.push(event);
-                        1
-                    }
-                    Err(_) => 0,
-                }
-            } else {
-                tokio::select! {
-                    received = rx.recv_many(&mut events, wanted) => received,
-                    _ = tokio::time::sleep_until(batch_deadline) => 0,
-                    _ = stop.cancelled() => 0,
-                }
-            };
-            if received == 0 {
+        loop {
+            take_waiting(&mut rx, &mut events, max);
+            let now = Instant::now();
+            // Stopping: what is there is taken; no waiting for more.
+            let stopping = give_up_at.is_some() || stop.is_cancelled();
+            if events.len() >= max || stopping || now >= batch_deadline {
                 break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep((batch_deadline - now).min(COLLECT_INTERVAL)) => {}
+                _ = stop.cancelled() => {}
             }
         }
         if events.is_empty() {
@@ -99,6 +97,16 @@ pub(crate) async fn run(
                 "request-log pipeline stopped before Redis accepted its buffered events"
             );
             return;
+        }
+    }
+}
+
+/// Moves the events waiting in the buffer into `events`, up to `max`, without waiting.
+fn take_waiting(rx: &mut mpsc::Receiver<LogEvent>, events: &mut Vec<LogEvent>, max: usize) {
+    while events.len() < max {
+        match rx.try_recv() {
+            Ok(event) => events.push(event),
+            Err(_) => break,
         }
     }
 }

@@ -100,8 +100,11 @@ pub async fn start(
     // the worker (exit status 2, one line).
     let geo = Geo::from_settings(settings, conn.clone())?;
     let geo_workers = usize::from(geo.is_some());
-    let db = db::connect(&settings.database_url)
-        .await
+    let db = db::connect_with_pool(
+        &settings.database_url,
+        settings.worker.database_connections(),
+    )
+    .await
         .context("cannot connect to the database (DATABASE_URL)")?;
     let queues: Vec<_> = ALL_QUEUES
         .iter()

@@ -38,6 +38,9 @@ struct Args {
     /// Events per batch (the web's default `IPTRACK_BATCH_MAX_EVENTS`).
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
+    /// `IPTRACK_WORKER_CONCURRENCY` of the worker process (its default when left out).
+    #[arg(long)]
+    concurrency: Option<usize>,
 }
 
 #[tokio::main]
@@ -45,17 +48,19 @@ async fn main() {
     let args = Args::parse();
     let batches = batches(args.rows, args.batch);
     println!(
-        "{} rows in {} batches of {}; one worker process, IPTRACK_WORKER_CONCURRENCY=2",
+        "{} rows in {} batches of {}; one worker process, IPTRACK_WORKER_CONCURRENCY={}",
         args.rows,
         batches.len(),
-        args.batch
+        args.batch,
+        args.concurrency
+            .map_or_else(|| "default".to_owned(), |n| n.to_string())
     );
     println!("target                 runs  rows/s p50  rows/s min  rows/s max");
     let mut results = Vec::new();
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let mut rates: Vec<f64> = Vec::new();
         for _ in 0..args.runs {
-            rates.push(worker_run(backend, &batches).await);
+            rates.push(worker_run(backend, &batches, args.concurrency).await);
         }
         results.push((format!("worker → {backend:?}").to_lowercase(), rates));
         if backend == Backend::Postgres {
@@ -106,7 +111,11 @@ fn batches(rows: usize, per_batch: usize) -> Vec<RequestLogBatch> {
 }
 
 /// Fills a fresh queue, starts one worker, returns rows per second.
-async fn worker_run(backend: Backend, batches: &[RequestLogBatch]) -> f64 {
+async fn worker_run(
+    backend: Backend,
+    batches: &[RequestLogBatch],
+    concurrency: Option<usize>,
+) -> f64 {
     let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
     let mut jobs = JobQueue::new(
@@ -121,7 +130,7 @@ async fn worker_run(backend: Backend, batches: &[RequestLogBatch]) -> f64 {
     for chunk in fresh.chunks(20) {
         jobs.push(chunk).await.unwrap();
     }
-    let env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = [
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis.url.clone()),
         ("IPTRACK_REDIS_PREFIX", redis.prefix.clone()),
@@ -129,6 +138,14 @@ async fn worker_run(backend: Backend, batches: &[RequestLogBatch]) -> f64 {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if let Some(n) = concurrency {
+        env.insert("IPTRACK_WORKER_CONCURRENCY".to_owned(), n.to_string());
+    }
+    for name in ["IPTRACK_WORKER_POLL_MS", "IPTRACK_GEO_PROVIDER"] {
+        if let Ok(value) = std::env::var(name) {
+            env.insert(name.to_owned(), value);
+        }
+    }
     let conn = db.connect().await;
     let _worker = Service::start("iptrack-worker", &[], &env);
     let total = batches.len() as i64;
