@@ -61,6 +61,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_GEO_HTTP_URL",
     "IPTRACK_GEO_HTTP_FORMAT",
     "IPTRACK_GEO_API_KEY",
+    "IPTRACK_GEO_HTTP_CA_FILE",
     "IPTRACK_GEO_HTTP_TIMEOUT_MS",
     "IPTRACK_GEO_HTTP_RETRIES",
     "IPTRACK_GEO_CACHE_TTL_SECS",
@@ -232,6 +233,9 @@ pub struct GeoSettings {
     pub http_format: GeoHttpFormat,
     /// `IPTRACK_GEO_API_KEY`: the provider's key (required by `ipgeolocation`).
     pub api_key: Option<SecretString>,
+    /// `IPTRACK_GEO_HTTP_CA_FILE`: PEM certificates trusted for an `https://` provider in
+    /// addition to the system's roots (a self-hosted provider, a TLS-inspecting proxy).
+    pub http_ca_file: Option<PathBuf>,
     /// `IPTRACK_GEO_HTTP_TIMEOUT_MS`: per HTTP attempt. Default 3000.
     pub http_timeout: Duration,
     /// `IPTRACK_GEO_HTTP_RETRIES`: further attempts after a timeout, connection error or
@@ -259,6 +263,7 @@ impl Default for GeoSettings {
             http_url: None,
             http_format: GeoHttpFormat::IpApi,
             api_key: None,
+            http_ca_file: None,
             http_timeout: Duration::from_secs(3),
             http_retries: 3,
             cache_ttl: Duration::from_secs(86_400),
@@ -337,6 +342,9 @@ impl GeoSettings {
         }
         if let Some(v) = get("IPTRACK_GEO_API_KEY") {
             g.api_key = Some(SecretString::from(v.to_owned()));
+        }
+        if let Some(v) = get("IPTRACK_GEO_HTTP_CA_FILE") {
+            g.http_ca_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("IPTRACK_GEO_HTTP_TIMEOUT_MS") {
             g.http_timeout =
@@ -840,8 +848,14 @@ mod tests {
             concurrency(&[postgres, ("IPTRACK_WORKER_CONCURRENCY", "3")]),
             3
         );
-        let slots = Settings::from_sources(None, env(&[postgres])).unwrap().worker;
-        assert_eq!(slots.database_connections(), 11, "8 slots + flag, purge, geolocate");
+        let slots = Settings::from_sources(None, env(&[postgres]))
+            .unwrap()
+            .worker;
+        assert_eq!(
+            slots.database_connections(),
+            11,
+            "8 slots + flag, purge, geolocate"
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub async fn start(
         settings.worker.database_connections(),
     )
     .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
+    .context("cannot connect to the database (DATABASE_URL)")?;
     let queues: Vec<_> = ALL_QUEUES
         .iter()
         .map(|name| queue::queue_config(settings, name))

@@ -104,7 +104,9 @@ async fn main() {
     let send_time = origin.elapsed();
     let mut failed = 0;
     for request in in_flight {
-        if !matches!(request.await.unwrap(), Ok(200)) {
+        // `/lag/{i}` is no route of the reference server: a 404, served and logged like
+        // any page. Failed means no answer at all, or a server error.
+        if !matches!(request.await.unwrap(), Ok(status) if status < 500) {
             failed += 1;
         }
     }

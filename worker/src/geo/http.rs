@@ -15,7 +15,7 @@ use reqwest::{Response, StatusCode, header::HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{GeoError, Location, Lookup, countries::country_name};
+use super::{GeoError, GeoSetupError, Location, Lookup, countries::country_name};
 
 /// First back-off after a failed attempt; doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -35,20 +35,29 @@ pub struct HttpProvider {
 }
 
 impl HttpProvider {
-    pub fn new(settings: &GeoSettings) -> Self {
-        let client = reqwest::Client::builder()
+    /// A client for `settings`' provider. TLS is rustls: certificates are checked against
+    /// the system's roots (on Debian, the `ca-certificates` package) plus
+    /// `IPTRACK_GEO_HTTP_CA_FILE`.
+    pub fn new(settings: &GeoSettings) -> Result<Self, GeoSetupError> {
+        // reqwest is built without a crypto provider of its own (its default, aws-lc-rs,
+        // needs cmake and a C toolchain at build time); rustls's ring provider, already
+        // in the tree through sqlx, serves instead. Installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout)
-            .user_agent(concat!("iptrack/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
+            .user_agent(concat!("iptrack/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.http_ca_file {
+            builder = builder.tls_certs_merge(extra_roots(path)?);
+        }
+        let client = builder.build().map_err(GeoSetupError::HttpClient)?;
+        Ok(Self {
             client,
             base: settings.http_url.clone().unwrap_or_default(),
             format: settings.http_format,
             api_key: settings.api_key.clone(),
             retries: settings.http_retries,
-        }
+        })
     }
 
     /// Looks up `addresses`, in order: one batch call per 100 for ip-api (a single call
@@ -192,6 +201,21 @@ impl HttpProvider {
             backoff *= 2;
         }
     }
+}
+
+/// The certificates of a PEM file; a file without any is an error, not an empty trust.
+fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, GeoSetupError> {
+    let failed = |reason: String| GeoSetupError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| failed(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM certificate in it".to_owned()));
+    }
+    Ok(certificates)
 }
 
 /// How long a 429 asks to wait: `Retry-After` (seconds), else ip-api's `X-Ttl` (seconds

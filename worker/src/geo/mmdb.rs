@@ -50,7 +50,7 @@ impl MmdbProvider {
             .iter()
             .map(|path| {
                 let display = path.display().to_string();
-                let reader = Reader::open_readfile(path).map_err(|source| GeoSetupError {
+                let reader = Reader::open_readfile(path).map_err(|source| GeoSetupError::Mmdb {
                     path: display.clone(),
                     source,
                 })?;
@@ -72,7 +72,7 @@ impl MmdbProvider {
         let mut databases = files
             .into_iter()
             .map(|(path, bytes)| {
-                let reader = Reader::from_source(bytes).map_err(|source| GeoSetupError {
+                let reader = Reader::from_source(bytes).map_err(|source| GeoSetupError::Mmdb {
                     path: path.clone(),
                     source,
                 })?;

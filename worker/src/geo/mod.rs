@@ -76,10 +76,16 @@ pub enum GeoError {
 
 /// Why the configured provider cannot start (the worker exits with status 2).
 #[derive(Debug, thiserror::Error)]
-#[error("IPTRACK_GEO_MMDB: cannot open {path}: {source}")]
-pub struct GeoSetupError {
-    pub path: String,
-    pub source: maxminddb::MaxMindDbError,
+pub enum GeoSetupError {
+    #[error("IPTRACK_GEO_MMDB: cannot open {path}: {source}")]
+    Mmdb {
+        path: String,
+        source: maxminddb::MaxMindDbError,
+    },
+    #[error("IPTRACK_GEO_HTTP_CA_FILE: cannot read certificates from {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot set up the HTTP geolocation client: {0}")]
+    HttpClient(reqwest::Error),
 }
 
 /// A configured provider.
@@ -123,7 +129,7 @@ impl GeoProvider {
             GeoProviderChoice::Mmdb => {
                 MmdbProvider::open(&settings.mmdb_paths).map(|p| Some(GeoProvider::Mmdb(p)))
             }
-            GeoProviderChoice::Http => Ok(Some(GeoProvider::Http(HttpProvider::new(settings)))),
+            GeoProviderChoice::Http => Ok(Some(GeoProvider::Http(HttpProvider::new(settings)?))),
             GeoProviderChoice::Auto => {
                 if settings.mmdb_paths.iter().all(|p| p.exists()) {
                     MmdbProvider::open(&settings.mmdb_paths).map(|p| Some(GeoProvider::Mmdb(p)))

@@ -86,5 +86,5 @@ pub fn http_settings(url: &str, format: GeoHttpFormat) -> GeoSettings {
 }
 
 pub fn http(url: &str, format: GeoHttpFormat) -> GeoProvider {
-    GeoProvider::Http(HttpProvider::new(&http_settings(url, format)))
+    GeoProvider::Http(HttpProvider::new(&http_settings(url, format)).expect("an HTTP client"))
 }

@@ -6,6 +6,7 @@ mod auto_block;
 mod flag;
 mod geo_fixtures;
 mod geo_http;
+mod geo_https;
 mod geo_mmdb;
 mod geo_pipeline;
 mod ingest;
