@@ -5,16 +5,24 @@
 //! the logs to the database on the same machine. Last, the web's memory with its buffer
 //! full (Redis unreachable).
 //!
-//! Two loads: throughput (`wrk -t1 -c32`, closed loop, as fast as the server answers)
-//! and latency (`wrk -t1 -c1`: one request at a time, so p99 is service time, not
-//! queueing). Rounds alternate between the two servers so drift hits both alike.
+//! Three loads: throughput (`wrk -t1 -c32`, closed loop, as fast as the server answers);
+//! `wrk -t1 -c1` (one request at a time, still flat out, so client, server, batcher and
+//! Redis fill both cores); and latency at a fixed rate (`--rate`, default 2,000/s, open
+//! loop on one connection, each latency counted from when its request was due). Rounds
+//! alternate between the two servers so drift hits both alike.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo run --release -p iptrack-bench --bin overhead`
 //! (needs `wrk`: `apt-get install wrk`).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::HashMap, process::Command, time::Duration};
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use clap::Parser;
 use iptrack_bench::{median, process_resident_mib};
@@ -25,9 +33,43 @@ struct Args {
     /// Alternating rounds per server and load.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Seconds per wrk round.
+    /// Seconds per round.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Requests per second of the open-loop latency load.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+}
+
+/// The loads each server gets.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// `wrk -t1 -c32`: as fast as the server answers (throughput).
+    Throughput,
+    /// `wrk -t1 -c1`: one request at a time, still as fast as possible. Client, server,
+    /// batcher and Redis then fill both cores, so its tail shows CPU contention.
+    ClosedLoop,
+    /// Requests due at a fixed rate on one connection (latency at a steady, sub-capacity
+    /// load, as wrk2 measures it).
+    OpenLoop(u64),
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Throughput => "throughput",
+            Load::ClosedLoop => "c=1",
+            Load::OpenLoop(_) => "fixed rate",
+        }
+    }
+
+    fn run(self, url: &str, seconds: u64) -> Round {
+        match self {
+            Load::Throughput => wrk(url, 32, seconds),
+            Load::ClosedLoop => wrk(url, 1, seconds),
+            Load::OpenLoop(rate) => open_loop(url, rate, seconds),
+        }
+    }
 }
 
 /// One wrk round's figures.
@@ -47,25 +89,30 @@ async fn main() {
     let untracked = Web::start(&base_env, &["--no-tracking"]).await;
 
     println!("phase 1: Redis up, no worker ({} s rounds)", args.seconds);
+    let loads = [
+        Load::Throughput,
+        Load::ClosedLoop,
+        Load::OpenLoop(args.rate),
+    ];
     let mut table = Vec::new();
-    for (load, connections) in [("throughput", 32), ("latency", 1)] {
+    for load in loads {
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for _ in 0..args.rounds {
-            without.push(wrk(&untracked.url, connections, args.seconds));
-            with.push(wrk(&tracked.url, connections, args.seconds));
+            without.push(load.run(&untracked.url, args.seconds));
+            with.push(load.run(&tracked.url, args.seconds));
         }
-        table.push((load, "untracked", without));
-        table.push((load, "tracked", with));
+        table.push((load.name(), "untracked", without));
+        table.push((load.name(), "tracked", with));
     }
     let tracked_rss = tracked.resident_mib();
 
     println!("phase 2: the full pipeline (a worker writing to PostgreSQL)");
     let _worker = Service::start("iptrack-worker", &[], &base_env);
-    for (load, connections) in [("throughput", 32), ("latency", 1)] {
+    for load in loads {
         let rounds = (0..args.rounds)
-            .map(|_| wrk(&tracked.url, connections, args.seconds))
+            .map(|_| load.run(&tracked.url, args.seconds))
             .collect();
-        table.push((load, "tracked + worker", rounds));
+        table.push((load.name(), "tracked + worker", rounds));
     }
 
     println!("phase 3: buffer full (Redis unreachable)");
@@ -100,7 +147,7 @@ async fn main() {
     }
     let ratio =
         |server| medians[&("throughput", server)].0 / medians[&("throughput", "untracked")].0;
-    let added = |server| medians[&("latency", server)].1 - medians[&("latency", "untracked")].1;
+    let added = |load, server| medians[&(load, server)].1 - medians[&(load, "untracked")].1;
     println!();
     println!(
         "throughput ratio tracked / untracked:          {:.3}",
@@ -110,14 +157,14 @@ async fn main() {
         "throughput ratio tracked + worker / untracked: {:.3}",
         ratio("tracked + worker")
     );
-    println!(
-        "added p99 latency (c=1), tracked:              {:.0} µs",
-        added("tracked")
-    );
-    println!(
-        "added p99 latency (c=1), tracked + worker:     {:.0} µs",
-        added("tracked + worker")
-    );
+    for load in ["fixed rate", "c=1"] {
+        for server in ["tracked", "tracked + worker"] {
+            println!(
+                "added p99 latency ({load}), {server}: {:.0} µs",
+                added(load, server)
+            );
+        }
+    }
     println!("web resident memory after the phase-1 load:    {tracked_rss:.1} MiB");
     println!("web resident memory, idle / buffer full:       {idle_rss:.1} / {full_rss:.1} MiB");
     for line in metrics
@@ -191,6 +238,66 @@ fn wrk(url: &str, connections: u32, seconds: u64) -> Round {
         "some responses were not 2xx:\n{text}"
     );
     round
+}
+
+/// `rate` requests a second for `seconds` on one keep-alive connection. Each latency runs
+/// from the moment its request was due, not from when it left: a stall also counts against
+/// the requests queued behind it (no coordinated omission).
+fn open_loop(url: &str, rate: u64, seconds: u64) -> Round {
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = TcpStream::connect(&address).expect("cannot connect");
+    stream.set_nodelay(true).unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut buffer = vec![0_u8; 64 * 1024];
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        stream.write_all(request.as_bytes()).unwrap();
+        let status = read_response(&mut stream, &mut buffer);
+        assert_eq!(status, 200, "GET / answered {status}");
+        latencies.push(due.elapsed().as_secs_f64() * 1e6);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Round {
+        requests_per_sec: total as f64 / elapsed,
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    }
+}
+
+/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes); returns its status.
+fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buffer[filled..]).unwrap();
+        assert!(n > 0, "the server closed the connection");
+        filled += n;
+        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while filled < end + 4 + length {
+            let n = stream.read(&mut buffer[filled..]).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            filled += n;
+        }
+        return head[9..12].parse().unwrap();
+    }
 }
 
 /// wrk's durations: `310.00us`, `1.20ms`, `2.00s`.

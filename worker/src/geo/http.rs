@@ -39,10 +39,6 @@ impl HttpProvider {
     /// the system's roots (on Debian, the `ca-certificates` package) plus
     /// `IPTRACK_GEO_HTTP_CA_FILE`.
     pub fn new(settings: &GeoSettings) -> Result<Self, GeoSetupError> {
-        // reqwest is built without a crypto provider of its own (its default, aws-lc-rs,
-        // needs cmake and a C toolchain at build time); rustls's ring provider, already
-        // in the tree through sqlx, serves instead. Installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout)
