@@ -141,11 +141,12 @@ async fn worker_run(
     if let Some(n) = concurrency {
         env.insert("IPTRACK_WORKER_CONCURRENCY".to_owned(), n.to_string());
     }
-    for name in ["IPTRACK_WORKER_POLL_MS", "IPTRACK_GEO_PROVIDER"] {
-        if let Ok(value) = std::env::var(name) {
-            env.insert(name.to_owned(), value);
-        }
-    }
+    // Geolocation off unless asked for: this measures persistence, and the DB-IP files in
+    // data/ would otherwise switch it on for some runs and not others.
+    env.insert(
+        "IPTRACK_GEO_PROVIDER".to_owned(),
+        std::env::var("IPTRACK_GEO_PROVIDER").unwrap_or_else(|_| "none".to_owned()),
+    );
     let conn = db.connect().await;
     let _worker = Service::start("iptrack-worker", &[], &env);
     let total = batches.len() as i64;
