@@ -113,15 +113,30 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{e}; expected RFC 3339, e.g. 2026-11-21T10:00:00Z"))
 }
 
+/// clap's error as one line that names the problem. Its first line alone is not enough:
+/// a missing argument reads "the following required arguments were not provided:" with
+/// the argument on the next line, and a missing subcommand prints the whole help. So the
+/// first paragraph is joined, and the missing subcommand gets a sentence of its own.
+fn one_line(error: &clap::Error) -> String {
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required; see iptrack --help".to_owned();
+    }
+    let text = error.to_string();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    paragraph.join(" ").trim_start_matches("error: ").to_owned()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // Malformed arguments: status 2 and one line (clap's own message adds usage lines).
         Err(error) if error.use_stderr() => {
-            let text = error.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("iptrack: {}", first.trim_start_matches("error: "));
+            eprintln!("iptrack: {}", one_line(&error));
             return ExitCode::from(2);
         }
         Err(help_or_version) => help_or_version.exit(),

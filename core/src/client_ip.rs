@@ -68,6 +68,15 @@ impl ClientIpResolver {
         }
         let mut joined = String::new();
         for value in header_values {
+            // Proxies write addresses in ASCII. Anything else (obs-text, NBSP, control
+            // bytes) is refused here, as documented above, rather than left to `trim`, which
+            // would strip Unicode spaces and accept "198.51.100.7\u{a0}".
+            if !value
+                .iter()
+                .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
+            {
+                return peer;
+            }
             let Ok(text) = std::str::from_utf8(value) else {
                 return peer;
             };
@@ -130,13 +139,33 @@ fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
             }
             let value = value.trim();
             let value = match value.strip_prefix('"') {
-                Some(rest) => rest.strip_suffix('"')?,
+                Some(rest) => strip_obfuscated_port(rest.strip_suffix('"')?),
                 None => value,
             };
             found = Some(parse_node(value)?);
         }
     }
     found
+}
+
+/// RFC 7239 lets a proxy hide the client's port behind an obfuscated one
+/// (`"[2001:db8::1]:_p1"`, `"198.51.100.7:_x"`); the address is still the client's. Without
+/// this, such a proxy's every request resolved to the proxy itself, so all its clients
+/// shared one rate-limit budget. Only quoted values can carry a port.
+fn strip_obfuscated_port(node: &str) -> &str {
+    match node.rsplit_once(':') {
+        Some((address, port))
+            if port.len() > 1
+                && port.starts_with('_')
+                && port
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && (address.ends_with(']') || !address.contains(':')) =>
+        {
+            address
+        }
+        _ => node,
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +258,41 @@ mod tests {
         assert_eq!(xff(&r, "10.0.0.2", &["for=_hidden"]), ip("10.0.0.2"));
         assert_eq!(xff(&r, "10.0.0.2", &["for=unknown"]), ip("10.0.0.2"));
         assert_eq!(xff(&r, "10.0.0.2", &["proto=https"]), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn an_obfuscated_port_still_names_the_client() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::Forwarded);
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["for=\"[2001:db8::1]:_p1\""]),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["for=\"198.51.100.7:_x-9\""]),
+            ip("198.51.100.7")
+        );
+        // An obfuscated node is no address, and `_` alone is no port.
+        assert_eq!(xff(&r, "10.0.0.2", &["for=\"_hidden:_p\""]), ip("10.0.0.2"));
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["for=\"198.51.100.7:_\""]),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn bytes_outside_visible_ascii_make_the_header_malformed() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        for value in [
+            "198.51.100.7\u{a0}",
+            "198.51.100.7\u{200b}",
+            "198.51.100.7\r",
+        ] {
+            assert_eq!(xff(&r, "10.0.0.2", &[value]), ip("10.0.0.2"), "{value:?}");
+        }
+        assert_eq!(
+            xff(&r, "10.0.0.2", &["\t198.51.100.7 "]),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a harness that cannot set up should fail loudly
 
 pub mod db;
+pub mod forwarding;
 pub mod process;
 pub mod redis_server;
 pub mod tcp_proxy;

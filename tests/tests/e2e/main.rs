@@ -5,7 +5,10 @@
 
 mod admin_api;
 mod admin_queries;
+mod bad_input;
 mod blocking;
+mod cli_args;
+mod client_ip_props;
 mod compose;
 mod dashboard;
 mod flagging;
@@ -14,7 +17,9 @@ mod observability;
 mod processes;
 mod queues;
 mod rate_limits;
+mod redis_keys;
 mod scale;
+mod spoofing;
 mod up;
 mod worker_killed;
 

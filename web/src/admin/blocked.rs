@@ -81,6 +81,12 @@ pub(super) async fn add(
         duration_secs,
     } = body.into_inner();
     let network = parse_block_target(&address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // PostgreSQL's `text` cannot hold NUL: storing one failed with a 500.
+    if reason.contains('\0') {
+        return Err(ApiError::BadRequest(
+            "reason must not contain a NUL character".to_owned(),
+        ));
+    }
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::BadRequest(format!(
             "reason is longer than {MAX_REASON_CHARS} characters"

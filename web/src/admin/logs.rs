@@ -46,7 +46,7 @@ pub(super) async fn list(
     let query = query.into_inner();
     let filter = LogFilter {
         ip_address: params::address("ip", query.ip.as_deref())?,
-        path_prefix: query.path.filter(|p| !p.is_empty()),
+        path_prefix: params::text("path", query.path)?.filter(|p| !p.is_empty()),
         status: params::status("status", query.status.as_deref())?,
         since: params::time("since", query.since.as_deref())?,
         until: params::time("until", query.until.as_deref())?,

@@ -50,6 +50,17 @@ pub(super) fn address(name: &str, text: Option<&str>) -> Result<Option<String>, 
     .transpose()
 }
 
+/// Free text compared against stored text. PostgreSQL's `text` cannot hold a NUL byte,
+/// so one sent here (`%00`) failed the query with a 500; it is refused as bad input.
+pub(super) fn text(name: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(text) if text.contains('\0') => Err(ApiError::BadRequest(format!(
+            "{name} must not contain a NUL character"
+        ))),
+        text => Ok(text),
+    }
+}
+
 pub(super) fn status(name: &str, text: Option<&str>) -> Result<Option<i32>, ApiError> {
     text.map(|text| match text.parse::<i32>() {
         Ok(code) if (100..=599).contains(&code) => Ok(code),
