@@ -67,7 +67,7 @@ impl ClientIpResolver {
             return peer;
         }
         let mut joined = String::new();
-        for value in header_values {
+        for (line, value) in header_values.into_iter().enumerate() {
             // Proxies write addresses in ASCII. Anything else (obs-text, NBSP, control
             // bytes) is refused here, as documented above, rather than left to `trim`, which
             // would strip Unicode spaces and accept "198.51.100.7\u{a0}".
@@ -80,7 +80,11 @@ impl ClientIpResolver {
             let Ok(text) = std::str::from_utf8(value) else {
                 return peer;
             };
-            if !joined.is_empty() {
+            // A separator before every line but the first, also after an empty one: an
+            // empty line is then an empty hop (malformed) wherever it stands. Skipping only
+            // a leading one made the answer depend on the order of the lines (found by the
+            // million-case run of `client_ip_props`).
+            if line > 0 {
                 joined.push(',');
             }
             joined.push_str(text);
@@ -172,6 +176,22 @@ fn strip_obfuscated_port(node: &str) -> &str {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_empty_forwarding_line_makes_the_chain_malformed_wherever_it_stands() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        for header in [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded] {
+            let resolver = ClientIpResolver::new(trusted.clone(), header);
+            let hop: &[u8] = match header {
+                ProxyHeader::XForwardedFor => b"10.0.0.7",
+                ProxyHeader::Forwarded => b"for=\"10.0.0.7:443\"",
+            };
+            for lines in [[&b""[..], hop], [hop, &b""[..]]] {
+                assert_eq!(resolver.resolve(peer, lines), peer, "{header:?} {lines:?}");
+            }
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
