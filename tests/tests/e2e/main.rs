@@ -8,6 +8,7 @@ mod admin_queries;
 mod blocking;
 mod compose;
 mod dashboard;
+mod faults;
 mod flagging;
 mod geolocation;
 mod observability;
