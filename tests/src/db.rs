@@ -72,6 +72,31 @@ impl TestDb {
         }
     }
 
+    /// A fresh, migrated database on a PostgreSQL server of the test's own
+    /// ([`crate::postgres_server::PrivatePostgres`]); not dropped afterwards, the whole
+    /// cluster is deleted with the server.
+    pub async fn on_private_postgres(server_url: &str) -> Self {
+        let name = format!("iptrack_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(format!("{server_url}/postgres"))
+            .await
+            .expect("cannot connect to the private PostgreSQL server");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("cannot create the test database");
+        admin.close().await.expect("cannot close");
+        let db = Self {
+            url: format!("{server_url}/{name}"),
+            backend: Backend::Postgres,
+            postgres_name: None,
+            _dir: None,
+        };
+        let conn = db.connect().await;
+        Migrator::up(&conn, None).await.expect("migrations failed");
+        conn.close().await.expect("cannot close");
+        db
+    }
+
     /// A connection configured the way iptrack's processes configure theirs.
     pub async fn connect(&self) -> DatabaseConnection {
         iptrack_core::db::connect(&self.url)

@@ -11,7 +11,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a harness that cannot set up should fail loudly
 
 pub mod db;
+pub mod faults;
 pub mod forwarding;
+pub mod load;
+pub mod postgres_server;
 pub mod process;
 pub mod redis_server;
 pub mod tcp_proxy;

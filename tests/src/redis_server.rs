@@ -62,11 +62,15 @@ fn delete_prefix(url: &str, prefix: &str) {
     }
 }
 
-/// A `redis-server` of the test's own, on a free port, keeping nothing on disk.
+/// A `redis-server` of the test's own, on a free port: keeping nothing on disk
+/// ([`PrivateRedis::start`]), or with append-only persistence the way
+/// docker-compose.yml runs Redis ([`PrivateRedis::start_persistent`]).
 #[derive(Debug)]
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
+    /// The data directory of a persistent server.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl PrivateRedis {
@@ -74,6 +78,19 @@ impl PrivateRedis {
         let mut redis = Self {
             port: crate::free_port(),
             child: None,
+            dir: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// A server with `appendonly yes` in a temporary directory, like compose's Redis, so
+    /// queued jobs survive [`PrivateRedis::terminate`] and [`PrivateRedis::restart`].
+    pub fn start_persistent() -> Self {
+        let mut redis = Self {
+            port: crate::free_port(),
+            child: None,
+            dir: Some(tempfile::tempdir().expect("cannot create a temporary directory")),
         };
         redis.restart();
         redis
@@ -86,9 +103,15 @@ impl PrivateRedis {
     /// Starts the server (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "private redis is already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        match &self.dir {
+            Some(dir) => command
+                .args(["--save", "", "--appendonly", "yes", "--dir"])
+                .arg(dir.path()),
+            None => command.args(["--save", "", "--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -106,7 +129,18 @@ impl PrivateRedis {
         panic!("private redis-server did not start on port {}", self.port);
     }
 
-    /// Kills the server; clients see their connections drop.
+    /// SIGTERM, as `docker compose restart redis` sends: the server closes its clients,
+    /// writes its append-only file and exits.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server (SIGKILL); clients see their connections drop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -11,6 +11,7 @@ mod cli_args;
 mod client_ip_props;
 mod compose;
 mod dashboard;
+mod faults;
 mod flagging;
 mod geolocation;
 mod observability;

@@ -228,11 +228,24 @@ fn rate_limit_wait(headers: &HeaderMap) -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_secs)
 }
 
-async fn decode<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, GeoError> {
-    let bytes = response
-        .bytes()
+/// Largest answer body read. A batch of 100 ip-api answers is about 10 kB; without a bound,
+/// a provider streaming an endless body would be buffered in memory until the timeout.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+async fn decode<T: serde::de::DeserializeOwned>(mut response: Response) -> Result<T, GeoError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| GeoError::BadResponse(e.to_string()))?;
+        .map_err(|e| GeoError::BadResponse(e.to_string()))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(GeoError::BadResponse(format!(
+                "answer longer than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&bytes).map_err(|e| GeoError::BadResponse(e.to_string()))
 }
 

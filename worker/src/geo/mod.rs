@@ -42,9 +42,45 @@ pub enum Lookup {
     NotFound,
 }
 
+/// Longest country or city name kept, in characters; the longest real ones are far
+/// shorter ("Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch" is 58).
+pub const MAX_NAME_CHARS: usize = 200;
+
+impl Location {
+    /// What a provider said, made safe to store: a country code is two ASCII letters
+    /// (upper case) or nothing, names lose control characters and are cut to
+    /// [`MAX_NAME_CHARS`]. Why: a provider answering garbage once put a ten-letter code
+    /// into the shared cache, and from then on every batch with that address failed
+    /// PostgreSQL's `country_code varchar(2)` and its rows were lost; a 100 kB "city"
+    /// would be copied into every row of the address.
+    pub fn cleaned(self) -> Self {
+        let code = self.country_code.trim();
+        let country_code = if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+            code.to_ascii_uppercase()
+        } else {
+            String::new()
+        };
+        let name = |text: String| -> String {
+            text.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NAME_CHARS)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        };
+        Self {
+            country_code,
+            country: name(self.country),
+            city: name(self.city),
+        }
+    }
+}
+
 impl Lookup {
-    /// A location with at least a country counts as found; an empty one does not.
+    /// A location with at least a country counts as found; an empty one does not. Every
+    /// provider's answer comes through here and is [`Location::cleaned`] first.
     pub fn from_location(location: Location) -> Self {
+        let location = location.cleaned();
         if location.country_code.is_empty() && location.city.is_empty() {
             Lookup::NotFound
         } else {

@@ -254,3 +254,59 @@ async fn a_long_rate_limit_fails_the_lookup_at_once_for_a_later_retry() {
         .unwrap_err();
     assert!(error.to_string().contains("60 s"), "{error}");
 }
+
+/// Garbage from a provider is cleaned before it can reach the cache or a row: before,
+/// a ten-letter "country code" was cached and every later batch with that address failed
+/// PostgreSQL's `varchar(2)`, losing its rows.
+#[tokio::test]
+async fn nonsense_fields_are_cleaned_before_anything_stores_them() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/json/81.2.69.142"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "success",
+            "countryCode": "NOT-A-CODE",
+            "country": "x".repeat(100_000),
+            "city": "\u{0}\u{1b}[31mLondon\r\n",
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/json/8.8.4.4"))
+        .respond_with(ip_api_ok(" gb ", "United Kingdom", "London"))
+        .mount(&server)
+        .await;
+    let [Lookup::Found(garbage)] =
+        &lookup(&server, GeoHttpFormat::IpApi, &["81.2.69.142"]).await[..]
+    else {
+        panic!("expected a (cleaned) location");
+    };
+    assert_eq!(garbage.country_code, "");
+    assert_eq!(
+        garbage.country.chars().count(),
+        iptrack_worker::geo::MAX_NAME_CHARS
+    );
+    assert_eq!(garbage.city, "[31mLondon");
+    assert_eq!(
+        lookup(&server, GeoHttpFormat::IpApi, &["8.8.4.4"]).await,
+        [found("GB", "United Kingdom", "London")]
+    );
+}
+
+/// A body that never ends is cut at a bound instead of being buffered until the timeout.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_buffered() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(" ".repeat(iptrack_worker::geo::http::MAX_BODY_BYTES + 1)),
+        )
+        .mount(&server)
+        .await;
+    let error = http(&server.uri(), GeoHttpFormat::IpApi)
+        .lookup_many(&["81.2.69.142".parse().unwrap()])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("longer than"), "{error}");
+}
