@@ -115,9 +115,9 @@ mod a_geolocation_provider_that_misbehaves {
         run(GeoFault::Hang).await;
     }
 
-    /// Before provider answers were checked, a 10-letter country code reached the geo
-    /// cache, and every later batch with that address failed PostgreSQL's `varchar(2)`:
-    /// rows were lost. Answers are now cleaned (a code is two letters or nothing, names
+    /// Before provider answers were checked, a 10-letter country code could reach the geo
+    /// cache, and every later batch with that address would fail PostgreSQL's
+    /// `varchar(2)`, losing its rows. Answers are now cleaned (a code is two letters or nothing, names
     /// are cut to 200 characters, control characters dropped).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn by_answering_garbage_leaves_logging_unaffected() {
