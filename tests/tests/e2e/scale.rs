@@ -147,9 +147,13 @@ async fn two_webs_three_workers_and_two_schedulers_share_one_redis_and_one_datab
     assert_eq!(logs["done"], done);
     assert!(done > 0);
     assert_eq!(logs["due"], 0);
-    // IPTRACK_WORKER_CONCURRENCY (2) request-log workers in each of three processes.
+    // The default request-log slots on PostgreSQL in each of three processes.
     let workers = logs["workers"].as_array().unwrap();
-    assert_eq!(workers.len(), 6, "{workers:?}");
+    assert_eq!(
+        workers.len(),
+        3 * iptrack_core::settings::WorkerSettings::POSTGRES_CONCURRENCY,
+        "{workers:?}"
+    );
     let now = Utc::now().timestamp();
     for worker in workers {
         assert!(
