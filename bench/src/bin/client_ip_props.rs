@@ -43,39 +43,37 @@ fn runner(cases: u32, seed: Option<u64>) -> TestRunner {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let mut failed = false;
-
     let started = Instant::now();
     let result = runner(args.cases, args.seed).run(&scenario(), |s| check(&s));
-    println!(
-        "structured scenarios: {} cases in {:.1} s: {}",
-        args.cases,
-        started.elapsed().as_secs_f64(),
-        match &result {
-            Ok(()) => "all passed".to_owned(),
-            Err(e) => format!("FAILED: {e}"),
-        }
-    );
-    failed |= result.is_err();
+    let mut failed = report("structured scenarios:", args.cases, started, &result);
 
     let started = Instant::now();
     let result = runner(args.cases, args.seed).run(&arbitrary_lines(), |(t, h, p, l)| {
         check_arbitrary(&t, h, p, &l)
     });
-    println!(
-        "arbitrary bytes:      {} cases in {:.1} s: {}",
-        args.cases,
-        started.elapsed().as_secs_f64(),
-        match &result {
-            Ok(()) => "all passed".to_owned(),
-            Err(e) => format!("FAILED: {e}"),
-        }
-    );
-    failed |= result.is_err();
+    failed |= report("arbitrary bytes:     ", args.cases, started, &result);
 
     if failed {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
     }
+}
+
+/// Prints one property's outcome; true when it failed.
+fn report<E: std::fmt::Display>(
+    what: &str,
+    cases: u32,
+    started: Instant,
+    result: &Result<(), E>,
+) -> bool {
+    println!(
+        "{what} {cases} cases in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        match result {
+            Ok(()) => "all passed".to_owned(),
+            Err(e) => format!("FAILED: {e}"),
+        }
+    );
+    result.is_err()
 }
