@@ -36,9 +36,20 @@ pub enum Ingested {
 }
 
 /// The apalis handler: the job, timed and counted in the cluster-wide job metrics.
+///
+/// The job runs on a task of its own, so it finishes even when apalis drops this future
+/// (an apalis-redis worker ends at its first Redis error, dropping the jobs it runs). A
+/// future dropped during sqlx 0.9.0's `BEGIN` returns its pooled connection inside an open
+/// transaction (launchbadge/sqlx#4393); every later statement on that connection, a
+/// geolocation update say, would then run in that transaction and hold its locks until
+/// some commit on the connection, or be lost with it. A finished batch stays idempotent:
+/// its re-delivery after orphan recovery finds the batch id and writes nothing.
 pub async fn handle(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
-    let result = run(batch, ctx.clone()).await;
+    let result = match tokio::spawn(run(batch, ctx.clone())).await {
+        Ok(result) => result,
+        Err(error) => Err(format!("request-log job task failed: {error}").into()),
+    };
     super::record_outcome(
         &ctx,
         iptrack_core::jobs::REQUEST_LOGS_QUEUE,

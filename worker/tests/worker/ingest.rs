@@ -1,9 +1,20 @@
 //! The request-logs job writes a batch once, whole, in one transaction.
 
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use apalis::prelude::Data;
 use chrono::SubsecRound;
+use iptrack_core::Settings;
 use iptrack_entity::request_log;
-use iptrack_tests::{TestDb, both_backends};
-use iptrack_worker::jobs::request_logs::{Ingested, ingest};
+use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually};
+use iptrack_worker::{
+    context::JobContext,
+    jobs::request_logs::{self, Ingested, ingest},
+};
+use redis::aio::ConnectionManager;
 use sea_orm::{EntityTrait, QueryOrder};
 
 use crate::batch;
@@ -88,3 +99,67 @@ both_backends!(
         assert_eq!(db.count(&conn, "request_log").await, 12_345);
     }
 );
+
+/// apalis drops a job's future when its worker stops (any Redis error ends an apalis-redis
+/// worker), at whatever point the job had reached. The batch must still be written, and
+/// the pooled connection must not go back to the pool inside a transaction: sqlx 0.9.0
+/// leaves one open when a future is dropped during `BEGIN` (launchbadge/sqlx#4393), and
+/// the next job to borrow the connection would then run its statements in it.
+#[tokio::test]
+async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_open() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let redis = TestRedis::new();
+    // One connection, so each job borrows the connection the job before it used.
+    let conn = iptrack_core::db::connect_with_pool(&db.url, 1)
+        .await
+        .unwrap();
+    let ctx = JobContext {
+        db: conn.clone(),
+        rules: Arc::new(Settings::default().schedules),
+        redis: ConnectionManager::new(redis::Client::open(redis.url.as_str()).unwrap())
+            .await
+            .unwrap(),
+        redis_prefix: redis.prefix.clone(),
+        geo: None,
+    };
+    // A separate connection watches the sessions of this database.
+    let observer = db.connect().await;
+    for job in 0..60_u64 {
+        // An open, idle connection in the pool first, as between jobs in a busy worker.
+        db.count(&conn, "log_batch").await;
+        // Drop each job a little later than the one before: 0 to 1.2 ms in, which spans
+        // BEGIN, the inserts and COMMIT on loopback.
+        let drop_at = Instant::now() + Duration::from_micros(job * 20);
+        let mut running = Box::pin(request_logs::handle(
+            batch(&format!("dropped{job}"), 5, "198.51.100.7"),
+            Data::new(ctx.clone()),
+        ));
+        while futures::poll!(running.as_mut()).is_pending() && Instant::now() < drop_at {
+            tokio::task::yield_now().await;
+        }
+        drop(running);
+
+        let written = format!("request_log WHERE path LIKE '/dropped{job}/%'");
+        eventually(
+            Duration::from_secs(10),
+            "the dropped job's rows",
+            || async { (db.count(&observer, &written).await == 5).then_some(()) },
+        )
+        .await;
+        // The job has committed, so a session of this database still inside a
+        // transaction is one left open.
+        let left_open = db
+            .count(
+                &observer,
+                "pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+            )
+            .await;
+        assert_eq!(
+            left_open,
+            0,
+            "job {job}, dropped after {} µs, left its pooled connection in a transaction",
+            job * 20
+        );
+    }
+}
