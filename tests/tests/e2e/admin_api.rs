@@ -69,13 +69,16 @@ async fn a_missing_or_wrong_token_gets_401() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "missing or wrong bearer token");
     }
-    let response = client
-        .get(stack.url("/api/v1/blocked"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    // HTTP auth schemes are case-insensitive (RFC 9110, section 11.1); tokens are not.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = client
+            .get(stack.url("/api/v1/blocked"))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
 }
 
 both_backends!(
@@ -317,7 +320,7 @@ async fn every_admin_endpoint_refuses_every_wrong_token_and_changes_nothing() {
         .collect();
     authorizations.extend([
         None,
-        Some(format!("bearer {TOKEN}").into_bytes()),
+        Some(format!("bearer {}", TOKEN.to_uppercase()).into_bytes()),
         Some(format!("Bearer{TOKEN}").into_bytes()),
         Some(format!("Token {TOKEN}").into_bytes()),
         Some([b"Bearer ".as_slice(), TOKEN.as_bytes(), b"\xff"].concat()),

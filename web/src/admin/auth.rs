@@ -41,10 +41,34 @@ impl FromRequest for Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
+            .and_then(bearer_credentials);
         ready(match presented {
             Some(presented) if token.accepts(presented.trim()) => Ok(Admin),
             _ => Err(ApiError::Unauthorized),
         })
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme name is matched
+/// case-insensitively, as HTTP defines auth schemes (RFC 9110, section 11.1); the token
+/// itself is compared exactly.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_scheme_matches_in_any_case_and_the_token_is_taken_as_sent() {
+        assert_eq!(bearer_credentials("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("BEARER AbC"), Some("AbC"));
+        assert_eq!(bearer_credentials("Bearerabc"), None);
+        assert_eq!(bearer_credentials("Token abc"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+        assert_eq!(bearer_credentials("Beare abc"), None);
     }
 }
