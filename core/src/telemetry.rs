@@ -1,4 +1,5 @@
-//! Logging setup: `tracing` with `RUST_LOG` filtering (default `info`), text or JSON.
+//! Logging setup: `tracing` with `RUST_LOG` filtering (default: `info`, with apalis and sqlx
+//! at `warn`), text or JSON.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
