@@ -5,9 +5,9 @@ use std::time::Duration;
 use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
 use serde_json::{Value, json};
 
-use crate::Stack;
+use crate::{Stack, admin_json};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+use crate::ADMIN_TOKEN as TOKEN;
 
 fn api_stack(db: &TestDb, redis: &TestRedis) -> Stack {
     Stack::new(db, redis)
@@ -119,15 +119,7 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        let list: Value = client
-            .get(&blocked)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = admin_json(&client, &blocked).await;
         let list = list.as_array().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0]["reason"], "updated");
@@ -250,15 +242,7 @@ async fn bad_input_gets_400_or_413_with_a_message() {
         assert!(error["error"].is_string());
     }
     // Nothing of that was stored.
-    let list: Value = client
-        .get(&blocked)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = admin_json(&client, &blocked).await;
     assert_eq!(list, json!([]));
 }
 
@@ -355,15 +339,7 @@ async fn every_admin_endpoint_refuses_every_wrong_token_and_changes_nothing() {
         "the page itself holds no data"
     );
     // None of the refused POSTs blocked, none of the refused DELETEs unblocked.
-    let list: Value = client
-        .get(stack.url("/api/v1/blocked"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = admin_json(&client, &stack.url("/api/v1/blocked")).await;
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["ip_address"], "198.51.100.200");

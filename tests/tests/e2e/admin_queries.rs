@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::{Stack, iptrack};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+use crate::ADMIN_TOKEN as TOKEN;
 
 /// One seeded request: (address, minutes before the base time, path, status, country code).
 type Row = (&'static str, i64, &'static str, i32, &'static str);

@@ -12,7 +12,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::Stack;
+use crate::{Stack, admin_json};
 
 /// How a raw request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +213,7 @@ both_backends!(
     }
 );
 
-const TOKEN: &str = "test-admin-token-0123456789";
+use crate::ADMIN_TOKEN as TOKEN;
 
 /// `(method, path and query, body)` and the status it must get.
 type Case = (&'static str, String, Option<Vec<u8>>, u16);
@@ -341,15 +341,7 @@ both_backends!(
         assert_eq!(response.status().as_u16(), 413);
 
         // Nothing of that was stored.
-        let list: Value = client
-            .get(stack.url("/api/v1/blocked"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = admin_json(&client, &stack.url("/api/v1/blocked")).await;
         assert_eq!(list, serde_json::json!([]));
     }
 );

@@ -72,6 +72,22 @@ impl Stack {
     }
 }
 
+/// The admin token the admin API's tests configure (`IPTRACK_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// `GET url` with [`ADMIN_TOKEN`]; the answer's JSON body.
+pub async fn admin_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The client address request `i` claims (through the trusted-proxy header): a mix of
 /// IPv4 and IPv6, all distinct.
 pub fn client_ip(i: usize) -> String {

@@ -10,7 +10,7 @@ use iptrack_core::blocklist::{
 use iptrack_entity::blocked_ip;
 use serde::{Deserialize, Serialize};
 
-use super::{AdminState, ApiError, ErrorBody, auth::Admin};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
 
 /// Longest block the API accepts for `duration_secs` (ten years); longer is "forever",
 /// which is what leaving it out means.
@@ -81,12 +81,7 @@ pub(super) async fn add(
         duration_secs,
     } = body.into_inner();
     let network = parse_block_target(&address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // PostgreSQL's `text` cannot hold NUL: storing one failed with a 500.
-    if reason.contains('\0') {
-        return Err(ApiError::BadRequest(
-            "reason must not contain a NUL character".to_owned(),
-        ));
-    }
+    params::storable_text("reason", &reason)?;
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::BadRequest(format!(
             "reason is longer than {MAX_REASON_CHARS} characters"

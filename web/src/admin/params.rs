@@ -50,15 +50,23 @@ pub(super) fn address(name: &str, text: Option<&str>) -> Result<Option<String>, 
     .transpose()
 }
 
-/// Free text compared against stored text. PostgreSQL's `text` cannot hold a NUL byte,
-/// so one sent here (`%00`) failed the query with a 500; it is refused as bad input.
+/// Free text compared against stored text; see [`storable_text`].
 pub(super) fn text(name: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
-    match text {
-        Some(text) if text.contains('\0') => Err(ApiError::BadRequest(format!(
-            "{name} must not contain a NUL character"
-        ))),
-        text => Ok(text),
+    if let Some(text) = &text {
+        storable_text(name, text)?;
     }
+    Ok(text)
+}
+
+/// PostgreSQL's `text` cannot hold a NUL byte, so one sent in a query parameter (`%00`) or
+/// a JSON string (`\u0000`) failed its statement with a 500; it is refused as bad input.
+pub(super) fn storable_text(name: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must not contain a NUL character"
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn status(name: &str, text: Option<&str>) -> Result<Option<i32>, ApiError> {
