@@ -9,7 +9,8 @@
 //! running a window again adds nothing.
 //!
 //! With `IPTRACK_AUTO_BLOCK_SECS` set, every flagged address is also blocked for that long
-//! (never shortening a longer block) and the change is announced to the web instances.
+//! through the blocklist service (never shortening a longer block; safelisted addresses
+//! are skipped), which announces the block as stored to the web instances.
 
 use std::time::Duration;
 
@@ -17,11 +18,14 @@ use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
 use iptrack_core::{
-    blocklist::{BlocklistChange, parse_block_target, publish_change},
+    blocklist::{
+        parse_block_target,
+        service::{BlockError, BlockMode, BlockRequest, BlocklistService},
+    },
     jobs::FlagSuspiciousIps,
     settings::ScheduleSettings,
 };
-use iptrack_entity::{blocked_ip, request_log, suspicious_ip};
+use iptrack_entity::{request_log, suspicious_ip};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Select,
@@ -80,60 +84,54 @@ async fn run(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDyn
         inserted = flagged.inserted,
         "suspicious addresses flagged"
     );
-    if let Some(duration) = ctx.rules.auto_block {
-        let mut redis = ctx.redis.clone();
-        if let Err(error) = block_flagged(
-            &ctx.db,
-            &mut redis,
-            &ctx.redis_prefix,
-            &flagged.addresses,
-            duration,
-        )
-        .await
-        {
-            tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
-            return Err(error.into());
-        }
+    if let Some(duration) = ctx.rules.auto_block
+        && let Err(error) = block_flagged(&ctx.blocklist, &flagged.addresses, duration).await
+    {
+        tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
+        return Err(error.into());
     }
     Ok(())
 }
 
-/// Blocks each of `addresses` for `duration` from now and announces each block.
-/// Idempotent: a block already lasting as long or longer is kept as it is.
+/// Blocks each of `addresses` for `duration` from now through the blocklist service, which
+/// announces each block as stored. Idempotent: a block already lasting as long or longer
+/// is kept as it is (and announced as it is). Addresses the policy refuses (safelisted)
+/// are skipped, not an error: the operator's safelist wins over the rules.
 pub async fn block_flagged(
-    db: &DatabaseConnection,
-    redis: &mut redis::aio::ConnectionManager,
-    redis_prefix: &str,
+    blocklist: &BlocklistService,
     addresses: &[String],
     duration: Duration,
 ) -> anyhow::Result<()> {
     let expires_at = Utc::now() + chrono::Duration::from_std(duration)?;
+    let mut blocked = 0_usize;
     for address in addresses {
         let network = parse_block_target(address)
             .with_context(|| format!("flagged address {address:?} is not an address"))?;
-        blocked_ip::block(
-            db,
-            address,
-            "automatic: flagged as suspicious",
-            Some(expires_at),
-            true,
-        )
-        .await
-        .context("cannot write blocked_ip")?;
-        let change = BlocklistChange::Block {
-            network,
-            expires_at: Some(expires_at),
-        };
-        // The web instances' periodic reload covers a notice that does not get through.
-        if let Err(error) = publish_change(redis, redis_prefix, &change).await {
-            tracing::warn!(%error, address, "blocked, but the change notice failed");
+        let result = blocklist
+            .block(BlockRequest {
+                network,
+                reason: "automatic: flagged as suspicious".to_owned(),
+                expires_at: Some(expires_at),
+                allow_wide: false,
+                mode: BlockMode::Extend,
+            })
+            .await;
+        match result {
+            Ok(done) => {
+                blocked += 1;
+                // The web instances' periodic reload covers a notice that does not get through.
+                if let Err(error) = done.notice {
+                    tracing::warn!(%error, address, "blocked, but the change notice failed");
+                }
+            }
+            Err(BlockError::Refused(refusal)) => {
+                tracing::info!(address, "not blocked automatically: {refusal}");
+            }
+            Err(error) => return Err(error).context("cannot block a flagged address"),
         }
     }
-    if !addresses.is_empty() {
-        tracing::info!(
-            blocked = addresses.len(),
-            "flagged addresses blocked automatically"
-        );
+    if blocked > 0 {
+        tracing::info!(blocked, "flagged addresses blocked automatically");
     }
     Ok(())
 }
