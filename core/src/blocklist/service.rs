@@ -168,7 +168,7 @@ async fn write_block(
     // rather than failing to upgrade a read snapshot later; it also says whether the row
     // existed, and on PostgreSQL locks it until the read-back.
     let existed = Entity::update_many()
-        .col_expr(Column::IpAddress, Expr::col(Column::IpAddress).into())
+        .col_expr(Column::IpAddress, Expr::col(Column::IpAddress))
         .filter(Column::IpAddress.eq(address))
         .exec(&txn)
         .await?

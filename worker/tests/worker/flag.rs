@@ -192,18 +192,17 @@ both_backends!(
     }
 );
 
-/// `(first seen, last seen, request count, window start, window end)` of every flag of `ip`,
-/// oldest first.
-async fn incidents(
-    conn: &DatabaseConnection,
-    ip: &str,
-) -> Vec<(
+/// `(first seen, last seen, request count, window start, window end)` of a flag.
+type Incident = (
     DateTime<Utc>,
     DateTime<Utc>,
     i64,
     DateTime<Utc>,
     DateTime<Utc>,
-)> {
+);
+
+/// Every flag of `ip`, oldest first.
+async fn incidents(conn: &DatabaseConnection, ip: &str) -> Vec<Incident> {
     use sea_orm::{ColumnTrait, QueryFilter};
     suspicious_ip::Entity::find()
         .filter(suspicious_ip::Column::IpAddress.eq(ip))
