@@ -8,7 +8,11 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
-use iptrack_core::{Settings, blocklist::parse_block_target, telemetry};
+use iptrack_core::{
+    Settings,
+    blocklist::{parse_block_target, service::BlockError},
+    telemetry,
+};
 
 mod commands;
 
@@ -40,6 +44,10 @@ enum Command {
         /// How long the block lasts (e.g. 30m, 12h, 7d); default until unblocked.
         #[arg(long = "for", value_parser = parse_duration)]
         duration: Option<std::time::Duration>,
+        /// Allow a network wider than an IPv4 /16 or an IPv6 /32 (everyone and safelisted
+        /// addresses are refused even then).
+        #[arg(long)]
+        allow_wide: bool,
     },
     /// Remove the block of an address or network.
     Unblock {
@@ -156,7 +164,8 @@ async fn main() -> ExitCode {
             target,
             reason,
             duration,
-        } => commands::block::block(&settings, target, reason, duration).await,
+            allow_wide,
+        } => commands::block::block(&settings, target, reason, duration, allow_wide).await,
         Command::Unblock { target } => commands::block::unblock(&settings, target).await,
         Command::Blocked { json } => commands::block::list(&settings, json).await,
         Command::FlagSuspicious { window_end } => {
@@ -174,7 +183,19 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("iptrack: {error:#}");
-            ExitCode::FAILURE
+            if is_bad_input(&error) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Errors that are the caller's input, not a fault: status 2, like malformed arguments.
+fn is_bad_input(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<BlockError>(),
+        Some(BlockError::Refused(_))
+    )
 }

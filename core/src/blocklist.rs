@@ -4,7 +4,11 @@
 //! The `blocked_ip` table is the source of truth. A change is written there first, then
 //! announced on the Redis channel `{prefix}:blocklist` so every web instance applies it at
 //! once; each instance also reloads the whole table periodically, which repairs anything a
-//! lost notice missed.
+//! lost notice missed. Every change goes through [`service::BlocklistService`], which
+//! checks it against [`policy::BlockPolicy`] first.
+
+pub mod policy;
+pub mod service;
 
 use std::net::IpAddr;
 
@@ -85,8 +89,8 @@ pub fn change_channel(prefix: &str) -> String {
 }
 
 /// Announces `change` to every web instance. Fire and forget: an instance that misses it
-/// catches up at its next full reload.
-pub async fn publish_change<C: redis::aio::ConnectionLike>(
+/// catches up at its next full reload. Only [`service::BlocklistService`] announces.
+async fn publish_change<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     prefix: &str,
     change: &BlocklistChange,

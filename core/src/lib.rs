@@ -1,7 +1,8 @@
 //! Shared foundation of iptrack: typed settings, client-IP resolution, the payloads of the
 //! jobs that travel over Redis, the queue plumbing around apalis-redis, database
-//! connection and telemetry setup. Every iptrack process depends on this crate; it depends
-//! on no other iptrack crate.
+//! connection and telemetry setup, and the blocklist service. Every iptrack process depends
+//! on this crate; of the other iptrack crates it depends only on `iptrack-entity`, whose
+//! `blocked_ip` table the blocklist service writes.
 
 pub mod blocklist;
 pub mod client_ip;

@@ -1,5 +1,6 @@
 //! Blocked addresses and networks (Django's `BlockedIP`), the source of truth for the
-//! blocklist every web instance holds in memory.
+//! blocklist every web instance holds in memory. Only `iptrack_core::blocklist::service`
+//! writes this table: it validates each change and announces it to the web instances.
 
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
@@ -26,56 +27,6 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
-
-/// Blocks `ip_address` (canonical text, see `iptrack_core::blocklist::display_network`).
-/// Blocking it again replaces reason and expiry, unless `keep_longer` is set and the
-/// existing block already lasts as long or longer (automatic blocks never shorten a
-/// manual one). Returns whether a row was inserted (`false`: one was updated or kept).
-pub async fn block<C: ConnectionTrait>(
-    db: &C,
-    ip_address: &str,
-    reason: &str,
-    expires_at: Option<DateTimeUtc>,
-    keep_longer: bool,
-) -> Result<bool, DbErr> {
-    use sea_orm::{ActiveValue::Set, QueryFilter, sea_query::OnConflict};
-    let existed = Entity::find()
-        .filter(Column::IpAddress.eq(ip_address))
-        .one(db)
-        .await?
-        .is_some();
-    let mut on_conflict = OnConflict::column(Column::IpAddress);
-    on_conflict.update_columns([Column::Reason, Column::ExpiresAt]);
-    if keep_longer {
-        let (table, excluded) = (Entity.table_name(), "excluded");
-        on_conflict.action_and_where(sea_orm::sea_query::Expr::cust(format!(
-            "{table}.expires_at IS NOT NULL AND ({excluded}.expires_at IS NULL \
-             OR {table}.expires_at < {excluded}.expires_at)"
-        )));
-    }
-    let row = ActiveModel {
-        ip_address: Set(ip_address.to_owned()),
-        reason: Set(reason.to_owned()),
-        created_at: Set(chrono::Utc::now()),
-        expires_at: Set(expires_at),
-        ..Default::default()
-    };
-    Entity::insert(row)
-        .on_conflict(on_conflict)
-        .exec_without_returning(db)
-        .await?;
-    Ok(!existed)
-}
-
-/// Removes the block of `ip_address`; returns whether there was one.
-pub async fn unblock<C: ConnectionTrait>(db: &C, ip_address: &str) -> Result<bool, DbErr> {
-    use sea_orm::QueryFilter;
-    let result = Entity::delete_many()
-        .filter(Column::IpAddress.eq(ip_address))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected > 0)
-}
 
 /// Blocks in force at `now`, oldest first.
 pub async fn active<C: ConnectionTrait>(db: &C, now: DateTimeUtc) -> Result<Vec<Model>, DbErr> {

@@ -1,4 +1,9 @@
 //! Addresses flagged by the hourly `flag-suspicious-ips` job (Django's `SuspiciousIP`).
+//!
+//! A row is an incident: one per address and rule while the activity goes on. A later
+//! window that sees the same address break the same rule within one flag window
+//! (`IPTRACK_FLAG_WINDOW_SECS`) of its last seen request updates the row; after a longer
+//! quiet gap a new row starts.
 
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
@@ -14,13 +19,24 @@ pub struct Model {
     pub rule: String,
     /// Why, in words: "412 requests in 1h (threshold 100)".
     pub reason: String,
-    /// The window examined, `[window_start, window_end)`. Unique with address and rule.
+    /// The windows examined, `[window_start, window_end)`: from the start of the first
+    /// window that saw the incident to the end of the latest one.
     #[schema(value_type = String, format = DateTime)]
     pub window_start: DateTimeUtc,
     #[schema(value_type = String, format = DateTime)]
     pub window_end: DateTimeUtc,
+    /// When the job first flagged it (the row was created).
     #[schema(value_type = String, format = DateTime)]
     pub flagged_at: DateTimeUtc,
+    /// The incident's first request that broke the rule.
+    #[schema(value_type = String, format = DateTime)]
+    pub first_seen: DateTimeUtc,
+    /// Its latest such request so far.
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: DateTimeUtc,
+    /// Requests that broke the rule from `first_seen` to `last_seen`, each counted once
+    /// however many windows saw it (0 on rows flagged before counts were kept).
+    pub request_count: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_tables;
 mod m20261121_000002_request_log_details;
+mod m20261201_000003_suspicious_incidents;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_tables::Migration),
             Box::new(m20261121_000002_request_log_details::Migration),
+            Box::new(m20261201_000003_suspicious_incidents::Migration),
         ]
     }
 }

@@ -101,6 +101,39 @@ both_backends!(
             .unwrap()
             .unwrap();
         assert_eq!(row.reason, "412 requests in 1h (threshold 100)");
+        // Nobody set the incident columns: the defaults hold, never NULL.
+        assert_eq!(row.request_count, 0);
+        let flagged = suspicious_ip::ActiveModel {
+            ip_address: Set("198.51.100.7".into()),
+            rule: Set("volume".into()),
+            reason: Set("again".into()),
+            window_start: Set(now - chrono::Duration::hours(1)),
+            window_end: Set(now),
+            flagged_at: Set(now),
+            first_seen: Set(now - chrono::Duration::minutes(50)),
+            last_seen: Set(now - chrono::Duration::minutes(5)),
+            request_count: Set(412),
+            ..Default::default()
+        };
+        // No longer unique per window: an incident's row is updated instead.
+        let id = suspicious_ip::Entity::insert(flagged)
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = suspicious_ip::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.first_seen, row.last_seen, row.request_count),
+            (
+                now - chrono::Duration::minutes(50),
+                now - chrono::Duration::minutes(5),
+                412
+            )
+        );
 
         log_batch::Entity::insert(log_batch::ActiveModel {
             batch_id: Set("0190b1a2-0000-7000-8000-000000000000".into()),

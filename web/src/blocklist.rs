@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use iptrack_core::{
-    blocklist::{Blocklist, BlocklistChange, change_channel, parse_block_target},
+    blocklist::{
+        Blocklist, BlocklistChange, change_channel, parse_block_target, policy::covers_everyone,
+    },
     settings::Settings,
 };
 use iptrack_entity::blocked_ip;
@@ -117,6 +119,10 @@ fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
                 )
                 .ok()
         })
+        .filter(|change| match change {
+            BlocklistChange::Block { network, .. } => enforceable(network),
+            BlocklistChange::Unblock { .. } => true,
+        })
         .collect();
     if changes.is_empty() {
         return;
@@ -143,7 +149,8 @@ async fn reload(shared: &SharedBlocklist, db: &DatabaseConnection) {
     let mut list = Blocklist::new();
     for row in rows {
         match parse_block_target(&row.ip_address) {
-            Ok(network) => list.insert(network, row.expires_at),
+            Ok(network) if enforceable(&network) => list.insert(network, row.expires_at),
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, id = row.id, "skipping a malformed blocked_ip row")
             }
@@ -151,4 +158,15 @@ async fn reload(shared: &SharedBlocklist, db: &DatabaseConnection) {
     }
     tracing::debug!(entries = list.len(), "blocklist reloaded");
     shared.store(Arc::new(list));
+}
+
+/// The blocklist service refuses blocks of everyone; a row or notice from before that rule
+/// (or written around the service) is not enforced either, so it cannot lock out every
+/// client, the operator's unblock included.
+fn enforceable(network: &ipnet::IpNet) -> bool {
+    if covers_everyone(network) {
+        tracing::warn!(%network, "ignoring a block of everyone; remove it with iptrack unblock");
+        return false;
+    }
+    true
 }

@@ -5,7 +5,10 @@ use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context;
-use iptrack_core::{client_ip::ClientIpResolver, db, queue, settings::Settings};
+use iptrack_core::{
+    blocklist::service::BlocklistService, client_ip::ClientIpResolver, db, queue,
+    settings::Settings,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -83,8 +86,12 @@ impl Application {
                 web::Data::new(AdminToken(token.clone())),
                 web::Data::new(AdminState {
                     db,
-                    redis: queue::connect(&settings.redis_url).context("REDIS_URL")?,
-                    redis_prefix: settings.redis_prefix.clone(),
+                    blocklist: BlocklistService::new(
+                        state_db.clone(),
+                        queue::connect(&settings.redis_url).context("REDIS_URL")?,
+                        settings.redis_prefix.clone(),
+                        &settings.safelist,
+                    ),
                     // DB-IP's licence asks for attribution wherever its data is shown.
                     dbip_attribution: settings.geo.uses_dbip(),
                 }),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use iptrack_core::settings::ScheduleSettings;
+use iptrack_core::{blocklist::service::BlocklistService, settings::ScheduleSettings};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
@@ -14,9 +14,11 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     /// Thresholds, sensitive paths and retention the jobs apply.
     pub rules: Arc<ScheduleSettings>,
-    /// For announcements (blocklist changes made by automatic blocking).
+    /// For the cluster-wide job metrics.
     pub redis: ConnectionManager,
     pub redis_prefix: String,
+    /// Automatic blocking writes and announces blocks through it, like every other caller.
+    pub blocklist: BlocklistService,
     /// Geolocation (provider, cache, counters); `None` when it is off.
     pub geo: Option<Arc<Geo>>,
 }

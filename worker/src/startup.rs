@@ -6,6 +6,7 @@ use anyhow::Context;
 use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
 use iptrack_core::{
+    blocklist::service::BlocklistService,
     db,
     jobs::{
         ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, GEOLOCATE_QUEUE,
@@ -116,11 +117,18 @@ pub async fn start(
         tracing::warn!(%error, "queue maintenance failed at start; the workers retry");
     }
 
+    let blocklist = BlocklistService::new(
+        db.clone(),
+        conn.clone(),
+        settings.redis_prefix.clone(),
+        &settings.safelist,
+    );
     let env = QueueEnv {
         settings,
         conn: conn.clone(),
         context: JobContext {
             db,
+            blocklist,
             rules: Arc::new(settings.schedules.clone()),
             redis: conn.clone(),
             redis_prefix: settings.redis_prefix.clone(),

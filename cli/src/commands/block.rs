@@ -1,8 +1,10 @@
 //! `iptrack block`, `iptrack unblock`, `iptrack blocked`.
 //!
-//! The change goes to `blocked_ip` first (the source of truth), then is announced on Redis
-//! so every web instance applies it at once. If Redis is away the change still holds: the
-//! instances pick it up at their next periodic reload.
+//! Changes go through the blocklist service (`iptrack_core::blocklist::service`): it refuses
+//! blocks of everyone, of safelisted addresses and (without `--allow-wide`) of very wide
+//! networks, writes `blocked_ip`, then announces the stored block on Redis so every web
+//! instance applies it at once. If Redis is away the change still holds: the instances
+//! pick it up at their next periodic reload.
 
 use std::time::Duration;
 
@@ -11,7 +13,10 @@ use chrono::Utc;
 use ipnet::IpNet;
 use iptrack_core::{
     Settings,
-    blocklist::{BlocklistChange, display_network, publish_change},
+    blocklist::{
+        display_network,
+        service::{BlockMode, BlockRequest, BlocklistService},
+    },
     queue,
 };
 use iptrack_entity::blocked_ip;
@@ -21,46 +26,41 @@ pub async fn block(
     target: IpNet,
     reason: Option<String>,
     duration: Option<Duration>,
+    allow_wide: bool,
 ) -> anyhow::Result<()> {
-    let db = super::connect_db(settings).await?;
-    let address = display_network(&target);
     let expires_at = match duration {
         Some(duration) => Some(Utc::now() + chrono::Duration::from_std(duration)?),
         None => None,
     };
-    let reason = reason.unwrap_or_default();
-    let inserted = blocked_ip::block(&db, &address, &reason, expires_at, false)
-        .await
-        .context("cannot write blocked_ip")?;
-    announce(
-        settings,
-        BlocklistChange::Block {
+    let service = service(settings).await?;
+    let blocked = service
+        .block(BlockRequest {
             network: target,
+            reason: reason.unwrap_or_default(),
             expires_at,
-        },
-    )
-    .await;
-    let until = match expires_at {
+            allow_wide,
+            mode: BlockMode::Replace,
+        })
+        .await?;
+    warn_if_unannounced(settings, blocked.notice);
+    let until = match blocked.block.expires_at {
         Some(at) => format!("until {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
         None => "until unblocked".to_owned(),
     };
-    let verb = if inserted {
+    let verb = if blocked.created {
         "blocked"
     } else {
         "updated the block of"
     };
-    println!("{verb} {address} {until}");
+    println!("{verb} {} {until}", blocked.block.ip_address);
     Ok(())
 }
 
 pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
-    let db = super::connect_db(settings).await?;
     let address = display_network(&target);
-    if blocked_ip::unblock(&db, &address)
-        .await
-        .context("cannot write blocked_ip")?
-    {
-        announce(settings, BlocklistChange::Unblock { network: target }).await;
+    let unblocked = service(settings).await?.unblock(target).await?;
+    if unblocked.removed {
+        warn_if_unannounced(settings, unblocked.notice);
         println!("unblocked {address}");
     } else {
         println!("{address} is not blocked");
@@ -97,13 +97,20 @@ pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tells the web instances; a failure is reported, not fatal (see the module comment).
-async fn announce(settings: &Settings, change: BlocklistChange) {
-    let published = match queue::connect(&settings.redis_url) {
-        Ok(mut conn) => publish_change(&mut conn, &settings.redis_prefix, &change).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = published {
+async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
+    let db = super::connect_db(settings).await?;
+    let redis = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    Ok(BlocklistService::new(
+        db,
+        redis,
+        settings.redis_prefix.clone(),
+        &settings.safelist,
+    ))
+}
+
+/// A lost notice is reported, not fatal (see the module comment).
+fn warn_if_unannounced(settings: &Settings, notice: Result<(), impl std::fmt::Display>) {
+    if let Err(error) = notice {
         eprintln!(
             "iptrack: warning: Redis unreachable ({error}); web instances apply the change at their next reload (within {} s)",
             settings.blocklist_reload.as_secs()

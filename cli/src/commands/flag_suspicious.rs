@@ -9,7 +9,8 @@ use iptrack_core::{
 };
 
 /// Enqueues the window of `IPTRACK_FLAG_WINDOW_SECS` that ends at `window_end` (default:
-/// now). Re-running a window is harmless: flags are unique per window.
+/// now). Re-running a window, or an overlapping one, is harmless: a flag is an incident that
+/// later windows extend (see `flag_suspicious_ips`).
 pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyhow::Result<()> {
     let window_end = window_end.unwrap_or_else(Utc::now);
     let window = chrono::Duration::from_std(settings.schedules.flag_window)

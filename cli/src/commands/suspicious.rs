@@ -1,4 +1,4 @@
-//! `iptrack suspicious`: the most recent flags.
+//! `iptrack suspicious`: the most recently active flags (incidents).
 
 use anyhow::Context;
 use iptrack_core::Settings;
@@ -8,7 +8,7 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
     let flags = suspicious_ip::Entity::find()
-        .order_by_desc(suspicious_ip::Column::WindowEnd)
+        .order_by_desc(suspicious_ip::Column::LastSeen)
         .order_by_asc(suspicious_ip::Column::IpAddress)
         .limit(limit)
         .all(&db)
@@ -22,17 +22,22 @@ pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<
         println!("no suspicious addresses flagged");
         return Ok(());
     }
-    let mut table = super::table(&["address", "rule", "reason", "window (UTC)"]);
+    let mut table = super::table(&[
+        "address",
+        "rule",
+        "requests",
+        "first seen (UTC)",
+        "last seen (UTC)",
+        "reason",
+    ]);
     for flag in flags {
         table.add_row(vec![
             flag.ip_address,
             flag.rule,
+            flag.request_count.to_string(),
+            flag.first_seen.format("%Y-%m-%d %H:%M:%S").to_string(),
+            flag.last_seen.format("%Y-%m-%d %H:%M:%S").to_string(),
             flag.reason,
-            format!(
-                "{} – {}",
-                flag.window_start.format("%Y-%m-%d %H:%M:%S"),
-                flag.window_end.format("%H:%M:%S")
-            ),
         ]);
     }
     println!("{table}");

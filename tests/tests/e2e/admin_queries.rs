@@ -429,6 +429,9 @@ both_backends!(
             window_start: Set(now - Duration::hours(hours_ago + 1)),
             window_end: Set(now - Duration::hours(hours_ago)),
             flagged_at: Set(now - Duration::hours(hours_ago)),
+            first_seen: Set(now - Duration::hours(hours_ago + 1)),
+            last_seen: Set(now - Duration::hours(hours_ago) - Duration::minutes(1)),
+            request_count: Set(hours_ago * 10),
             ..Default::default()
         });
         suspicious_ip::Entity::insert_many(flags)
@@ -458,6 +461,17 @@ both_backends!(
                 ("198.51.100.5".to_owned(), "volume".to_owned()),
             ]
         );
+        // An incident's span and size.
+        let newest = &all[0];
+        assert_eq!(newest["request_count"], 10);
+        for (field, expected) in [
+            ("first_seen", now - Duration::hours(2)),
+            ("last_seen", now - Duration::hours(1) - Duration::minutes(1)),
+            ("flagged_at", now - Duration::hours(1)),
+        ] {
+            let shown: chrono::DateTime<Utc> = newest[field].as_str().unwrap().parse().unwrap();
+            assert_eq!(shown, expected, "{field}");
+        }
         let since = (now - Duration::minutes(150)).format("%Y-%m-%dT%H:%M:%SZ");
         for (query, expected) in [
             ("rule=volume", 2),

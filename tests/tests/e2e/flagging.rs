@@ -42,9 +42,31 @@ both_backends!(
         })
         .await;
 
+        // Again over an overlapping window (it ends now, a little later): the same
+        // incident, not a second flag.
+        let (code, stdout, _) = iptrack(&stack, &["flag-suspicious"]);
+        assert_eq!(code, 0, "{stdout}");
+        let mut redis_conn = redis.connection().await;
+        let done_key = format!("{}:flag-suspicious-ips:done", redis.prefix);
+        let jobs_done = |n: u64| {
+            let (redis_conn, done_key) = (redis_conn.clone(), done_key.clone());
+            move || {
+                let (mut redis_conn, done_key) = (redis_conn.clone(), done_key.clone());
+                async move { (redis_conn.scard::<_, u64>(done_key).await.unwrap() == n).then_some(()) }
+            }
+        };
+        eventually(Duration::from_secs(10), "both flag jobs done", jobs_done(2)).await;
+        assert_eq!(db.count(&conn, "suspicious_ip").await, 1);
+        assert_eq!(
+            db.count(&conn, "suspicious_ip WHERE request_count = 3")
+                .await,
+            1
+        );
+
         let (code, stdout, _) = iptrack(&stack, &["suspicious"]);
         assert_eq!(code, 0);
         assert!(stdout.contains("203.0.113.60"), "{stdout}");
+        assert!(stdout.contains("first seen (UTC)"), "{stdout}");
         assert!(
             stdout.contains("3 requests to sensitive paths in 1h (e.g. /login)"),
             "{stdout}"
@@ -53,6 +75,8 @@ both_backends!(
         let flags: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(flags[0]["ip_address"], "203.0.113.60");
         assert_eq!(flags[0]["rule"], "sensitive-path");
+        assert_eq!(flags[0]["request_count"], 3);
+        assert!(flags[0]["first_seen"].is_string() && flags[0]["last_seen"].is_string());
 
         // A window that ended before the requests flags nothing new.
         let (code, _, _) = iptrack(
@@ -60,12 +84,11 @@ both_backends!(
             &["flag-suspicious", "--window-end", "2020-01-01T00:00:00Z"],
         );
         assert_eq!(code, 0);
-        let mut redis_conn = redis.connection().await;
-        let done_key = format!("{}:flag-suspicious-ips:done", redis.prefix);
-        eventually(Duration::from_secs(10), "both flag jobs done", || {
-            let (mut redis_conn, done_key) = (redis_conn.clone(), done_key.clone());
-            async move { (redis_conn.scard::<_, u64>(done_key).await.unwrap() == 2).then_some(()) }
-        })
+        eventually(
+            Duration::from_secs(10),
+            "all three flag jobs done",
+            jobs_done(3),
+        )
         .await;
         assert_eq!(db.count(&conn, "suspicious_ip").await, 1);
         let _: () = redis_conn.ping().await.unwrap();

@@ -7,6 +7,7 @@ mod admin_api;
 mod admin_queries;
 mod bad_input;
 mod blocking;
+mod blocklist_service;
 mod cli_args;
 mod client_ip_props;
 mod compose;

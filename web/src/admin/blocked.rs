@@ -1,11 +1,14 @@
-//! `/api/v1/blocked`: list, add and remove blocks, as `iptrack block` does.
+//! `/api/v1/blocked`: list, add and remove blocks, as `iptrack block` does, through the
+//! same blocklist service (which refuses blocks of everyone, of safelisted addresses, and
+//! without `allow_wide` of very wide networks).
 
 use std::time::Duration;
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use iptrack_core::blocklist::{
-    BlocklistChange, display_network, parse_block_target, publish_change,
+    display_network, parse_block_target,
+    service::{BlockError, BlockMode, BlockRequest},
 };
 use iptrack_entity::blocked_ip;
 use serde::{Deserialize, Serialize};
@@ -44,6 +47,10 @@ pub(super) struct NewBlock {
     reason: String,
     /// Seconds the block lasts; absent means until removed.
     duration_secs: Option<u64>,
+    /// Allow a network wider than an IPv4 /16 or an IPv6 /32. Blocks of everyone
+    /// (`0.0.0.0/0`, `::/0`) and of safelisted addresses are refused even then.
+    #[serde(default)]
+    allow_wide: bool,
 }
 
 /// The block as stored.
@@ -63,7 +70,7 @@ pub(super) struct BlockSaved {
     responses(
         (status = 201, description = "Blocked", body = BlockSaved),
         (status = 200, description = "Was blocked already; reason and expiry replaced", body = BlockSaved),
-        (status = 400, description = "Invalid address, reason or duration", body = ErrorBody),
+        (status = 400, description = "Invalid address, reason or duration; or a refused block: everyone, a safelisted address, or wider than /16 (IPv4) or /32 (IPv6) without allow_wide", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
     ),
@@ -79,6 +86,7 @@ pub(super) async fn add(
         address,
         reason,
         duration_secs,
+        allow_wide,
     } = body.into_inner();
     let network = parse_block_target(&address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     params::storable_text("reason", &reason)?;
@@ -98,24 +106,24 @@ pub(super) async fn add(
             )));
         }
     };
-    let text = display_network(&network);
-    let created = blocked_ip::block(&state.db, &text, &reason, expires_at, false)
-        .await
-        .map_err(ApiError::internal)?;
-    announce(
-        &state,
-        BlocklistChange::Block {
+    let blocked = state
+        .blocklist
+        .block(BlockRequest {
             network,
+            reason,
             expires_at,
-        },
-    )
-    .await;
+            allow_wide,
+            mode: BlockMode::Replace,
+        })
+        .await
+        .map_err(block_error)?;
+    warn_if_unannounced(blocked.notice);
     let body = BlockSaved {
-        ip_address: text,
-        reason,
-        expires_at,
+        ip_address: blocked.block.ip_address,
+        reason: blocked.block.reason,
+        expires_at: blocked.block.expires_at,
     };
-    Ok(if created {
+    Ok(if blocked.created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
@@ -151,21 +159,32 @@ pub(super) async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let network =
         parse_block_target(&target.address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let text = display_network(&network);
-    if !blocked_ip::unblock(&state.db, &text)
+    let unblocked = state
+        .blocklist
+        .unblock(network)
         .await
-        .map_err(ApiError::internal)?
-    {
-        return Err(ApiError::NotFound(format!("{text} is not blocked")));
+        .map_err(block_error)?;
+    if !unblocked.removed {
+        return Err(ApiError::NotFound(format!(
+            "{} is not blocked",
+            display_network(&network)
+        )));
     }
-    announce(&state, BlocklistChange::Unblock { network }).await;
+    warn_if_unannounced(unblocked.notice);
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A refusal is the client's mistake (400); a database failure is ours (500).
+fn block_error(error: BlockError) -> ApiError {
+    match error {
+        BlockError::Refused(refusal) => ApiError::BadRequest(refusal.to_string()),
+        BlockError::Database(error) => ApiError::internal(error),
+    }
+}
+
 /// The table is already changed; a lost notice is repaired by the instances' reloads.
-async fn announce(state: &AdminState, change: BlocklistChange) {
-    let mut redis = state.redis.clone();
-    if let Err(error) = publish_change(&mut redis, &state.redis_prefix, &change).await {
+fn warn_if_unannounced(notice: Result<(), redis::RedisError>) {
+    if let Err(error) = notice {
         tracing::warn!(%error, "block saved, but the change notice failed; instances reload it");
     }
 }

@@ -33,7 +33,7 @@ mod stats;
 mod suspicious;
 
 use actix_web::web;
-use redis::aio::ConnectionManager;
+use iptrack_core::blocklist::service::BlocklistService;
 use sea_orm::DatabaseConnection;
 
 pub use auth::AdminToken;
@@ -47,8 +47,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub db: DatabaseConnection,
-    pub redis: ConnectionManager,
-    pub redis_prefix: String,
+    /// Every block and unblock goes through it (validation, write, change notice).
+    pub blocklist: BlocklistService,
     /// The geolocation provider is the DB-IP mmdb, whose licence (CC BY 4.0) asks for the
     /// line "IP Geolocation by DB-IP" wherever its data is shown: `/api/v1/meta` then
     /// returns it and the dashboard displays it.

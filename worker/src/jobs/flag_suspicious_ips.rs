@@ -4,29 +4,35 @@
 //! - addresses with more than `IPTRACK_FLAG_THRESHOLD` requests (rule `volume`);
 //! - addresses that requested a sensitive path or anything below it (rule `sensitive-path`).
 //!
-//! Both are one GROUP BY over the time index each, never rows loaded into memory. The rows
-//! go to `suspicious_ip` with ON CONFLICT DO NOTHING on (address, rule, window start), so
-//! running a window again adds nothing.
+//! Both are one GROUP BY over the time index each, never rows loaded into memory. A flag
+//! is an incident: one `suspicious_ip` row per address and rule while the activity goes
+//! on (first seen, last seen, request count updated by later windows), a new row only
+//! after a quiet gap of one flag window (`IPTRACK_FLAG_WINDOW_SECS`). So running a window
+//! again, or overlapping windows, adds no rows.
 //!
 //! With `IPTRACK_AUTO_BLOCK_SECS` set, every flagged address is also blocked for that long
-//! (never shortening a longer block) and the change is announced to the web instances.
+//! through the blocklist service (never shortening a longer block; safelisted addresses
+//! are skipped), which announces the block as stored to the web instances.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use iptrack_core::{
-    blocklist::{BlocklistChange, parse_block_target, publish_change},
+    blocklist::{
+        parse_block_target,
+        service::{BlockError, BlockMode, BlockRequest, BlocklistService},
+    },
     jobs::FlagSuspiciousIps,
     settings::ScheduleSettings,
 };
-use iptrack_entity::{blocked_ip, request_log, suspicious_ip};
+use iptrack_entity::{request_log, suspicious_ip};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Select,
-    TryInsertResult,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QuerySelect, Select, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 
 use crate::context::JobContext;
@@ -34,7 +40,7 @@ use crate::context::JobContext;
 pub const RULE_VOLUME: &str = "volume";
 pub const RULE_SENSITIVE_PATH: &str = "sensitive-path";
 
-/// Flags inserted per statement.
+/// Findings looked up and inserted per statement.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// What a run found and stored.
@@ -44,8 +50,10 @@ pub struct Flagged {
     pub volume: usize,
     /// Addresses that requested a sensitive path.
     pub sensitive: usize,
-    /// New `suspicious_ip` rows (0 when the window was flagged before).
+    /// Incidents started: new `suspicious_ip` rows (0 when the window was flagged before).
     pub inserted: u64,
+    /// Incidents that went on and were extended (0 when the window was flagged before).
+    pub updated: u64,
     /// Every address flagged, by either rule, sorted, each once.
     pub addresses: Vec<String>,
 }
@@ -78,83 +86,95 @@ async fn run(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDyn
         volume = flagged.volume,
         sensitive = flagged.sensitive,
         inserted = flagged.inserted,
+        updated = flagged.updated,
         "suspicious addresses flagged"
     );
-    if let Some(duration) = ctx.rules.auto_block {
-        let mut redis = ctx.redis.clone();
-        if let Err(error) = block_flagged(
-            &ctx.db,
-            &mut redis,
-            &ctx.redis_prefix,
-            &flagged.addresses,
-            duration,
-        )
-        .await
-        {
-            tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
-            return Err(error.into());
-        }
+    if let Some(duration) = ctx.rules.auto_block
+        && let Err(error) = block_flagged(&ctx.blocklist, &flagged.addresses, duration).await
+    {
+        tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
+        return Err(error.into());
     }
     Ok(())
 }
 
-/// Blocks each of `addresses` for `duration` from now and announces each block.
-/// Idempotent: a block already lasting as long or longer is kept as it is.
+/// Blocks each of `addresses` for `duration` from now through the blocklist service, which
+/// announces each block as stored. Idempotent: a block already lasting as long or longer
+/// is kept as it is (and announced as it is). Addresses the policy refuses (safelisted)
+/// are skipped, not an error: the operator's safelist wins over the rules.
 pub async fn block_flagged(
-    db: &DatabaseConnection,
-    redis: &mut redis::aio::ConnectionManager,
-    redis_prefix: &str,
+    blocklist: &BlocklistService,
     addresses: &[String],
     duration: Duration,
 ) -> anyhow::Result<()> {
     let expires_at = Utc::now() + chrono::Duration::from_std(duration)?;
+    let mut blocked = 0_usize;
     for address in addresses {
         let network = parse_block_target(address)
             .with_context(|| format!("flagged address {address:?} is not an address"))?;
-        blocked_ip::block(
-            db,
-            address,
-            "automatic: flagged as suspicious",
-            Some(expires_at),
-            true,
-        )
-        .await
-        .context("cannot write blocked_ip")?;
-        let change = BlocklistChange::Block {
-            network,
-            expires_at: Some(expires_at),
-        };
-        // The web instances' periodic reload covers a notice that does not get through.
-        if let Err(error) = publish_change(redis, redis_prefix, &change).await {
-            tracing::warn!(%error, address, "blocked, but the change notice failed");
+        let result = blocklist
+            .block(BlockRequest {
+                network,
+                reason: "automatic: flagged as suspicious".to_owned(),
+                expires_at: Some(expires_at),
+                allow_wide: false,
+                mode: BlockMode::Extend,
+            })
+            .await;
+        match result {
+            Ok(done) => {
+                blocked += 1;
+                // The web instances' periodic reload covers a notice that does not get through.
+                if let Err(error) = done.notice {
+                    tracing::warn!(%error, address, "blocked, but the change notice failed");
+                }
+            }
+            Err(BlockError::Refused(refusal)) => {
+                tracing::info!(address, "not blocked automatically: {refusal}");
+            }
+            Err(error) => return Err(error).context("cannot block a flagged address"),
         }
     }
-    if !addresses.is_empty() {
-        tracing::info!(
-            blocked = addresses.len(),
-            "flagged addresses blocked automatically"
-        );
+    if blocked > 0 {
+        tracing::info!(blocked, "flagged addresses blocked automatically");
     }
     Ok(())
 }
 
-/// Addresses with more than `threshold` requests in the window: `(address, requests)`.
+/// Addresses with more than `threshold` requests in the window:
+/// `(address, requests, first, last)`.
 pub fn volume_query(job: &FlagSuspiciousIps, threshold: i64) -> Select<request_log::Entity> {
     request_log::Entity::find()
         .select_only()
         .column(request_log::Column::IpAddress)
         .column_as(request_log::Column::Id.count(), "requests")
+        .column_as(request_log::Column::Timestamp.min(), "first_seen")
+        .column_as(request_log::Column::Timestamp.max(), "last_seen")
         .filter(in_window(job))
         .group_by(request_log::Column::IpAddress)
         .having(Expr::col(request_log::Column::Id).count().gt(threshold))
 }
 
 /// Addresses that requested one of `prefixes` (or a path below one) in the window:
-/// `(address, requests, an example path)`.
+/// `(address, requests, an example path, first, last)`.
 pub fn sensitive_query(
     job: &FlagSuspiciousIps,
     prefixes: &[String],
 ) -> Select<request_log::Entity> {
+    request_log::Entity::find()
+        .select_only()
+        .column(request_log::Column::IpAddress)
+        .column_as(request_log::Column::Id.count(), "requests")
+        .column_as(request_log::Column::Path.min(), "example")
+        .column_as(request_log::Column::Timestamp.min(), "first_seen")
+        .column_as(request_log::Column::Timestamp.max(), "last_seen")
+        .filter(in_window(job))
+        .filter(sensitive_paths(prefixes))
+        .group_by(request_log::Column::IpAddress)
+}
+
+/// Requests to one of `prefixes` or a path below one: the sensitive-path rule.
+fn sensitive_paths(prefixes: &[String]) -> Condition {
     let mut sensitive_paths = Condition::any();
     for prefix in prefixes {
         sensitive_paths = sensitive_paths
@@ -164,14 +184,7 @@ pub fn sensitive_query(
                     .like(LikeExpr::new(format!("{}/%", escape_like(prefix))).escape('\\')),
             );
     }
-    request_log::Entity::find()
-        .select_only()
-        .column(request_log::Column::IpAddress)
-        .column_as(request_log::Column::Id.count(), "requests")
-        .column_as(request_log::Column::Path.min(), "example")
-        .filter(in_window(job))
-        .filter(sensitive_paths)
-        .group_by(request_log::Column::IpAddress)
+    sensitive_paths
 }
 
 fn in_window(job: &FlagSuspiciousIps) -> Condition {
@@ -180,7 +193,19 @@ fn in_window(job: &FlagSuspiciousIps) -> Condition {
         .add(request_log::Column::Timestamp.lt(job.window_end))
 }
 
-/// Flags the window `job` names according to `rules`.
+/// One address that broke one rule in the window.
+#[derive(Debug, Clone)]
+struct Finding {
+    ip: String,
+    rule: &'static str,
+    reason: String,
+    requests: i64,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+}
+
+/// Flags the window `job` names according to `rules`: each finding extends the open
+/// incident of its address and rule, or starts one (see [`record`]).
 pub async fn flag(
     db: &DatabaseConnection,
     rules: &ScheduleSettings,
@@ -192,31 +217,23 @@ pub async fn flag(
             .unwrap_or_default(),
     );
     let threshold = i64::try_from(rules.flag_threshold).unwrap_or(i64::MAX);
-    let heavy: Vec<(String, i64)> = volume_query(job, threshold)
+    type Seen = (String, i64, DateTime<Utc>, DateTime<Utc>);
+    let heavy: Vec<Seen> = volume_query(job, threshold)
         .into_tuple()
         .all(db)
         .await
         .context("volume query failed")?;
-    let curious: Vec<(String, i64, String)> = sensitive_query(job, &rules.sensitive_paths)
+    type SeenAt = (String, i64, String, DateTime<Utc>, DateTime<Utc>);
+    let curious: Vec<SeenAt> = sensitive_query(job, &rules.sensitive_paths)
         .into_tuple()
         .all(db)
         .await
         .context("sensitive-path query failed")?;
 
-    let now = Utc::now();
-    let row = |ip: String, rule: &str, reason: String| suspicious_ip::ActiveModel {
-        id: NotSet,
-        ip_address: Set(ip),
-        rule: Set(rule.to_owned()),
-        reason: Set(reason),
-        window_start: Set(job.window_start),
-        window_end: Set(job.window_end),
-        flagged_at: Set(now),
-    };
     let mut addresses: Vec<String> = heavy
         .iter()
-        .map(|(ip, _)| ip.clone())
-        .chain(curious.iter().map(|(ip, _, _)| ip.clone()))
+        .map(|(ip, ..)| ip.clone())
+        .chain(curious.iter().map(|(ip, ..)| ip.clone()))
         .collect();
     addresses.sort();
     addresses.dedup();
@@ -224,39 +241,183 @@ pub async fn flag(
         volume: heavy.len(),
         sensitive: curious.len(),
         inserted: 0,
+        updated: 0,
         addresses,
     };
-    let rows: Vec<_> = heavy
+    let volume: Vec<Finding> = heavy
         .into_iter()
-        .map(|(ip, n)| {
-            let reason = format!("{} in {window} (threshold {threshold})", requests(n));
-            row(ip, RULE_VOLUME, reason)
+        .map(|(ip, n, first_seen, last_seen)| Finding {
+            ip,
+            rule: RULE_VOLUME,
+            reason: format!("{} in {window} (threshold {threshold})", requests(n)),
+            requests: n,
+            first_seen,
+            last_seen,
         })
-        .chain(curious.into_iter().map(|(ip, n, example)| {
-            let reason = format!(
+        .collect();
+    let sensitive: Vec<Finding> = curious
+        .into_iter()
+        .map(|(ip, n, example, first_seen, last_seen)| Finding {
+            ip,
+            rule: RULE_SENSITIVE_PATH,
+            reason: format!(
                 "{} to sensitive paths in {window} (e.g. {example})",
                 requests(n)
-            );
-            row(ip, RULE_SENSITIVE_PATH, reason)
-        }))
+            ),
+            requests: n,
+            first_seen,
+            last_seen,
+        })
         .collect();
 
-    let mut inserted = 0;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let result = suspicious_ip::Entity::insert_many(chunk.iter().cloned())
-            .on_conflict_do_nothing_on([
-                suspicious_ip::Column::IpAddress,
-                suspicious_ip::Column::Rule,
-                suspicious_ip::Column::WindowStart,
-            ])
-            .exec_without_returning(db)
+    let gap = chrono::Duration::from_std(rules.flag_window).context("flag window")?;
+    let txn = db.begin().await.context("cannot start a transaction")?;
+    lock_flags(&txn)
+        .await
+        .context("cannot lock suspicious_ip")?;
+    let (volume_inserted, volume_updated) = record(&txn, job, gap, &volume, None)
+        .await
+        .context("cannot store volume flags")?;
+    let (sensitive_inserted, sensitive_updated) =
+        record(&txn, job, gap, &sensitive, Some(&rules.sensitive_paths))
             .await
-            .context("cannot store flags")?;
-        if let TryInsertResult::Inserted(n) = result {
-            inserted += n;
+            .context("cannot store sensitive-path flags")?;
+    txn.commit().await.context("cannot store flags")?;
+    Ok(Flagged {
+        inserted: volume_inserted + sensitive_inserted,
+        updated: volume_updated + sensitive_updated,
+        ..found
+    })
+}
+
+/// One flag job writes incidents at a time, cluster-wide, so two windows of the same
+/// activity flagged at once cannot both start an incident. SQLite: a first write takes
+/// the database's write lock (and waits on its busy timeout rather than failing to
+/// upgrade a read later). PostgreSQL: a transaction-scoped advisory lock.
+async fn lock_flags(txn: &DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
+    let sql = match txn.get_database_backend() {
+        DbBackend::Postgres => "SELECT pg_advisory_xact_lock(7346127001)",
+        _ => "UPDATE suspicious_ip SET id = id WHERE 1 = 0",
+    };
+    txn.execute_unprepared(sql).await.map(|_| ())
+}
+
+/// Stores the findings of one rule; returns (incidents started, incidents extended).
+///
+/// A finding belongs to an incident of the same address and rule when its requests lie
+/// within `gap` (one flag window) of the incident's: that is the activity going on. The
+/// incident then widens to cover them, and its request count is taken again over its whole
+/// span, so a request seen by several overlapping windows counts once, and a window
+/// flagged again changes nothing. Otherwise, after a quiet gap, a new incident starts.
+/// `sensitive` holds the rule's path prefixes (`None`: every request counts).
+async fn record(
+    txn: &DatabaseTransaction,
+    job: &FlagSuspiciousIps,
+    gap: chrono::Duration,
+    findings: &[Finding],
+    sensitive: Option<&[String]>,
+) -> Result<(u64, u64), sea_orm::DbErr> {
+    let now = Utc::now();
+    let (mut inserted, mut updated) = (0, 0);
+    for chunk in findings.chunks(ROWS_PER_STATEMENT) {
+        let Some(rule) = chunk.first().map(|finding| finding.rule) else {
+            continue;
+        };
+        // Every incident one of these findings could join, through the
+        // (ip_address, rule, last_seen) index.
+        let open = suspicious_ip::Entity::find()
+            .filter(suspicious_ip::Column::Rule.eq(rule))
+            .filter(suspicious_ip::Column::IpAddress.is_in(chunk.iter().map(|f| f.ip.as_str())))
+            .filter(suspicious_ip::Column::LastSeen.gte(job.window_start - gap))
+            .filter(suspicious_ip::Column::FirstSeen.lte(job.window_end + gap))
+            .all(txn)
+            .await?;
+        let mut new_rows = Vec::new();
+        for finding in chunk {
+            let incident = open
+                .iter()
+                .filter(|row| {
+                    row.ip_address == finding.ip
+                        && row.last_seen + gap >= finding.first_seen
+                        && row.first_seen - gap <= finding.last_seen
+                })
+                .max_by_key(|row| row.last_seen);
+            let Some(incident) = incident else {
+                new_rows.push(suspicious_ip::ActiveModel {
+                    id: NotSet,
+                    ip_address: Set(finding.ip.clone()),
+                    rule: Set(finding.rule.to_owned()),
+                    reason: Set(finding.reason.clone()),
+                    window_start: Set(job.window_start),
+                    window_end: Set(job.window_end),
+                    flagged_at: Set(now),
+                    first_seen: Set(finding.first_seen),
+                    last_seen: Set(finding.last_seen),
+                    request_count: Set(finding.requests),
+                });
+                continue;
+            };
+            let first_seen = Ord::min(incident.first_seen, finding.first_seen);
+            let last_seen = Ord::max(incident.last_seen, finding.last_seen);
+            let window_start = Ord::min(incident.window_start, job.window_start);
+            let window_end = Ord::max(incident.window_end, job.window_end);
+            if (first_seen, last_seen, window_start, window_end)
+                == (
+                    incident.first_seen,
+                    incident.last_seen,
+                    incident.window_start,
+                    incident.window_end,
+                )
+            {
+                continue; // this window was seen before: nothing new
+            }
+            suspicious_ip::Entity::update_many()
+                .col_expr(suspicious_ip::Column::FirstSeen, Expr::value(first_seen))
+                .col_expr(suspicious_ip::Column::LastSeen, Expr::value(last_seen))
+                .col_expr(
+                    suspicious_ip::Column::WindowStart,
+                    Expr::value(window_start),
+                )
+                .col_expr(suspicious_ip::Column::WindowEnd, Expr::value(window_end))
+                .col_expr(
+                    suspicious_ip::Column::RequestCount,
+                    count_between(&finding.ip, first_seen, last_seen, sensitive),
+                )
+                .filter(suspicious_ip::Column::Id.eq(incident.id))
+                .exec(txn)
+                .await?;
+            updated += 1;
+        }
+        if !new_rows.is_empty() {
+            inserted += suspicious_ip::Entity::insert_many(new_rows)
+                .exec_without_returning(txn)
+                .await?;
         }
     }
-    Ok(Flagged { inserted, ..found })
+    Ok((inserted, updated))
+}
+
+/// `(SELECT COUNT(*) FROM request_log WHERE …)`: the requests of `ip` from `first` to
+/// `last` (inclusive) that break the rule.
+fn count_between(
+    ip: &str,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    sensitive: Option<&[String]>,
+) -> Expr {
+    let mut condition = Condition::all()
+        .add(request_log::Column::IpAddress.eq(ip))
+        .add(request_log::Column::Timestamp.gte(first))
+        .add(request_log::Column::Timestamp.lte(last));
+    if let Some(prefixes) = sensitive {
+        condition = condition.add(sensitive_paths(prefixes));
+    }
+    let count = Query::select()
+        .expr(Expr::col(request_log::Column::Id).count())
+        .from(request_log::Entity)
+        .cond_where(condition)
+        .to_owned();
+    Expr::SubQuery(None, Box::new(count.into()))
 }
 
 /// `3600 s` → `1h`, `900 s` → `15m`, `90 s` → `90s`: how reasons name the window.

@@ -1,42 +1,78 @@
-//! Automatic blocking of flagged addresses.
+//! Automatic blocking of flagged addresses, through the blocklist service.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use iptrack_core::{blocklist::change_channel, queue};
+use futures::StreamExt;
+use iptrack_core::{
+    blocklist::{
+        BlocklistChange, change_channel, parse_block_target,
+        service::{BlockMode, BlockRequest, BlocklistService},
+    },
+    queue,
+};
 use iptrack_entity::blocked_ip;
 use iptrack_tests::{TestDb, TestRedis, both_backends};
 use iptrack_worker::jobs::flag_suspicious_ips::block_flagged;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
+/// The next `n` blocklist notices on `stream`, decoded.
+async fn next_notices(
+    stream: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
+    n: usize,
+) -> Vec<BlocklistChange> {
+    let mut changes = Vec::new();
+    for _ in 0..n {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("no notice within 5 s")
+            .expect("subscription ended");
+        changes.push(serde_json::from_slice(message.get_payload_bytes()).unwrap());
+    }
+    changes
+}
+
 both_backends!(
-    flagged_addresses_are_blocked_for_a_while_and_announced,
+    flagged_addresses_are_blocked_for_a_while_and_announced_as_stored,
     |backend| async move {
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
         let conn = db.connect().await;
-        let mut redis_conn = queue::connect(&redis.url).unwrap();
-        // A manual, permanent block must survive an automatic one.
-        blocked_ip::block(&conn, "203.0.113.1", "manual", None, false)
-            .await
-            .unwrap();
-
+        let service = BlocklistService::new(
+            conn.clone(),
+            queue::connect(&redis.url).unwrap(),
+            redis.prefix.clone(),
+            &["198.51.100.0/28".parse().unwrap()],
+        );
         let client = redis::Client::open(redis.url.as_str()).unwrap();
         let mut notices = client.get_async_pubsub().await.unwrap();
         notices
             .subscribe(change_channel(&redis.prefix))
             .await
             .unwrap();
+        let mut notices = notices.into_on_message();
 
-        let flagged = ["203.0.113.1".to_owned(), "2001:db8::2".to_owned()];
-        block_flagged(
-            &conn,
-            &mut redis_conn,
-            &redis.prefix,
-            &flagged,
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
+        // A manual, permanent block must survive an automatic one ...
+        service
+            .block(BlockRequest {
+                network: parse_block_target("203.0.113.1").unwrap(),
+                reason: "manual".into(),
+                expires_at: None,
+                allow_wide: false,
+                mode: BlockMode::Replace,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next_notices(&mut notices, 1).await.len(), 1);
+
+        // ... and a safelisted address is skipped without failing the others.
+        let flagged = [
+            "203.0.113.1".to_owned(),
+            "198.51.100.3".to_owned(),
+            "2001:db8::2".to_owned(),
+        ];
+        block_flagged(&service, &flagged, Duration::from_secs(600))
+            .await
+            .unwrap();
 
         let manual = blocked_ip::Entity::find()
             .filter(blocked_ip::Column::IpAddress.eq("203.0.113.1"))
@@ -59,26 +95,38 @@ both_backends!(
             remaining > chrono::Duration::seconds(590)
                 && remaining <= chrono::Duration::seconds(600)
         );
-
-        // Running it again (the job re-run for the same window) changes nothing but expiry.
-        block_flagged(
-            &conn,
-            &mut redis_conn,
-            &redis.prefix,
-            &flagged,
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
         assert_eq!(db.count(&conn, "blocked_ip").await, 2);
 
-        use futures::StreamExt;
-        let mut stream = notices.into_on_message();
-        let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        // The notices say what the table holds: the permanent block stays permanent for
+        // the web instances too, not "expires in 600 s" as the automatic block asked.
+        let changes = next_notices(&mut notices, 2).await;
+        assert_eq!(
+            changes[0],
+            BlocklistChange::Block {
+                network: parse_block_target("203.0.113.1").unwrap(),
+                expires_at: None,
+            }
+        );
+        assert_eq!(
+            changes[1],
+            BlocklistChange::Block {
+                network: parse_block_target("2001:db8::2").unwrap(),
+                expires_at: auto.expires_at,
+            }
+        );
+
+        // Running it again (the job re-run for the same window) adds no rows.
+        block_flagged(&service, &flagged, Duration::from_secs(600))
             .await
-            .unwrap()
             .unwrap();
-        let payload: String = first.get_payload().unwrap();
-        assert!(payload.contains("\"op\":\"block\""), "{payload}");
+        assert_eq!(db.count(&conn, "blocked_ip").await, 2);
+        let changes = next_notices(&mut notices, 2).await;
+        assert!(matches!(
+            changes[0],
+            BlocklistChange::Block {
+                expires_at: None,
+                ..
+            }
+        ));
     }
 );

@@ -191,3 +191,141 @@ both_backends!(
         assert_eq!(db.count(&conn, "log_batch").await, 2);
     }
 );
+
+/// `(first seen, last seen, request count, window start, window end)` of a flag.
+type Incident = (
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// Every flag of `ip`, oldest first.
+async fn incidents(conn: &DatabaseConnection, ip: &str) -> Vec<Incident> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    suspicious_ip::Entity::find()
+        .filter(suspicious_ip::Column::IpAddress.eq(ip))
+        .order_by_asc(suspicious_ip::Column::FirstSeen)
+        .all(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.first_seen,
+                f.last_seen,
+                f.request_count,
+                f.window_start,
+                f.window_end,
+            )
+        })
+        .collect()
+}
+
+fn window(start: &str, end: &str) -> FlagSuspiciousIps {
+    FlagSuspiciousIps {
+        window_start: at(start),
+        window_end: at(end),
+    }
+}
+
+both_backends!(
+    a_flag_is_one_incident_while_the_activity_goes_on,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let ip = "203.0.113.9";
+        store(&conn, requests(ip, "/admin", at("2026-11-21T09:10:00Z"), 2)).await;
+        store(&conn, requests(ip, "/admin", at("2026-11-21T09:50:00Z"), 3)).await;
+        store(&conn, requests(ip, "/", at("2026-11-21T10:00:00Z"), 7)).await; // not sensitive
+        store(&conn, requests(ip, "/login", at("2026-11-21T10:20:00Z"), 4)).await;
+        let rules = Settings::default().schedules; // one-hour flag window: the quiet gap
+        let first = window("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z");
+
+        // The same window twice: the same row, unchanged.
+        let found = flag(&conn, &rules, &first).await.unwrap();
+        assert_eq!((found.inserted, found.updated), (1, 0));
+        let once = incidents(&conn, ip).await;
+        assert_eq!(
+            once,
+            [(
+                at("2026-11-21T09:10:00Z"),
+                at("2026-11-21T09:50:00Z"),
+                5,
+                at("2026-11-21T09:00:00Z"),
+                at("2026-11-21T10:00:00Z")
+            )]
+        );
+        let again = flag(&conn, &rules, &first).await.unwrap();
+        assert_eq!((again.inserted, again.updated), (0, 0));
+        assert_eq!(incidents(&conn, ip).await, once);
+
+        // An overlapping window: the incident goes on. 09:50's requests, seen by both
+        // windows, count once: 2 + 3 + 4.
+        let overlapping = window("2026-11-21T09:30:00Z", "2026-11-21T10:30:00Z");
+        let found = flag(&conn, &rules, &overlapping).await.unwrap();
+        assert_eq!((found.inserted, found.updated), (0, 1));
+        let extended = vec![(
+            at("2026-11-21T09:10:00Z"),
+            at("2026-11-21T10:20:00Z"),
+            9,
+            at("2026-11-21T09:00:00Z"),
+            at("2026-11-21T10:30:00Z"),
+        )];
+        assert_eq!(incidents(&conn, ip).await, extended);
+        // Re-running either window, in any order, changes nothing.
+        for job in [&overlapping, &first, &overlapping] {
+            let found = flag(&conn, &rules, job).await.unwrap();
+            assert_eq!((found.inserted, found.updated), (0, 0));
+        }
+        assert_eq!(incidents(&conn, ip).await, extended);
+
+        // After a quiet gap longer than one flag window: a new incident.
+        store(&conn, requests(ip, "/admin", at("2026-11-21T11:25:00Z"), 1)).await;
+        let later = window("2026-11-21T11:00:00Z", "2026-11-21T12:00:00Z");
+        let found = flag(&conn, &rules, &later).await.unwrap();
+        assert_eq!((found.inserted, found.updated), (1, 0));
+        let both = incidents(&conn, ip).await;
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert_eq!(both[0], extended[0]);
+        assert_eq!(
+            both[1],
+            (
+                at("2026-11-21T11:25:00Z"),
+                at("2026-11-21T11:25:00Z"),
+                1,
+                at("2026-11-21T11:00:00Z"),
+                at("2026-11-21T12:00:00Z")
+            )
+        );
+        assert_eq!(db.count(&conn, "suspicious_ip").await, 2);
+    }
+);
+
+both_backends!(
+    a_volume_incident_counts_every_request_of_its_span_once,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let ip = "2001:db8::77";
+        store(&conn, requests(ip, "/a", at("2026-11-21T09:40:00Z"), 3)).await;
+        store(&conn, requests(ip, "/b", at("2026-11-21T09:55:00Z"), 3)).await;
+        store(&conn, requests(ip, "/c", at("2026-11-21T10:05:00Z"), 3)).await;
+        let mut rules = Settings::default().schedules;
+        rules.flag_threshold = 5;
+        for job in [
+            window("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z"),
+            window("2026-11-21T09:45:00Z", "2026-11-21T10:45:00Z"),
+            window("2026-11-21T09:30:00Z", "2026-11-21T10:30:00Z"),
+        ] {
+            flag(&conn, &rules, &job).await.unwrap();
+        }
+        let rows = incidents(&conn, ip).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].0, rows[0].1, rows[0].2),
+            (at("2026-11-21T09:40:00Z"), at("2026-11-21T10:05:00Z"), 9)
+        );
+    }
+);

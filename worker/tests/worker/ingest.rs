@@ -7,7 +7,7 @@ use std::{
 
 use apalis::prelude::Data;
 use chrono::SubsecRound;
-use iptrack_core::Settings;
+use iptrack_core::{Settings, blocklist::service::BlocklistService};
 use iptrack_entity::request_log;
 use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually};
 use iptrack_worker::{
@@ -113,13 +113,15 @@ async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_o
     let conn = iptrack_core::db::connect_with_pool(&db.url, 1)
         .await
         .unwrap();
+    let redis_conn = ConnectionManager::new(redis::Client::open(redis.url.as_str()).unwrap())
+        .await
+        .unwrap();
     let ctx = JobContext {
         db: conn.clone(),
         rules: Arc::new(Settings::default().schedules),
-        redis: ConnectionManager::new(redis::Client::open(redis.url.as_str()).unwrap())
-            .await
-            .unwrap(),
+        redis: redis_conn.clone(),
         redis_prefix: redis.prefix.clone(),
+        blocklist: BlocklistService::new(conn.clone(), redis_conn, redis.prefix.clone(), &[]),
         geo: None,
     };
     // A separate connection watches the sessions of this database.

@@ -118,7 +118,8 @@ async function refresh() {
   fillTable("top-countries", stats.top_countries, (c) =>
     [cell(c.country ? `${c.country} (${c.country_code})` : c.country_code), cell(c.requests, "number")]);
   fillTable("suspicious", suspicious, (s) =>
-    [cell(s.ip_address), cell(s.rule), cell(s.reason), cell(shortTime(s.flagged_at)), blockOrMark(s.ip_address)]);
+    [cell(s.ip_address), cell(s.rule), cell(s.reason), cell(s.request_count, "number"),
+     cell(shortTime(s.first_seen)), cell(shortTime(s.last_seen)), blockOrMark(s.ip_address)]);
   fillTable("blocked", blocked, (b) =>
     [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : "when unblocked"),
      button("Unblock", () => unblock(b.ip_address).catch(showError), b.ip_address)]);
