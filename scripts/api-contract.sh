@@ -13,6 +13,7 @@
 # 60), IPTRACK_TEST_REDIS_URL and IPTRACK_TEST_POSTGRES_URL (as for the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 # Pinned: the CLI's flags and checks changed a lot between 3.x and 4.x, and keep growing.
 SCHEMATHESIS_VERSION=4.32.5
@@ -102,10 +103,11 @@ run_against() { # BACKEND
 
   log "schemathesis against $backend ($base, $MAX_EXAMPLES examples per operation)"
   local status=0
-  SCHEMATHESIS_HOOKS=api_contract_hooks PYTHONPATH=scripts PYTHONDONTWRITEBYTECODE=1 \
-    "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/api/v1/openapi.json" \
+  # Run from the scratch directory: schemathesis keeps its replay files in the current one.
+  (cd "$work" && SCHEMATHESIS_HOOKS=api_contract_hooks PYTHONPATH="$repo/scripts" PYTHONDONTWRITEBYTECODE=1 \
+    "$repo/$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --checks all -H "Authorization: Bearer $TOKEN" --max-examples "$MAX_EXAMPLES" \
-    --seed "${IPTRACK_CONTRACT_SEED:-$RANDOM}" --generation-database none --no-color \
+    --seed "${IPTRACK_CONTRACT_SEED:-$RANDOM}" --generation-database none --no-color) \
     >"$work/schemathesis-$backend.log" 2>&1 || status=$?
   cat "$work/schemathesis-$backend.log"
   if grep -qiE 'mostly rejected|warning' "$work/schemathesis-$backend.log"; then

@@ -150,12 +150,32 @@ fn whole_seconds(number: &serde_json::Number) -> Option<u64> {
         .then_some(value as u64)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub(super) struct Target {
     /// Address or CIDR network to unblock, as blocked.
-    #[param(schema_with = schema::block_target, required = true)]
     address: String,
+}
+
+/// Written out because utoipa's derive marks a parameter with `schema_with` optional,
+/// and `address` is required.
+impl utoipa::IntoParams for Target {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{
+            Required,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("address")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .description(Some("Address or CIDR network to unblock, as blocked"))
+                .schema(Some(schema::block_target()))
+                .build(),
+        ]
+    }
 }
 
 /// `DELETE /api/v1/blocked?address=203.0.113.0/24` (a query parameter, since a network
