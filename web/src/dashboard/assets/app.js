@@ -238,6 +238,7 @@ function signOut(message) {
   clearInterval(timer);
   sessionStorage.removeItem(TOKEN_KEY);
   clearBoard();
+  $("status").textContent = "";
   $("board").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
