@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::request_log::{self, Column};
 
-/// Longest range one stats request covers (one bar per minute: 1,440 at most).
+/// Longest range one stats request covers. With `since` rounded down to the minute, that
+/// is 1,441 one-minute bars at most.
 pub const MAX_RANGE: Duration = Duration::hours(24);
 /// Most entries per "top" list.
 pub const MAX_TOP: u64 = 100;
@@ -90,8 +91,12 @@ pub async fn stats<C: ConnectionTrait>(
     until: DateTime<Utc>,
     top: u64,
 ) -> Result<Stats, DbErr> {
-    let since = since.duration_trunc(Duration::minutes(1)).unwrap_or(since);
-    let until = until.clamp(since, since + MAX_RANGE);
+    // The limit applies to the range asked for, not to the rounded one: clamping `until`
+    // to the rounded `since` plus 24 h cut off the newest (up to a minute of) requests of
+    // every full-length range, the dashboard's "24 hours" among them.
+    let rounded = since.duration_trunc(Duration::minutes(1)).unwrap_or(since);
+    let until = until.clamp(rounded, since + MAX_RANGE);
+    let since = rounded;
     let q = Queries::new(db.get_database_backend(), since, until, top);
     let totals = q
         .totals()

@@ -183,7 +183,7 @@ async fn bad_input_gets_400_or_413_with_a_message() {
         (
             r#"{"address": "nonsense"}"#.to_owned(),
             400,
-            "is not an IP address or CIDR network",
+            "is not an IP address or a CIDR network",
         ),
         (
             r#"{"address": "1.2.3.4", "duration_secs": 0}"#.to_owned(),
@@ -193,7 +193,7 @@ async fn bad_input_gets_400_or_413_with_a_message() {
         (
             r#"{"address": "1.2.3.4", "duration_secs": -5}"#.to_owned(),
             400,
-            "invalid JSON body",
+            "duration_secs must be from 1",
         ),
         (
             format!(

@@ -159,6 +159,88 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
     assert!(doc["components"]["schemas"]["RequestLog"].is_object());
 }
 
+/// A path the document declares, asked with a method it does not declare, answers 405
+/// with `Allow` listing exactly the declared methods (RFC 9110, 15.5.6), not 404 as if
+/// the path did not exist. The methods come from the document, so an endpoint added
+/// later is covered without touching this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documented_path_answers_405_with_allow_for_an_undeclared_method() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let (stack, _web) = start(&db, &redis).await;
+    let client = reqwest::Client::new();
+    let doc: Value = client
+        .get(stack.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let methods = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "OPTIONS", "HEAD",
+    ];
+    let mut paths: Vec<(String, BTreeSet<String>)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(path, item)| {
+            let declared = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            (path.clone(), declared)
+        })
+        .collect();
+    assert!(paths.len() >= 5, "{doc}");
+    paths.push((
+        "/api/v1/openapi.json".to_owned(),
+        BTreeSet::from(["GET".to_owned()]),
+    ));
+    for (path, declared) in &paths {
+        for method in methods.iter().filter(|m| !declared.contains(**m)) {
+            let response = client
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    stack.url(path),
+                )
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+            let allow: BTreeSet<String> = response.headers()["allow"]
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert_eq!(&allow, declared, "{method} {path}");
+            if *method != "HEAD" {
+                let body: Value = response.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains(method), "{body}");
+            }
+        }
+    }
+    // A path the document does not declare is still missing, whatever the method.
+    for method in ["GET", "TRACE"] {
+        let response = client
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                stack.url("/api/v1/nothing"),
+            )
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{method}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_endpoint_refuses_a_wrong_token() {
     let (db, redis) = (
@@ -495,5 +577,41 @@ both_backends!(
             let error = body["error"].as_str().unwrap_or_default();
             assert!(error.contains(message), "{query} → {error}");
         }
+    }
+);
+
+both_backends!(
+    a_full_24_hour_range_keeps_its_newest_minute,
+    |backend| async move {
+        // The dashboard's "24 hours" asks for exactly 24 h ending now, at some second of a
+        // minute. Rounding `since` down to the minute once also pulled `until` back to the
+        // whole minute, so the requests of the current minute were missing.
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let base = base_time();
+        // At base + 7 s (the newest minute) and 1,439 minutes earlier (the oldest).
+        seed_logs(
+            &conn,
+            base,
+            &[
+                ("203.0.113.1", 0, "/", 200, ""),
+                ("203.0.113.2", 1439, "/", 200, ""),
+            ],
+        )
+        .await;
+        let until = base + Duration::seconds(30);
+        let since = until - iptrack_entity::query::stats::MAX_RANGE;
+        let stats = iptrack_entity::query::stats::stats(&conn, since, until, 10)
+            .await
+            .unwrap();
+        assert_eq!(stats.total, 2, "{stats:?}");
+        assert_eq!(stats.until, until);
+        let minutes = &stats.requests_per_minute;
+        assert_eq!(minutes.len(), 1441);
+        assert_eq!(
+            minutes.last().map(|m| (m.minute, m.requests)),
+            Some((base, 1))
+        );
+        assert_eq!(minutes.iter().map(|m| m.requests).sum::<i64>(), 2);
     }
 );

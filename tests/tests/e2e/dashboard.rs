@@ -301,3 +301,145 @@ async fn a_person_signs_in_sees_the_traffic_and_blocks_an_address() {
     eprintln!("dashboard screenshot: {}", path.display());
     browser.close().await;
 }
+
+/// Whether the element matched by `css` takes up room on the page (false for anything
+/// inside a `display: none` subtree, which is what `hidden` must give).
+fn shown(css: &str) -> String {
+    format!(
+        "const e = document.querySelector({css:?}); \
+         return e !== null && e.getClientRects().length > 0;"
+    )
+}
+
+/// How many of the board's controls and charts take up room on the page.
+const BOARD_ELEMENTS_SHOWN: &str = "return [...document.querySelectorAll(\
+    '#board canvas, #board table, #board button, #board select, #board input')] \
+    .filter(e => e.getClientRects().length > 0).length;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_network() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let conn = db.connect().await;
+    let base = (Utc::now() - TimeDelta::minutes(2))
+        .duration_trunc(TimeDelta::minutes(1))
+        .unwrap();
+    let mut rows = Vec::new();
+    rows.extend((0..30).map(|i| ("203.0.113.50", i % 20, "/login", 401, "DE")));
+    rows.extend((0..20).map(|i| ("198.51.100.8", i % 20, "/", 200, "FR")));
+    rows.extend((0..10).map(|i| ("2001:db8::5", i, "/items/1", 200, "")));
+    seed_logs(&conn, base, &rows).await;
+    // Networks that cover two of the three addresses, one of them permanent.
+    blocked_ip::block(&conn, "203.0.113.0/24", "a bad network", None, false)
+        .await
+        .unwrap();
+    blocked_ip::block(
+        &conn,
+        "2001:db8::/32",
+        "documentation prefix",
+        Some(Utc::now() + TimeDelta::days(2)),
+        false,
+    )
+    .await
+    .unwrap();
+
+    let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let _web = Service::start("iptrack-web", &[], &stack.env);
+    stack.wait_until_listening().await;
+    let driver = ChromeDriver::start().await;
+    let browser = Browser::open(&driver).await;
+
+    browser.go(&stack.url("/dashboard")).await;
+    // Before signing in: the sign-in box and nothing of the board under it.
+    assert_eq!(browser.script(&shown("#sign-in")).await, true);
+    assert_eq!(browser.script(BOARD_ELEMENTS_SHOWN).await, 0);
+
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#sign-in-button").await;
+    eventually(Duration::from_secs(20), "the seeded traffic", || async {
+        (browser.script(CHART_TOTAL).await == json!(rows.len())).then_some(())
+    })
+    .await;
+    assert!(browser.script(BOARD_ELEMENTS_SHOWN).await.as_i64().unwrap() > 5);
+
+    // An address inside a blocked network gets no Block button: it is blocked already.
+    let row_text = |address: &str| {
+        format!(
+            "return [...document.querySelectorAll('#top-addresses tbody tr')] \
+             .filter(r => r.cells[0].textContent === {address:?}) \
+             .map(r => r.cells[2].textContent + '|' + r.querySelectorAll('button').length)[0] ?? null;"
+        )
+    };
+    assert_eq!(
+        browser.script(&row_text("203.0.113.50")).await,
+        "blocked by 203.0.113.0/24|0"
+    );
+    assert_eq!(
+        browser.script(&row_text("2001:db8::5")).await,
+        "blocked by 2001:db8::/32|0"
+    );
+    assert_eq!(browser.script(&row_text("198.51.100.8")).await, "Block|1");
+    // A block without an expiry reads as the CLI says it: "never".
+    let expires = |address: &str| {
+        format!(
+            "return [...document.querySelectorAll('#blocked tbody tr')] \
+             .filter(r => r.cells[0].textContent === {address:?}) \
+             .map(r => r.cells[2].textContent)[0] ?? null;"
+        )
+    };
+    assert_eq!(browser.script(&expires("203.0.113.0/24")).await, "never");
+
+    // A block from the dashboard lasts as long as chosen.
+    browser
+        .script(
+            "const s = document.getElementById('block-duration'); s.value = '3600'; \
+             s.dispatchEvent(new Event('change')); return s.value;",
+        )
+        .await;
+    browser
+        .click("#top-addresses button.block[data-address='198.51.100.8']")
+        .await;
+    let block = eventually(Duration::from_secs(15), "the new block", || async {
+        blocked_ip::active(&conn, Utc::now())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.ip_address == "198.51.100.8")
+    })
+    .await;
+    let expires_at = block.expires_at.expect("a block with an expiry");
+    let left = expires_at - Utc::now();
+    assert!(
+        left > TimeDelta::minutes(58) && left <= TimeDelta::hours(1),
+        "expires in {left}"
+    );
+    eventually(
+        Duration::from_secs(15),
+        "the row to read blocked",
+        || async { (browser.script(&row_text("198.51.100.8")).await == "blocked|0").then_some(()) },
+    )
+    .await;
+    assert_ne!(browser.script(&expires("198.51.100.8")).await, "never");
+
+    let png = browser.screenshot().await;
+    let path = target_dir().join("dashboard-blocks.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("dashboard screenshot: {}", path.display());
+
+    // Signing out leaves nothing of the board on screen, and none of its data in the page.
+    browser.click("#sign-out").await;
+    assert_eq!(browser.script(&shown("#sign-in")).await, true);
+    assert_eq!(browser.script(BOARD_ELEMENTS_SHOWN).await, 0);
+    assert_eq!(browser.script(&shown("#sign-out")).await, false);
+    assert_eq!(
+        browser
+            .script("return document.querySelector('#board').textContent.includes('203.0.113');")
+            .await,
+        false
+    );
+    let png = browser.screenshot().await;
+    std::fs::write(target_dir().join("dashboard-signed-out.png"), png).unwrap();
+    browser.close().await;
+}

@@ -13,7 +13,7 @@ use iptrack_core::blocklist::{
 use iptrack_entity::blocked_ip;
 use serde::{Deserialize, Serialize};
 
-use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params, schema};
 
 /// Longest block the API accepts for `duration_secs` (ten years); longer is "forever",
 /// which is what leaving it out means.
@@ -41,16 +41,30 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpR
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewBlock {
-    /// Address or CIDR network.
+    /// Address or CIDR network; a network's host bits must be zero (`203.0.113.0/24`,
+    /// not `203.0.113.7/24`).
+    #[schema(schema_with = schema::block_target)]
     address: String,
+    /// Why, for the people who read the list later.
     #[serde(default)]
+    #[schema(schema_with = reason_schema)]
     reason: String,
-    /// Seconds the block lasts; absent means until removed.
-    duration_secs: Option<u64>,
+    /// Seconds the block lasts; absent or `null` means until removed.
+    #[serde(default)]
+    #[schema(schema_with = duration_schema)]
+    duration_secs: Option<serde_json::Number>,
     /// Allow a network wider than an IPv4 /16 or an IPv6 /32. Blocks of everyone
     /// (`0.0.0.0/0`, `::/0`) and of safelisted addresses are refused even then.
     #[serde(default)]
     allow_wide: bool,
+}
+
+fn reason_schema() -> utoipa::openapi::Object {
+    schema::bounded_text(MAX_REASON_CHARS)
+}
+
+fn duration_schema() -> utoipa::openapi::Object {
+    schema::whole_number(1, MAX_DURATION_SECS, None, true)
 }
 
 /// The block as stored.
@@ -70,7 +84,9 @@ pub(super) struct BlockSaved {
     responses(
         (status = 201, description = "Blocked", body = BlockSaved),
         (status = 200, description = "Was blocked already; reason and expiry replaced", body = BlockSaved),
-        (status = 400, description = "Invalid address, reason or duration; or a refused block: everyone, a safelisted address, or wider than /16 (IPv4) or /32 (IPv6) without allow_wide", body = ErrorBody),
+        (status = 400, description = "Invalid JSON, or an address, reason or duration the schema refuses, \
+                                        or a network whose host bits are not zero; or a refused block: everyone, \
+                                        a safelisted address, or wider than /16 (IPv4) or /32 (IPv6) without allow_wide", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
     ),
@@ -88,6 +104,7 @@ pub(super) async fn add(
         duration_secs,
         allow_wide,
     } = body.into_inner();
+    schema::check_block_target("address", &address)?;
     let network = parse_block_target(&address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     params::storable_text("reason", &reason)?;
     if reason.chars().count() > MAX_REASON_CHARS {
@@ -95,9 +112,9 @@ pub(super) async fn add(
             "reason is longer than {MAX_REASON_CHARS} characters"
         )));
     }
-    let expires_at: Option<DateTime<Utc>> = match duration_secs {
+    let expires_at: Option<DateTime<Utc>> = match duration_secs.as_ref().map(whole_seconds) {
         None => None,
-        Some(secs) if (1..=MAX_DURATION_SECS).contains(&secs) => {
+        Some(Some(secs)) if (1..=MAX_DURATION_SECS).contains(&secs) => {
             Some(Utc::now() + Duration::from_secs(secs))
         }
         Some(_) => {
@@ -130,11 +147,44 @@ pub(super) async fn add(
     })
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `duration_secs` as a count of seconds. JSON has one number type, and JSON Schema's
+/// `integer` (what the document says) includes `900.0` and `9e2`: those mean 900 too.
+/// A fraction, a negative or a value past `u64` is `None`, and refused.
+fn whole_seconds(number: &serde_json::Number) -> Option<u64> {
+    if let Some(secs) = number.as_u64() {
+        return Some(secs);
+    }
+    let value = number.as_f64()?;
+    (value.fract() == 0.0 && (0.0..=MAX_DURATION_SECS as f64).contains(&value))
+        .then_some(value as u64)
+}
+
+#[derive(Debug, Deserialize)]
 pub(super) struct Target {
     /// Address or CIDR network to unblock, as blocked.
     address: String,
+}
+
+/// Written out because utoipa's derive marks a parameter with `schema_with` optional,
+/// and `address` is required.
+impl utoipa::IntoParams for Target {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{
+            Required,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("address")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .description(Some("Address or CIDR network to unblock, as blocked"))
+                .schema(Some(schema::block_target()))
+                .build(),
+        ]
+    }
 }
 
 /// `DELETE /api/v1/blocked?address=203.0.113.0/24` (a query parameter, since a network
@@ -157,6 +207,7 @@ pub(super) async fn remove(
     state: web::Data<AdminState>,
     target: web::Query<Target>,
 ) -> Result<HttpResponse, ApiError> {
+    schema::check_block_target("address", &target.address)?;
     let network =
         parse_block_target(&target.address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let unblocked = state

@@ -4,26 +4,49 @@ use actix_web::{HttpResponse, get, web};
 use iptrack_entity::query::logs::{self, Cursor, LogFilter, LogPage};
 use serde::Deserialize;
 
-use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params, schema};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct LogQuery {
     /// Only this client address.
+    #[param(schema_with = schema::ip_address)]
     ip: Option<String>,
     /// Only paths starting with this text, e.g. `/login`.
+    #[param(schema_with = schema::storable_text)]
     path: Option<String>,
     /// Only this response status, e.g. 403.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
-    /// Rows at or after this time (RFC 3339).
+    /// Rows at or after this time. When `until` is given too, it must be earlier.
+    #[param(schema_with = schema::date_time)]
     since: Option<String>,
-    /// Rows before this time (RFC 3339).
+    /// Rows before this time.
+    #[param(schema_with = schema::date_time)]
     until: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged (any other value is refused).
+    #[param(schema_with = cursor_schema)]
     cursor: Option<String>,
-    /// Rows per page: 1 to 1000, default 100.
+    /// Rows per page.
+    #[param(schema_with = limit_schema)]
     limit: Option<String>,
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    schema::whole_number(100, 599, None, false)
+}
+
+fn limit_schema() -> utoipa::openapi::Object {
+    schema::whole_number(1, logs::MAX_PAGE_SIZE, Some(logs::DEFAULT_PAGE_SIZE), false)
+}
+
+/// What a cursor looks like (see `Cursor::encode`); only one the server issued is valid.
+fn cursor_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some("^(?:[0-9a-f]{2}){1,40}$"))
+        .build()
 }
 
 #[utoipa::path(
@@ -32,7 +55,8 @@ pub(super) struct LogQuery {
     params(LogQuery),
     responses(
         (status = 200, description = "A page of rows, newest first", body = LogPage),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid, `since` is not earlier than `until`, \
+                                        or `cursor` is not one the server issued", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
     security(("bearer" = []))

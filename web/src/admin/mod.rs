@@ -4,8 +4,10 @@
 //! Off unless `IPTRACK_ADMIN_TOKEN` is set; every request then needs
 //! `Authorization: Bearer <token>` (the OpenAPI document at `/api/v1/openapi.json` and the
 //! dashboard's own files excepted: they hold no data). Bad input gets 400 with a message,
-//! a body over 16 KiB gets 413, and nothing a client sends can produce a 500 with details:
-//! server faults are logged once here and answered opaquely.
+//! a body over 16 KiB gets 413, a method a path does not declare gets 405 with `Allow`,
+//! and nothing a client sends can produce a 500 with details: server faults are logged
+//! once here and answered opaquely. The document states what each parameter accepts
+//! (patterns, formats, enums, bounds), and the handlers hold to it (`schema.rs`).
 
 /// Every API route, registered through utoipa-actix-web so the same expression yields
 /// the routes and the OpenAPI paths (see `openapi.rs`). Add new handlers here only.
@@ -29,6 +31,7 @@ mod logs;
 mod meta;
 mod openapi;
 mod params;
+mod schema;
 mod stats;
 mod suspicious;
 
@@ -66,7 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         api_scope!()
             .app_data(json)
             .app_data(query)
-            .route("/openapi.json", web::get().to(openapi::serve)),
+            .route("/openapi.json", web::get().to(openapi::serve))
+            .default_service(web::to(openapi::unrouted)),
     );
     crate::dashboard::configure(cfg);
 }

@@ -4,15 +4,25 @@
 //! `mod.rs`, through utoipa-actix-web), and each handler's parameters and responses from
 //! its own `#[utoipa::path]`, so the document cannot list a route that does not exist or
 //! miss one that does. The end-to-end test checks both directions against the server.
+//! The same document decides which methods a path allows when a request uses another
+//! (405 and `Allow`, see [`unrouted`]).
 
-use std::sync::OnceLock;
+use std::{collections::BTreeMap, sync::OnceLock};
 
-use actix_web::{HttpResponse, http::header::ContentType};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, ContentType},
+};
 use serde::Serialize;
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        PathItem,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
+
+use super::ApiError;
 
 /// Body of every 4xx and 5xx answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -54,7 +64,7 @@ impl Modify for BearerToken {
 }
 
 /// The document: the fixed parts above plus the paths and schemas of `registered`.
-pub(super) fn document(registered: &impl utoipa_actix_web::OpenApiFactory) -> String {
+fn document(registered: &impl utoipa_actix_web::OpenApiFactory) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.paths.merge(registered.paths());
@@ -64,17 +74,78 @@ pub(super) fn document(registered: &impl utoipa_actix_web::OpenApiFactory) -> St
         .get_or_insert_with(Default::default)
         .schemas
         .extend(schemas);
-    doc.to_pretty_json().unwrap_or_else(|error| {
-        tracing::error!(%error, "cannot serialise the OpenAPI document");
-        String::from("{}")
+    doc
+}
+
+/// The document as served, and for each of its paths the methods it declares.
+struct Published {
+    json: String,
+    allowed: BTreeMap<String, String>,
+}
+
+/// Built once, from a scope built the same way as the routed one.
+fn published() -> &'static Published {
+    static PUBLISHED: OnceLock<Published> = OnceLock::new();
+    PUBLISHED.get_or_init(|| {
+        let doc = document(&api_scope!());
+        let mut allowed: BTreeMap<String, String> = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| (path.clone(), declared_methods(item).join(", ")))
+            .collect();
+        allowed.insert(DOCUMENT_PATH.to_owned(), "GET".to_owned());
+        let json = doc.to_pretty_json().unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot serialise the OpenAPI document");
+            String::from("{}")
+        });
+        Published { json, allowed }
     })
 }
 
-/// Built on first request, from a scope built the same way as the routed one.
+/// Where the document is served (outside its own paths: it is not an API operation).
+pub(super) const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+fn declared_methods(item: &PathItem) -> Vec<&'static str> {
+    [
+        ("DELETE", &item.delete),
+        ("GET", &item.get),
+        ("HEAD", &item.head),
+        ("OPTIONS", &item.options),
+        ("PATCH", &item.patch),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(name, operation)| operation.is_some().then_some(name))
+    .collect()
+}
+
 pub(super) async fn serve() -> HttpResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| document(&api_scope!()));
     HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(body.as_str())
+        .body(published().json.as_str())
+}
+
+/// Every request under `/api/v1/` that no route took. On a path the document declares,
+/// the method is the problem: 405 with the `Allow` header HTTP requires (RFC 9110,
+/// section 15.5.6), taken from the document so it lists exactly the declared methods.
+/// Anywhere else, 404.
+pub(super) async fn unrouted(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let Some(allow) = published().allowed.get(request.path()) else {
+        return Err(ApiError::NotFound(format!(
+            "no admin API endpoint at {}",
+            request.path()
+        )));
+    };
+    Ok(HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow.as_str()))
+        .json(ErrorBody {
+            error: format!(
+                "{} is not allowed on {}; allowed: {allow}",
+                request.method(),
+                request.path()
+            ),
+        }))
 }

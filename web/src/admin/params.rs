@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
-use super::ApiError;
+use super::{ApiError, schema};
 
 pub(super) fn time(name: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     text.map(|text| {
@@ -39,13 +39,17 @@ pub(super) fn count(
     }
 }
 
-/// An address in the form the log stores it (IPv4-mapped IPv6 as IPv4).
+/// An address in the form the log stores it (IPv4-mapped IPv6 as IPv4). Only the forms
+/// the document's pattern describes are taken (no surrounding spaces, for one).
 pub(super) fn address(name: &str, text: Option<&str>) -> Result<Option<String>, ApiError> {
-    text.map(|text| match text.trim().parse::<IpAddr>() {
-        Ok(ip) => Ok(ip.to_canonical().to_string()),
-        Err(_) => Err(ApiError::BadRequest(format!(
-            "{name}: {text:?} is not an IP address"
-        ))),
+    text.map(|text| {
+        schema::check_ip_address(name, text)?;
+        match text.parse::<IpAddr>() {
+            Ok(ip) => Ok(ip.to_canonical().to_string()),
+            Err(_) => Err(ApiError::BadRequest(format!(
+                "{name}: {text:?} is not an IP address"
+            ))),
+        }
     })
     .transpose()
 }

@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use iptrack_entity::query::stats::{self, MAX_RANGE, MAX_TOP, Stats};
 use serde::Deserialize;
 
-use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params, schema};
 
 /// Range when the request names none: the last hour.
 const DEFAULT_RANGE: Duration = Duration::hours(1);
@@ -15,13 +15,20 @@ const DEFAULT_TOP: u64 = 10;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct StatsQuery {
-    /// Start of the range (RFC 3339), rounded down to the minute; default an hour before
-    /// `until`.
+    /// Start of the range, rounded down to the minute; default an hour before `until`.
+    /// Must be earlier than `until`, and at most 24 h before it.
+    #[param(schema_with = schema::date_time)]
     since: Option<String>,
-    /// End of the range (RFC 3339, exclusive); default now. At most 24 h after `since`.
+    /// End of the range (exclusive); default now.
+    #[param(schema_with = schema::date_time)]
     until: Option<String>,
-    /// Entries per top list: 1 to 100, default 10.
+    /// Entries per top list.
+    #[param(schema_with = top_schema)]
     top: Option<String>,
+}
+
+fn top_schema() -> utoipa::openapi::Object {
+    schema::whole_number(1, MAX_TOP, Some(DEFAULT_TOP), false)
 }
 
 #[utoipa::path(
@@ -30,7 +37,8 @@ pub(super) struct StatsQuery {
     params(StatsQuery),
     responses(
         (status = 200, description = "Figures for the range", body = Stats),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid, `since` is not earlier than `until`, \
+                                        or the range is longer than 24 h", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
     security(("bearer" = []))

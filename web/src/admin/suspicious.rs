@@ -7,7 +7,7 @@ use iptrack_entity::{
 };
 use serde::Deserialize;
 
-use super::{AdminState, ApiError, ErrorBody, auth::Admin, params};
+use super::{AdminState, ApiError, ErrorBody, auth::Admin, params, schema};
 
 /// The rules the flag job applies (see `iptrack_worker::jobs::flag_suspicious_ips`).
 const RULES: [&str; 2] = ["volume", "sensitive-path"];
@@ -17,15 +17,37 @@ const RULES: [&str; 2] = ["volume", "sensitive-path"];
 #[into_params(parameter_in = Query)]
 pub(super) struct SuspiciousQuery {
     /// Only this address.
+    #[param(schema_with = schema::ip_address)]
     ip: Option<String>,
-    /// Only this rule: `volume` or `sensitive-path`.
+    /// Only this rule.
+    #[param(schema_with = rule_schema)]
     rule: Option<String>,
-    /// Flags made at or after this time (RFC 3339).
+    /// Flags made at or after this time. When `until` is given too, it must be earlier.
+    #[param(schema_with = schema::date_time)]
     since: Option<String>,
-    /// Flags made before this time (RFC 3339).
+    /// Flags made before this time.
+    #[param(schema_with = schema::date_time)]
     until: Option<String>,
-    /// How many: 1 to 1000, default 100.
+    /// How many.
+    #[param(schema_with = limit_schema)]
     limit: Option<String>,
+}
+
+/// The document lists the same rules the handler checks against.
+fn rule_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(RULES))
+        .build()
+}
+
+fn limit_schema() -> utoipa::openapi::Object {
+    schema::whole_number(
+        1,
+        suspicious::MAX_LIMIT,
+        Some(suspicious::DEFAULT_LIMIT),
+        false,
+    )
 }
 
 #[utoipa::path(
@@ -34,7 +56,7 @@ pub(super) struct SuspiciousQuery {
     params(SuspiciousQuery),
     responses(
         (status = 200, description = "Flags, newest first", body = Vec<suspicious_ip::Model>),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid, or `since` is not earlier than `until`", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -59,9 +59,66 @@ function shortTime(text) {
   return text ? new Date(text).toLocaleString() : "–";
 }
 
+/// What the blocked list shows for a block without an expiry; the CLI says the same.
+const NEVER = "never";
+/// Blocks made with a row's button last as long as the form's duration says.
 async function block(address, reason) {
-  await api("POST", "/blocked", { address, reason: reason || "blocked from the dashboard" });
+  const body = { address, reason: reason || "blocked from the dashboard" };
+  const seconds = $("block-duration").value;
+  if (seconds !== "") body.duration_secs = Number(seconds);
+  await api("POST", "/blocked", body);
   await refresh();
+}
+
+// Addresses as numbers, to tell whether a blocked network covers an address. The API
+// gives addresses in canonical form (IPv4-mapped IPv6 as IPv4), so the two families
+// never mix.
+function parseIpv4(text) {
+  const parts = text.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) < 256)) return null;
+  return parts.reduce((n, p) => (n << 8n) | BigInt(p), 0n);
+}
+
+function parseIpv6(text) {
+  let groups = text.split("::");
+  if (groups.length > 2) return null;
+  const side = (t) => (t === "" ? [] : t.split(":"));
+  let head = side(groups[0]);
+  let tail = groups.length === 2 ? side(groups[1]) : [];
+  const last = (tail.length ? tail : head);
+  if (last.length && last[last.length - 1].includes(".")) {
+    const v4 = parseIpv4(last.pop());
+    if (v4 === null) return null;
+    last.push((v4 >> 16n).toString(16), (v4 & 0xffffn).toString(16));
+  }
+  const missing = 8 - head.length - tail.length;
+  if (groups.length === 1 ? missing !== 0 : missing < 1) return null;
+  const all = head.concat(Array(groups.length === 2 ? missing : 0).fill("0"), tail);
+  if (!all.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return null;
+  return all.reduce((n, g) => (n << 16n) | BigInt("0x" + g), 0n);
+}
+
+function parseAddress(text) {
+  if (text.includes(":")) {
+    const value = parseIpv6(text);
+    return value === null ? null : { bits: 128, value };
+  }
+  const value = parseIpv4(text);
+  return value === null ? null : { bits: 32, value };
+}
+
+/// The blocked entry (an address or a network) that covers `address`, or undefined.
+function coveringBlock(blocked, address) {
+  const ip = parseAddress(address);
+  if (ip === null) return undefined;
+  return blocked.find((b) => {
+    const [net, prefixText] = b.ip_address.split("/");
+    const network = parseAddress(net);
+    if (network === null || network.bits !== ip.bits) return false;
+    const prefix = prefixText === undefined ? ip.bits : Number(prefixText);
+    const shift = BigInt(ip.bits - prefix);
+    return (network.value >> shift) === (ip.value >> shift);
+  });
 }
 
 async function unblock(address) {
@@ -110,9 +167,12 @@ async function refresh() {
   $("total").textContent = stats.total;
   $("forbidden").textContent = stats.forbidden_403;
   $("rate-limited").textContent = stats.rate_limited_429;
-  const isBlocked = new Set(blocked.map((b) => b.ip_address));
-  const blockOrMark = (address) =>
-    isBlocked.has(address) ? cell("blocked") : blockButton(address);
+  // An address inside a blocked network is blocked already: say by what, offer no button.
+  const blockOrMark = (address) => {
+    const by = coveringBlock(blocked, address);
+    if (by === undefined) return blockButton(address);
+    return cell(by.ip_address === address ? "blocked" : "blocked by " + by.ip_address, "covered");
+  };
   fillTable("top-addresses", stats.top_addresses, (a) =>
     [cell(a.ip_address), cell(a.requests, "number"), blockOrMark(a.ip_address)]);
   fillTable("top-countries", stats.top_countries, (c) =>
@@ -121,7 +181,7 @@ async function refresh() {
     [cell(s.ip_address), cell(s.rule), cell(s.reason), cell(s.request_count, "number"),
      cell(shortTime(s.first_seen)), cell(shortTime(s.last_seen)), blockOrMark(s.ip_address)]);
   fillTable("blocked", blocked, (b) =>
-    [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : "when unblocked"),
+    [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : NEVER),
      button("Unblock", () => unblock(b.ip_address).catch(showError), b.ip_address)]);
   $("status").textContent = "updated " + new Date().toLocaleTimeString();
 }
@@ -162,9 +222,24 @@ async function start() {
   timer = setInterval(tick, REFRESH_MS);
 }
 
+/// Nothing the last token could read stays in the page after signing out.
+function clearBoard() {
+  for (const id of ["top-addresses", "top-countries", "suspicious", "blocked"]) {
+    $(id).querySelector("tbody").replaceChildren();
+  }
+  for (const id of ["total", "forbidden", "rate-limited"]) $(id).textContent = "–";
+  if (chart !== null) {
+    chart.destroy();
+    chart = null;
+    window.iptrackChart = null;
+  }
+}
+
 function signOut(message) {
   clearInterval(timer);
   sessionStorage.removeItem(TOKEN_KEY);
+  clearBoard();
+  $("status").textContent = "";
   $("board").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
