@@ -28,6 +28,7 @@ use std::{collections::HashMap, time::Duration};
 
 use futures::StreamExt;
 use iptrack_tests::{TestDb, TestRedis, free_port};
+use redis::AsyncCommands;
 
 /// Environment of one test's iptrack processes.
 #[derive(Debug)]
@@ -119,6 +120,22 @@ pub async fn send_requests(stack: &Stack, range: std::ops::Range<usize>) -> Vec<
         .buffer_unordered(16)
         .collect()
         .await
+}
+
+/// Jobs in the request-log in-flight sets of the worker process `pid` (all of its apalis
+/// workers), or of every worker when `pid` is `None`.
+pub async fn jobs_in_flight(redis: &TestRedis, pid: Option<u32>) -> u64 {
+    let mut conn = redis.connection().await;
+    let pattern = match pid {
+        Some(pid) => format!("{}:request-logs:inflight:*-{pid}-*", redis.prefix),
+        None => format!("{}:request-logs:inflight:*", redis.prefix),
+    };
+    let keys: Vec<String> = conn.keys(pattern).await.unwrap();
+    let mut jobs = 0;
+    for key in keys {
+        jobs += conn.scard::<_, u64>(&key).await.unwrap();
+    }
+    jobs
 }
 
 /// Sends SIGTERM to a process.

@@ -1,15 +1,19 @@
 //! The services as separate processes, the way a deployment runs them.
 
-use std::{process::Command, time::Duration};
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use iptrack_core::{jobs::REQUEST_LOGS_QUEUE, queue};
 use iptrack_tests::{
-    Backend, TestDb, TestRedis, both_backends,
+    Backend, TestDb, TestRedis, both_backends, eventually,
     process::{Service, binary},
 };
 use redis::AsyncCommands;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use crate::{Stack, assert_stored_exactly_once, send_requests, terminate};
+use crate::{Stack, assert_stored_exactly_once, jobs_in_flight, send_requests, terminate};
 
 both_backends!(
     a_web_and_two_workers_store_every_request_exactly_once,
@@ -88,3 +92,99 @@ fn an_invalid_setting_stops_start_up_with_one_line_naming_it() {
         assert!(stderr.contains("IPTRACK_BIND"), "{name} printed: {stderr}");
     }
 }
+
+both_backends!(
+    a_worker_stopped_by_sigterm_hands_back_the_jobs_it_holds,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        // Small batches, so the worker holds several jobs; orphan recovery only after a
+        // minute, so only a hand-back brings them back within the test's limit.
+        let stack = Stack::new(&db, &redis)
+            .with("IPTRACK_BATCH_MAX_EVENTS", "10")
+            .with("IPTRACK_BATCH_MAX_WAIT_MS", "5")
+            .with("IPTRACK_WORKER_HEARTBEAT_SECS", "20")
+            .with("IPTRACK_WORKER_MISSED_HEARTBEATS", "3");
+        let mut worker = Service::start("iptrack-worker", &[], &stack.env);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        stack.wait_until_listening().await;
+        let pid = worker.pid();
+        let mut redis_conn = redis.connection().await;
+        let workers_key = format!("{}:request-logs:workers", redis.prefix);
+        eventually(Duration::from_secs(30), "the worker to register", || {
+            let (mut redis_conn, workers_key) = (redis_conn.clone(), workers_key.clone());
+            async move {
+                let names: Vec<String> = redis_conn.zrange(workers_key, 0, -1).await.unwrap();
+                names
+                    .iter()
+                    .any(|n| n.contains(&format!("-{pid}-")))
+                    .then_some(())
+            }
+        })
+        .await;
+
+        // Stall every write so the worker is certain to hold jobs when it is stopped.
+        let conn = db.connect().await;
+        let lock = conn.begin().await.unwrap();
+        match backend {
+            Backend::Postgres => lock.execute_unprepared("LOCK TABLE log_batch IN EXCLUSIVE MODE"),
+            Backend::Sqlite => lock.execute_unprepared(
+                "INSERT INTO log_batch (batch_id, events, ingested_at) VALUES ('lock', 0, '2000-01-01')",
+            ),
+        }
+        .await
+        .unwrap();
+        let statuses = send_requests(&stack, 0..300).await;
+        assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+        eventually(Duration::from_secs(20), "the worker to hold jobs", || async {
+            (jobs_in_flight(&redis, Some(pid)).await > 0).then_some(())
+        })
+        .await;
+
+        terminate(pid);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lock.rollback().await.unwrap();
+        let status = worker
+            .wait_for_exit(Duration::from_secs(30))
+            .expect("iptrack-worker ignored SIGTERM");
+        assert!(status.success(), "iptrack-worker exited with {status}");
+        assert_eq!(
+            jobs_in_flight(&redis, None).await,
+            0,
+            "the stopped worker kept jobs"
+        );
+
+        // A new worker gets every event in far less than orphan recovery's minute.
+        let started = Instant::now();
+        let _next = Service::start("iptrack-worker", &[], &stack.env);
+        assert_stored_exactly_once(&db, 300, Duration::from_secs(10)).await;
+        eprintln!("all rows {:?} after the new worker started", started.elapsed());
+        let _: () = redis_conn.ping().await.unwrap();
+    }
+);
+
+both_backends!(
+    request_log_timestamps_are_stored_in_whole_microseconds,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let stack = Stack::new(&db, &redis);
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        stack.wait_until_listening().await;
+        send_requests(&stack, 0..50).await;
+        assert_stored_exactly_once(&db, 50, Duration::from_secs(20)).await;
+
+        use chrono::Timelike;
+        use sea_orm::EntityTrait;
+        let conn = db.connect().await;
+        let rows = iptrack_entity::request_log::Entity::find()
+            .all(&conn)
+            .await
+            .unwrap();
+        let finer: Vec<_> = rows
+            .iter()
+            .map(|r| r.timestamp)
+            .filter(|t| t.nanosecond() % 1_000 != 0)
+            .collect();
+        assert!(finer.is_empty(), "stored finer than microseconds: {finer:?}");
+    }
+);
