@@ -188,3 +188,73 @@ both_backends!(
         assert!(finer.is_empty(), "stored finer than microseconds: {finer:?}");
     }
 );
+
+/// Runs `binary args` for `run_for` with its stderr on a pipe, then SIGTERM; returns
+/// its exit status and everything it wrote to stderr.
+fn stderr_of(
+    binary_name: &str,
+    args: &[&str],
+    env: &std::collections::HashMap<String, String>,
+    run_for: Duration,
+) -> (std::process::ExitStatus, String) {
+    let child = Command::new(binary(binary_name))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(run_for);
+    terminate(child.id());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let stack = Stack::new(&db, &redis).with("RUST_LOG", "info");
+    let (status, stderr) = stderr_of("iptrack-worker", &[], &stack.env, Duration::from_secs(2));
+    assert!(status.success(), "iptrack-worker exited with {status}: {stderr}");
+    assert!(
+        stderr.contains("iptrack-worker started"),
+        "no log line to judge: {stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "escape codes in piped logs: {stderr:?}");
+}
+
+#[tokio::test]
+async fn while_redis_is_away_each_process_says_so_once_naming_the_url_without_its_password() {
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let port = iptrack_tests::free_port();
+    let stack = Stack::new(&db, &redis)
+        .with("REDIS_URL", &format!("redis://:s3cret@127.0.0.1:{port}"))
+        .with("RUST_LOG", "info");
+    let shown = format!("redis://:***@127.0.0.1:{port}");
+    for (binary_name, args) in [
+        ("iptrack-web", &[][..]),
+        ("iptrack-worker", &[]),
+        ("iptrack-scheduler", &[]),
+        ("iptrack", &["up"]),
+    ] {
+        let (status, stderr) = stderr_of(binary_name, args, &stack.env, Duration::from_secs(4));
+        assert!(status.success(), "{binary_name} exited with {status}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{binary_name} logged the password: {stderr}");
+        let reports = stderr
+            .lines()
+            .filter(|l| l.contains(&shown) && l.contains("unreachable"))
+            .count();
+        let refused = stderr
+            .lines()
+            .filter(|l| l.to_lowercase().contains("refused"))
+            .count();
+        assert_eq!(reports, 1, "{binary_name}: {stderr}");
+        assert!(refused <= 1, "{binary_name} repeats itself: {stderr}");
+    }
+}
