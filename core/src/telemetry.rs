@@ -1,5 +1,5 @@
-//! Logging setup: `tracing` with `RUST_LOG` filtering (default: `info`, with apalis and sqlx
-//! at `warn`), text or JSON.
+//! Logging setup: `tracing` with `RUST_LOG` filtering (default: `info`, sqlx at `warn`,
+//! apalis off), text or JSON.
 
 use std::io::IsTerminal;
 
@@ -11,8 +11,10 @@ use crate::settings::LogFormat;
 /// which `iptrack up` relies on when it runs web, worker and scheduler in one process.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // apalis logs every fetch at debug and every worker error at error; keep ours at info.
-        EnvFilter::new("info,apalis_core=warn,apalis_redis=warn,sqlx=warn")
+        // apalis logs every fetch at debug, and each worker's end at warn and error: a
+        // Redis outage meant several lines a second. The supervisor reports those ends
+        // (through `redis_status`, once per interval), so apalis's own lines are off.
+        EnvFilter::new("info,apalis_core=off,apalis_redis=off,sqlx=warn")
     });
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {

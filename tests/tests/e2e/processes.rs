@@ -233,9 +233,8 @@ async fn logs_written_to_a_pipe_carry_no_colour_codes() {
 async fn while_redis_is_away_each_process_says_so_once_naming_the_url_without_its_password() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let port = iptrack_tests::free_port();
-    let stack = Stack::new(&db, &redis)
-        .with("REDIS_URL", &format!("redis://:s3cret@127.0.0.1:{port}"))
-        .with("RUST_LOG", "info");
+    // RUST_LOG unset: the default filter, as a user runs it.
+    let stack = Stack::new(&db, &redis).with("REDIS_URL", &format!("redis://:s3cret@127.0.0.1:{port}"));
     let shown = format!("redis://:***@127.0.0.1:{port}");
     for (binary_name, args) in [
         ("iptrack-web", &[][..]),

@@ -2,7 +2,7 @@
 //! two webs, three workers, two schedulers — against one Redis prefix and one PostgreSQL
 //! database, the way docker-compose.yml wires them.
 
-use std::{collections::BTreeSet, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use chrono::{DateTime, Utc};
 use iptrack_tests::{

@@ -184,22 +184,16 @@ fn sqlite_file(db: &TestDb) -> String {
     url.split('?').next().unwrap().to_owned()
 }
 
-/// Process ids of the redis-server processes whose command line names `dir`.
+/// Process ids of the redis-server processes working in `dir` (redis-server changes to
+/// its `--dir` and rewrites its command line, so the working directory tells them apart).
 fn redis_servers_in(dir: &std::path::Path) -> Vec<u32> {
-    let dir = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let words: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
-            words.first().is_some_and(|w| w.ends_with("redis-server"))
-                && words.iter().any(|w| *w == dir)
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.starts_with("redis-server")
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
         })
         .collect()
 }
