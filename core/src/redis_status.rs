@@ -80,7 +80,9 @@ pub fn unreachable(component: &str, error: &dyn Display) {
     {
         return;
     }
-    let away_secs = state.away_since.map_or(0, |t| now.duration_since(t).as_secs());
+    let away_secs = state
+        .away_since
+        .map_or(0, |t| now.duration_since(t).as_secs());
     tracing::warn!(
         redis = %state.url,
         away_secs,
@@ -101,10 +103,7 @@ pub fn answered() {
     let Ok(mut state) = STATE.lock() else {
         return;
     };
-    let away_secs = state
-        .away_since
-        .take()
-        .map_or(0, |t| t.elapsed().as_secs());
+    let away_secs = state.away_since.take().map_or(0, |t| t.elapsed().as_secs());
     state.last_report = None;
     state.unreported = 0;
     tracing::info!(redis = %state.url, away_secs, "Redis at {} answers again", state.url);

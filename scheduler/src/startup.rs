@@ -59,10 +59,9 @@ pub async fn start(
             windows = n,
             "caught up on missed flag-suspicious-ips windows"
         ),
-        Err(error) => redis_status::report_queue(
-            "scheduler catch-up, retried at the next tick",
-            &error,
-        ),
+        Err(error) => {
+            redis_status::report_queue("scheduler catch-up, retried at the next tick", &error)
+        }
     }
 
     let context = TickContext {

@@ -78,7 +78,10 @@ impl FaultReport {
     pub fn number(&self, name: &str) -> u64 {
         let Some(value) = self.figure(name) else {
             let names: Vec<&str> = self.figures.iter().map(|(n, _)| *n).collect();
-            panic!("{}: no figure named {name:?} (it has {names:?})", self.scenario);
+            panic!(
+                "{}: no figure named {name:?} (it has {names:?})",
+                self.scenario
+            );
         };
         value.parse().unwrap_or_else(|_| {
             panic!(

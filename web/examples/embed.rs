@@ -73,5 +73,7 @@ async fn main() -> anyhow::Result<()> {
     pipeline.finish().await;
     background.cancel();
     blocklist_sync.await.context("blocklist task failed")?;
-    served.context("server task failed")?.context("server failed")
+    served
+        .context("server task failed")?
+        .context("server failed")
 }

@@ -92,7 +92,11 @@ macro_rules! spawn_queue {
 /// in-flight set they would wait for another worker's orphan recovery (heartbeat × missed
 /// heartbeats), and for ever if none runs. After a crash or a lost connection this may
 /// fail; orphan recovery remains the fallback.
-async fn hand_back(conn: &mut redis::aio::ConnectionManager, config: &queue::QueueConfig, name: &str) {
+async fn hand_back(
+    conn: &mut redis::aio::ConnectionManager,
+    config: &queue::QueueConfig,
+    name: &str,
+) {
     match queue::hand_back(conn, config, name).await {
         Ok(0) => {}
         Ok(jobs) => tracing::info!(worker = %name, jobs, "stopped worker handed its jobs back"),

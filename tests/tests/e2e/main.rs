@@ -24,7 +24,14 @@ mod spoofing;
 mod up;
 mod worker_killed;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use iptrack_tests::{TestDb, TestRedis, free_port};
@@ -136,6 +143,46 @@ pub async fn jobs_in_flight(redis: &TestRedis, pid: Option<u32>) -> u64 {
         jobs += conn.scard::<_, u64>(&key).await.unwrap();
     }
     jobs
+}
+
+/// Forwards a free local port to `target`; while `hold` is set, what the server sends waits
+/// in the proxy. So a command runs on Redis while its caller still waits for the reply.
+pub async fn holding_proxy(target: &str, hold: Arc<AtomicBool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = target.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (hold, target) = (hold.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut server_read, mut server_write) = outbound.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut buf = vec![0; 64 * 1024];
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        while hold.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        client_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    port
 }
 
 /// Sends SIGTERM to a process.

@@ -1,6 +1,13 @@
 //! `iptrack up` on a fresh database: the newcomer's first run.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use iptrack_entity::request_log;
 use iptrack_tests::{
@@ -9,8 +16,8 @@ use iptrack_tests::{
 use sea_orm::EntityTrait;
 
 use crate::{
-    Stack, assert_stored_exactly_once, client_ip, iptrack, jobs_in_flight, send_requests,
-    terminate,
+    Stack, assert_stored_exactly_once, client_ip, holding_proxy, iptrack, jobs_in_flight,
+    send_requests, terminate,
 };
 
 both_backends!(
@@ -145,27 +152,53 @@ both_backends!(
     iptrack_up_stopped_right_after_load_leaves_no_job_in_flight,
     |backend| async move {
         let (db, redis) = (TestDb::empty(backend).await, TestRedis::new());
-        // Small batches keep the worker busy when the signal comes; orphan recovery only
-        // after a minute, so a job left in flight would miss the limit below.
+        // Orphan recovery only after a minute, so a job left in flight would miss the
+        // limit below.
         let stack = Stack::new(&db, &redis)
-            .with("IPTRACK_BATCH_MAX_EVENTS", "5")
+            .with("IPTRACK_BATCH_MAX_EVENTS", "10")
             .with("IPTRACK_BATCH_MAX_WAIT_MS", "5")
             .with("IPTRACK_WORKER_HEARTBEAT_SECS", "20")
             .with("IPTRACK_WORKER_MISSED_HEARTBEATS", "3");
-        let mut up = Service::start("iptrack", &["up"], &stack.env);
+        // `iptrack up` reaches Redis through a proxy that can hold Redis's replies.
+        let hold = Arc::new(AtomicBool::new(false));
+        let target = redis
+            .url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/');
+        let port = holding_proxy(target, hold.clone()).await;
+        let mut up_env = stack.env.clone();
+        up_env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+        let mut up = Service::start("iptrack", &["up"], &up_env);
         stack.wait_until_listening().await;
-        let statuses = send_requests(&stack, 0..1_000).await;
+        let statuses = send_requests(&stack, 0..200).await;
         assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
 
+        // Right after the load, a fetch has run on Redis and its reply is on the way when
+        // the signal comes: the race of a stop under load, made certain.
+        hold.store(true, Ordering::SeqCst);
+        let statuses = send_requests(&stack, 200..400).await;
+        assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+        eventually(
+            Duration::from_secs(3),
+            "iptrack up to fetch jobs",
+            || async { (jobs_in_flight(&redis, Some(up.pid())).await > 0).then_some(()) },
+        )
+        .await;
         terminate(up.pid());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        hold.store(false, Ordering::SeqCst);
         let status = up
             .wait_for_exit(Duration::from_secs(30))
             .expect("iptrack up did not stop on SIGTERM");
         assert!(status.success(), "iptrack up exited with {status}");
-        assert_eq!(jobs_in_flight(&redis, None).await, 0, "iptrack up kept jobs");
+        assert_eq!(
+            jobs_in_flight(&redis, None).await,
+            0,
+            "iptrack up kept jobs"
+        );
 
         let _worker = Service::start("iptrack-worker", &[], &stack.env);
-        assert_stored_exactly_once(&db, 1_000, Duration::from_secs(10)).await;
+        assert_stored_exactly_once(&db, 400, Duration::from_secs(10)).await;
     }
 );
 
@@ -225,16 +258,22 @@ async fn without_redis_url_and_no_redis_iptrack_up_runs_a_private_one_and_stops_
         .expect("iptrack up did not stop on SIGTERM");
     assert!(status.success(), "iptrack up exited with {status}");
     let dir = dir.canonicalize().unwrap();
-    assert_eq!(redis_servers_in(&dir), Vec::<u32>::new(), "redis-server outlived iptrack up");
+    assert_eq!(
+        redis_servers_in(&dir),
+        Vec::<u32>::new(),
+        "redis-server outlived iptrack up"
+    );
 
     // Killed outright, iptrack cannot stop its Redis; the closed pipe does.
     let mut up = Service::start("iptrack", &["up"], &stack.env);
     stack.wait_until_listening().await;
     assert_eq!(redis_servers_in(&dir).len(), 1);
     up.kill();
-    eventually(Duration::from_secs(10), "redis-server to follow iptrack", || async {
-        redis_servers_in(&dir).is_empty().then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "redis-server to follow iptrack",
+        || async { redis_servers_in(&dir).is_empty().then_some(()) },
+    )
     .await;
 }
 
@@ -246,7 +285,10 @@ async fn without_redis_url_iptrack_up_uses_the_redis_that_answers_at_the_default
     stack.wait_until_listening().await;
     send_requests(&stack, 0..50).await;
     assert_stored_exactly_once(&db, 50, Duration::from_secs(20)).await;
-    assert!(!redis.keys().await.is_empty(), "the running Redis was not used");
+    assert!(
+        !redis.keys().await.is_empty(),
+        "the running Redis was not used"
+    );
     assert!(!std::path::Path::new(&format!("{}.redis", sqlite_file(&db))).exists());
 }
 

@@ -288,14 +288,18 @@ async fn completed_jobs_leave_no_payload_and_a_bounded_trace_in_redis() {
 
     let mut conn = redis.connection().await;
     let (done_key, data_key) = (config.done_jobs_set(), config.job_data_hash());
-    eventually(Duration::from_secs(10), "completed payloads dropped", || {
-        let (mut conn, done_key, data_key) = (conn.clone(), done_key.clone(), data_key.clone());
-        async move {
-            let done: u64 = conn.scard(done_key).await.unwrap();
-            let payloads: u64 = conn.hlen(data_key).await.unwrap();
-            (done <= queue::DONE_JOBS_KEPT as u64 && payloads == 0).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "completed payloads dropped",
+        || {
+            let (mut conn, done_key, data_key) = (conn.clone(), done_key.clone(), data_key.clone());
+            async move {
+                let done: u64 = conn.scard(done_key).await.unwrap();
+                let payloads: u64 = conn.hlen(data_key).await.unwrap();
+                (done <= queue::DONE_JOBS_KEPT as u64 && payloads == 0).then_some(())
+            }
+        },
+    )
     .await;
     let done: Vec<String> = conn.smembers(&done_key).await.unwrap();
     assert!(!done.is_empty(), "no trace of the completed jobs kept");
@@ -312,7 +316,10 @@ async fn completed_jobs_leave_no_payload_and_a_bounded_trace_in_redis() {
             .unwrap();
         used += bytes.unwrap_or(0);
     }
-    assert!(payload_bytes > 4_000_000, "the test's payloads are too small to tell");
+    assert!(
+        payload_bytes > 4_000_000,
+        "the test's payloads are too small to tell"
+    );
     assert!(
         used < 1_000_000,
         "{used} bytes in Redis after {payload_bytes} bytes of completed payloads: {keys:?}"

@@ -103,7 +103,14 @@ impl PrivateRedis {
             // non-interactive shell reads /dev/null, so only `read` reads the pipe.
             .arg(r#""$0" "$@" & server=$!; read -r _; kill -TERM "$server"; wait "$server""#)
             .arg(server)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "yes",
+            ])
             .args(["--appendonly", "yes", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&dir)
