@@ -157,6 +157,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    iptrack_core::redis_status::init(&settings.redis_url);
     let result = match cli.command {
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Up => commands::up::run(&settings).await,
@@ -181,6 +182,11 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // No Redis for `iptrack up`: a setting or an install to fix, one line.
+        Err(error) if error.downcast_ref::<commands::up::NoRedis>().is_some() => {
+            eprintln!("iptrack up: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("iptrack: {error:#}");
             if is_bad_input(&error) {

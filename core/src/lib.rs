@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod process;
 pub mod queue;
 pub mod queue_stats;
+pub mod redis_status;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::{fmt::Display, path::Path, process::ExitCode};
 
-use crate::{Settings, telemetry};
+use crate::{Settings, redis_status, telemetry};
 
 /// Loads settings and starts logging. An invalid setting prints one line naming the
 /// variable and yields exit status 2.
@@ -10,6 +10,7 @@ pub fn init(process: &str, config_file: Option<&Path>) -> Result<Settings, ExitC
     match Settings::load(config_file) {
         Ok(settings) => {
             telemetry::init(settings.log_format);
+            redis_status::init(&settings.redis_url);
             Ok(settings)
         }
         Err(error) => {

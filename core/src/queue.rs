@@ -25,9 +25,15 @@ pub const FETCH_BATCH: usize = 4;
 /// Largest number of ids one Lua call moves with `unpack`; far below Lua's limit (~8,000).
 pub const PROMOTE_CHUNK: usize = 1_000;
 
-/// Completed jobs kept for inspection (`redis-cli`, `iptrack queues`); older ones are
-/// forgotten by [`trim_done`].
+/// Traces of completed jobs kept for inspection (`redis-cli`, `iptrack queues`); older
+/// ones are forgotten by [`trim_done`], which also drops every completed job's payload.
+/// A trace is an id and a small metadata hash (about 200 bytes, independent of the job's
+/// payload), so this bounds their memory to a few hundred kilobytes per queue.
 pub const DONE_JOBS_KEPT: usize = 1_000;
+
+/// How long a worker's metadata hash outlives its last maintenance renewal; see
+/// `lua/expire_worker_keys.lua`. Renewed every second while the worker heartbeats.
+pub const WORKER_KEY_TTL: Duration = Duration::from_secs(120);
 
 static PUSH_READY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/push_ready.lua")));
@@ -37,6 +43,10 @@ static PUSH_ONCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/push_once.lua")));
 static TRIM_DONE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/trim_done.lua")));
+static HAND_BACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/hand_back.lua")));
+static EXPIRE_WORKER_KEYS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/expire_worker_keys.lua")));
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,19 +181,72 @@ pub async fn promote_due(
     }
 }
 
-/// Forgets completed jobs beyond [`DONE_JOBS_KEPT`], a bounded amount per call.
+/// What one [`trim_done`] call removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    /// Traces (id and metadata) of completed jobs forgotten.
+    pub traces: u64,
+    /// Payloads of completed jobs dropped.
+    pub payloads: u64,
+}
+
+/// Drops the payload of every completed job, and forgets completed jobs' traces beyond
+/// [`DONE_JOBS_KEPT`] (a bounded amount per call).
 pub async fn trim_done(
     conn: &mut ConnectionManager,
     config: &QueueConfig,
-) -> Result<u64, redis::RedisError> {
-    TRIM_DONE
+) -> Result<Trimmed, redis::RedisError> {
+    let (traces, payloads): (u64, u64) = TRIM_DONE
         .key(config.done_jobs_set())
         .key(config.job_data_hash())
         .key(config.job_meta_hash())
         .arg(DONE_JOBS_KEPT)
         .arg(PROMOTE_CHUNK)
         .invoke_async(conn)
+        .await?;
+    Ok(Trimmed { traces, payloads })
+}
+
+/// Hands the jobs `worker` holds back to the front of the active list and unregisters it
+/// (see `lua/hand_back.lua`). For a worker that has stopped: a running one would lose the
+/// jobs it is working on. Returns how many jobs went back.
+pub async fn hand_back(
+    conn: &mut ConnectionManager,
+    config: &QueueConfig,
+    worker: &str,
+) -> Result<u64, redis::RedisError> {
+    HAND_BACK
+        .key(config.workers_set())
+        .key(format!("{}:{worker}", config.inflight_jobs_set()))
+        .key(config.active_jobs_list())
+        .key(config.signal_list())
+        .key(worker_metadata_key(config, worker))
+        .arg(worker)
+        .arg(PROMOTE_CHUNK)
+        .invoke_async(conn)
         .await
+}
+
+/// Renews the TTL ([`WORKER_KEY_TTL`]) of the metadata hash of every worker of the queue
+/// that heartbeated within heartbeat × missed heartbeats; a stopped worker's expires.
+pub async fn expire_worker_keys(
+    conn: &mut ConnectionManager,
+    config: &QueueConfig,
+) -> Result<u64, redis::RedisError> {
+    let stale_before = unix_seconds().saturating_sub(config.orphaned_duration().as_secs());
+    EXPIRE_WORKER_KEYS
+        .key(config.workers_set())
+        .key(format!("{}:workers:metadata", config.queue.as_ref()))
+        .arg(stale_before)
+        .arg(WORKER_KEY_TTL.as_secs())
+        .invoke_async(conn)
+        .await
+}
+
+/// apalis-redis's key for a worker's metadata hash (its `Config::worker_metadata_key`
+/// wants a running worker's context; a stopped worker has only its name).
+pub fn worker_metadata_key(config: &QueueConfig, worker: &str) -> String {
+    format!("{}:workers:metadata:{worker}", config.queue.as_ref())
 }
 
 /// A worker name unique across hosts, processes, queues and restarts. apalis-redis refuses

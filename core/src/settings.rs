@@ -27,6 +27,7 @@ pub use rate_limit::{
 pub const KNOWN_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "REDIS_URL",
+    "IPTRACK_UP_REDIS_PROBE_URL",
     "IPTRACK_BIND",
     "IPTRACK_TRUSTED_PROXIES",
     "IPTRACK_PROXY_HEADER",
@@ -77,6 +78,14 @@ pub struct Settings {
     pub database_url: String,
     /// `REDIS_URL`: job queues live here (and, later, rate-limit counters and the geo cache).
     pub redis_url: String,
+    /// Whether `REDIS_URL` was given (environment or config file). When it was not,
+    /// `iptrack up` looks for a Redis at [`Settings::up_redis_probe_url`] and, finding
+    /// none, starts a private `redis-server`.
+    pub redis_url_given: bool,
+    /// `IPTRACK_UP_REDIS_PROBE_URL`: where `iptrack up` looks for a running Redis when
+    /// `REDIS_URL` is not set; default `redis://127.0.0.1:6379`, `REDIS_URL`'s default. Set
+    /// it when that port belongs to something else (the tests point it at a free port).
+    pub up_redis_probe_url: String,
     /// `IPTRACK_BIND`: address the web server listens on.
     pub bind: SocketAddr,
     /// `IPTRACK_TRUSTED_PROXIES`: comma-separated CIDRs of reverse proxies whose forwarding
@@ -452,6 +461,8 @@ impl Default for Settings {
         Self {
             database_url: "sqlite://iptrack.db?mode=rwc".to_owned(),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_url_given: false,
+            up_redis_probe_url: "redis://127.0.0.1:6379".to_owned(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwardedFor,
@@ -520,7 +531,11 @@ impl Settings {
             s.database_url = parse_database_url(v)?;
         }
         if let Some(v) = get("REDIS_URL") {
-            s.redis_url = parse_redis_url(v)?;
+            s.redis_url = parse_redis_url("REDIS_URL", v)?;
+            s.redis_url_given = true;
+        }
+        if let Some(v) = get("IPTRACK_UP_REDIS_PROBE_URL") {
+            s.up_redis_probe_url = parse_redis_url("IPTRACK_UP_REDIS_PROBE_URL", v)?;
         }
         if let Some(v) = get("IPTRACK_BIND") {
             s.bind = v
@@ -683,10 +698,10 @@ fn parse_database_url(v: &str) -> Result<String, SettingsError> {
     }
 }
 
-fn parse_redis_url(v: &str) -> Result<String, SettingsError> {
+fn parse_redis_url(name: &'static str, v: &str) -> Result<String, SettingsError> {
     redis::Client::open(v)
         .map(|_| v.to_owned())
-        .map_err(|e| invalid("REDIS_URL", v, e.to_string()))
+        .map_err(|e| invalid(name, v, e.to_string()))
 }
 
 /// Parses comma-separated CIDRs; a bare address means that one host.
@@ -825,6 +840,8 @@ mod tests {
         let s = Settings::from_sources(None, env(&[])).unwrap();
         assert_eq!(s.database_url, "sqlite://iptrack.db?mode=rwc");
         assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert!(!s.redis_url_given);
+        assert_eq!(s.up_redis_probe_url, "redis://127.0.0.1:6379");
         assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.redis_prefix, "iptrack");

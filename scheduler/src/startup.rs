@@ -7,7 +7,7 @@ use apalis::prelude::{BoxDynError, Data, WorkerBuilder};
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, TimeZone, Utc};
 use cron::Schedule;
-use iptrack_core::{queue, settings::Settings};
+use iptrack_core::{queue, redis_status, settings::Settings};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +60,7 @@ pub async fn start(
             "caught up on missed flag-suspicious-ips windows"
         ),
         Err(error) => {
-            tracing::warn!(%error, "cannot catch up on missed windows yet; the next tick retries")
+            redis_status::report_queue("scheduler catch-up, retried at the next tick", &error)
         }
     }
 
@@ -136,10 +136,13 @@ async fn on_flag_tick(tick: Tick, context: Data<TickContext>) -> Result<(), BoxD
         .enqueue_due(&context.flag_schedule, now, Some(now))
         .await
         .map_err(|error| {
-            tracing::warn!(%error, window_end = %now, "cannot enqueue flag-suspicious-ips; the next tick catches up");
+            redis_status::report_queue(
+                "scheduler, flag-suspicious-ips caught up at the next tick",
+                &error,
+            );
             error.into()
         })
-        .map(|_| ())
+        .map(|_| redis_status::answered())
 }
 
 async fn on_purge_tick(tick: Tick, context: Data<TickContext>) -> Result<(), BoxDynError> {
@@ -148,8 +151,8 @@ async fn on_purge_tick(tick: Tick, context: Data<TickContext>) -> Result<(), Box
         .purge(tick_time(&tick))
         .await
         .map_err(|error| {
-            tracing::warn!(%error, "cannot enqueue purge-logs");
+            redis_status::report_queue("scheduler, purge-logs", &error);
             error.into()
         })
-        .map(|_| ())
+        .map(|_| redis_status::answered())
 }

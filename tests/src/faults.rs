@@ -72,9 +72,23 @@ impl FaultReport {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A figure as a number (0 when absent).
+    /// A figure as a number. Panics (failing the test) when the scenario reported no figure
+    /// of that name or a figure that is no number: read as 0, a misspelt name would make
+    /// `dead_jobs == 0` and the like pass without checking anything.
     pub fn number(&self, name: &str) -> u64 {
-        self.figure(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+        let Some(value) = self.figure(name) else {
+            let names: Vec<&str> = self.figures.iter().map(|(n, _)| *n).collect();
+            panic!(
+                "{}: no figure named {name:?} (it has {names:?})",
+                self.scenario
+            );
+        };
+        value.parse().unwrap_or_else(|_| {
+            panic!(
+                "{}: figure {name:?} is {value:?}, not a number",
+                self.scenario
+            )
+        })
     }
 }
 
@@ -639,4 +653,35 @@ fn next(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> FaultReport {
+        FaultReport {
+            scenario: "example",
+            audit: Audit::default(),
+            drain: Duration::ZERO,
+            figures: vec![("dead_jobs", "0".into()), ("note", "n/a".into())],
+        }
+    }
+
+    #[test]
+    fn a_reported_figure_is_read_as_its_number() {
+        assert_eq!(report().number("dead_jobs"), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "no figure named \"dead_job\"")]
+    fn a_misspelt_figure_fails_the_test_instead_of_reading_zero() {
+        report().number("dead_job");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a number")]
+    fn a_figure_that_is_no_number_fails_the_test() {
+        report().number("note");
+    }
 }

@@ -29,6 +29,18 @@ impl TestRedis {
             .await
             .expect("cannot connect to Redis (IPTRACK_TEST_REDIS_URL)")
     }
+
+    /// Every key under the test's prefix, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut conn = self.connection().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS failed");
+        keys.sort();
+        keys
+    }
 }
 
 impl Default for TestRedis {

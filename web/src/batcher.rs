@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use iptrack_core::{
     jobs::{LogEvent, RequestLogBatch},
-    queue::JobQueue,
+    queue::{JobQueue, QueueError},
+    redis_status,
     settings::LogPipelineSettings,
 };
 use tokio::{sync::mpsc, time::Instant};
@@ -124,7 +125,14 @@ async fn push_until_delivered(
     let mut delay = RETRY_MIN;
     loop {
         match queue.push(std::slice::from_ref(batch)).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                redis_status::answered();
+                return true;
+            }
+            Err(QueueError::Redis(error)) => {
+                PipelineMetrics::add(&metrics.push_failures, 1);
+                redis_status::report("request-log batcher", &error);
+            }
             Err(error) => {
                 PipelineMetrics::add(&metrics.push_failures, 1);
                 if failure_warning.should_fire() {

@@ -88,8 +88,11 @@ async fn run(
             }
             Err(error) => {
                 if !redis_failing {
-                    tracing::warn!(%error, "cannot subscribe to blocklist notices; relying on periodic reloads");
                     redis_failing = true;
+                    iptrack_core::redis_status::report(
+                        "blocklist sync, relying on periodic reloads",
+                        &error,
+                    );
                 }
             }
         }

@@ -346,7 +346,7 @@ impl RequestFacts {
     fn into_event(self, status: StatusCode) -> LogEvent {
         LogEvent {
             ip: self.ip,
-            timestamp: Utc::now(),
+            timestamp: iptrack_core::jobs::event_time(),
             method: self.method,
             path: self.path,
             status: status.as_u16(),

@@ -2,14 +2,20 @@
 //!
 //! - Due retries are moved from `:scheduled` to the active list in chunks, so apalis-redis's
 //!   fetch never meets the 8,000 due jobs its single `unpack` cannot carry.
-//! - Completed jobs beyond a fixed number are forgotten; apalis-redis keeps them forever.
+//! - Completed jobs lose their payloads, and their traces beyond a fixed number are
+//!   forgotten; apalis-redis keeps both forever.
+//! - Live workers' metadata hashes get a TTL, renewed here, so a stopped worker's expires;
+//!   apalis-redis never removes them.
 //!
 //! Several worker processes running this at once is harmless: each step is one atomic
 //! script.
 
 use std::time::Duration;
 
-use iptrack_core::queue::{self, QueueConfig};
+use iptrack_core::{
+    queue::{self, QueueConfig},
+    redis_status,
+};
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +36,7 @@ pub async fn run_once(
             );
         }
         queue::trim_done(conn, config).await?;
+        queue::expire_worker_keys(conn, config).await?;
     }
     Ok(())
 }
@@ -41,23 +48,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(INTERVAL);
-    let mut failing = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.cancelled() => return,
         }
         match run_once(&mut conn, &queues).await {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!("queue maintenance works again");
-            }
-            Ok(()) => {}
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "queue maintenance failed; retrying every second");
-            }
-            Err(_) => {}
+            Ok(()) => redis_status::answered(),
+            Err(error) => redis_status::report("queue maintenance", &error),
         }
     }
 }

@@ -66,20 +66,47 @@ macro_rules! spawn_queue {
                     // One job at a time per apalis worker: apalis fetches again as soon as
                     // the service is ready, so without a limit one worker would take every
                     // waiting job and open more transactions than its pool holds.
-                    let worker = WorkerBuilder::new(name)
+                    let worker = WorkerBuilder::new(name.clone())
                         .backend(backend)
                         .concurrency(1)
                         .data(context.clone())
                         .build($handler);
                     let stop = stop.clone();
-                    worker.run_until(async move {
-                        stop.cancelled().await;
-                        Ok::<(), std::io::Error>(())
-                    })
+                    let (mut conn, config) = (conn.clone(), config.clone());
+                    async move {
+                        let ended = worker
+                            .run_until(async move {
+                                stop.cancelled().await;
+                                Ok::<(), std::io::Error>(())
+                            })
+                            .await;
+                        hand_back(&mut conn, &config, &name).await;
+                        ended
+                    }
                 },
             ));
         }
     };
+}
+
+/// Returns the jobs a stopped apalis worker still holds to its queue, at once: left in its
+/// in-flight set they would wait for another worker's orphan recovery (heartbeat × missed
+/// heartbeats), and for ever if none runs. After a crash or a lost connection this may
+/// fail; orphan recovery remains the fallback.
+async fn hand_back(
+    conn: &mut redis::aio::ConnectionManager,
+    config: &queue::QueueConfig,
+    name: &str,
+) {
+    match queue::hand_back(conn, config, name).await {
+        Ok(0) => {}
+        Ok(jobs) => tracing::info!(worker = %name, jobs, "stopped worker handed its jobs back"),
+        Err(error) => tracing::debug!(
+            worker = %name,
+            %error,
+            "cannot hand jobs back; orphan recovery will re-queue them"
+        ),
+    }
 }
 
 /// What every queue's workers share.
@@ -114,7 +141,7 @@ pub async fn start(
 
     // Bring a large retry backlog into the active lists before any worker fetches.
     if let Err(error) = maintenance::run_once(&mut conn.clone(), &queues).await {
-        tracing::warn!(%error, "queue maintenance failed at start; the workers retry");
+        iptrack_core::redis_status::report("queue maintenance at start", &error);
     }
 
     let blocklist = BlocklistService::new(

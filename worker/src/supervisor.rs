@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use iptrack_core::queue::unique_worker_name;
+use iptrack_core::{queue::unique_worker_name, redis_status};
 use tokio_util::sync::CancellationToken;
 
 /// First delay before a restart; doubled after each failure ...
@@ -69,12 +69,17 @@ pub async fn supervise<F, Fut, E>(
         }
         match result {
             Ok(()) => tracing::warn!(worker = %name, queue, "worker stopped; restarting"),
-            Err(error) => tracing::warn!(
-                worker = %name,
-                queue,
-                restart_in_ms = delay.as_millis() as u64,
-                "worker failed: {error}"
-            ),
+            // An apalis-redis worker ends with an error only when a Redis call failed:
+            // one report per process names the server, the details stay at debug.
+            Err(error) => {
+                redis_status::unreachable("worker", &error);
+                tracing::debug!(
+                    worker = %name,
+                    queue,
+                    restart_in_ms = delay.as_millis() as u64,
+                    "worker failed: {error}"
+                );
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -25,10 +25,18 @@ mod spoofing;
 mod up;
 mod worker_killed;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use iptrack_tests::{TestDb, TestRedis, free_port};
+use redis::AsyncCommands;
 
 /// Environment of one test's iptrack processes.
 #[derive(Debug)]
@@ -120,6 +128,62 @@ pub async fn send_requests(stack: &Stack, range: std::ops::Range<usize>) -> Vec<
         .buffer_unordered(16)
         .collect()
         .await
+}
+
+/// Jobs in the request-log in-flight sets of the worker process `pid` (all of its apalis
+/// workers), or of every worker when `pid` is `None`.
+pub async fn jobs_in_flight(redis: &TestRedis, pid: Option<u32>) -> u64 {
+    let mut conn = redis.connection().await;
+    let pattern = match pid {
+        Some(pid) => format!("{}:request-logs:inflight:*-{pid}-*", redis.prefix),
+        None => format!("{}:request-logs:inflight:*", redis.prefix),
+    };
+    let keys: Vec<String> = conn.keys(pattern).await.unwrap();
+    let mut jobs = 0;
+    for key in keys {
+        jobs += conn.scard::<_, u64>(&key).await.unwrap();
+    }
+    jobs
+}
+
+/// Forwards a free local port to `target`; while `hold` is set, what the server sends waits
+/// in the proxy. So a command runs on Redis while its caller still waits for the reply.
+pub async fn holding_proxy(target: &str, hold: Arc<AtomicBool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = target.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (hold, target) = (hold.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut server_read, mut server_write) = outbound.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut buf = vec![0; 64 * 1024];
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        while hold.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        client_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    port
 }
 
 /// Sends SIGTERM to a process.

@@ -1,12 +1,24 @@
 //! `iptrack up` on a fresh database: the newcomer's first run.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use iptrack_entity::request_log;
-use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
+use iptrack_tests::{
+    Backend, TestDb, TestRedis, both_backends, eventually, free_port, process::Service,
+};
 use sea_orm::EntityTrait;
 
-use crate::{Stack, client_ip, send_requests, terminate};
+use crate::{
+    Stack, assert_stored_exactly_once, client_ip, holding_proxy, iptrack, jobs_in_flight,
+    send_requests, terminate,
+};
 
 both_backends!(
     a_thousand_requests_to_iptrack_up_become_a_thousand_rows,
@@ -133,5 +145,167 @@ async fn with_automatic_blocking_a_flagged_prober_is_refused() {
         get("/", "198.51.100.51").await,
         200,
         "a quiet client was blocked"
+    );
+}
+
+both_backends!(
+    iptrack_up_stopped_right_after_load_leaves_no_job_in_flight,
+    |backend| async move {
+        let (db, redis) = (TestDb::empty(backend).await, TestRedis::new());
+        // Orphan recovery only after a minute, so a job left in flight would miss the
+        // limit below.
+        let stack = Stack::new(&db, &redis)
+            .with("IPTRACK_BATCH_MAX_EVENTS", "10")
+            .with("IPTRACK_BATCH_MAX_WAIT_MS", "5")
+            .with("IPTRACK_WORKER_HEARTBEAT_SECS", "20")
+            .with("IPTRACK_WORKER_MISSED_HEARTBEATS", "3");
+        // `iptrack up` reaches Redis through a proxy that can hold Redis's replies.
+        let hold = Arc::new(AtomicBool::new(false));
+        let target = redis
+            .url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/');
+        let port = holding_proxy(target, hold.clone()).await;
+        let mut up_env = stack.env.clone();
+        up_env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
+        let mut up = Service::start("iptrack", &["up"], &up_env);
+        stack.wait_until_listening().await;
+        let statuses = send_requests(&stack, 0..200).await;
+        assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+
+        // Right after the load, a fetch has run on Redis and its reply is on the way when
+        // the signal comes: the race of a stop under load, made certain.
+        hold.store(true, Ordering::SeqCst);
+        let statuses = send_requests(&stack, 200..400).await;
+        assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+        eventually(
+            Duration::from_secs(3),
+            "iptrack up to fetch jobs",
+            || async { (jobs_in_flight(&redis, Some(up.pid())).await > 0).then_some(()) },
+        )
+        .await;
+        terminate(up.pid());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        hold.store(false, Ordering::SeqCst);
+        let status = up
+            .wait_for_exit(Duration::from_secs(30))
+            .expect("iptrack up did not stop on SIGTERM");
+        assert!(status.success(), "iptrack up exited with {status}");
+        assert_eq!(
+            jobs_in_flight(&redis, None).await,
+            0,
+            "iptrack up kept jobs"
+        );
+
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        assert_stored_exactly_once(&db, 400, Duration::from_secs(10)).await;
+    }
+);
+
+/// A stack for `iptrack up` as a newcomer runs it: `REDIS_URL` unset, and the address it
+/// probes for a running Redis (`IPTRACK_UP_REDIS_PROBE_URL`, default 127.0.0.1:6379, where
+/// this machine runs one) pointed at `probe`.
+fn without_redis_url(db: &TestDb, redis: &TestRedis, probe: &str) -> Stack {
+    let mut stack = Stack::new(db, redis).with("IPTRACK_UP_REDIS_PROBE_URL", probe);
+    stack.env.remove("REDIS_URL");
+    stack
+}
+
+/// The SQLite file of a test database.
+fn sqlite_file(db: &TestDb) -> String {
+    let url = db.url.strip_prefix("sqlite://").unwrap();
+    url.split('?').next().unwrap().to_owned()
+}
+
+/// Process ids of the redis-server processes working in `dir` (redis-server changes to
+/// its `--dir` and rewrites its command line, so the working directory tells them apart).
+fn redis_servers_in(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.starts_with("redis-server")
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_url_and_no_redis_iptrack_up_runs_a_private_one_and_stops_it() {
+    let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
+    let stack = without_redis_url(&db, &redis, &format!("redis://127.0.0.1:{}", free_port()));
+    let dir = std::path::PathBuf::from(format!("{}.redis", sqlite_file(&db)));
+
+    let mut up = Service::start("iptrack", &["up"], &stack.env);
+    stack.wait_until_listening().await;
+    let statuses = send_requests(&stack, 0..300).await;
+    assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
+    assert_stored_exactly_once(&db, 300, Duration::from_secs(20)).await;
+    assert!(
+        redis.keys().await.is_empty(),
+        "the shared Redis was used instead of a private one"
+    );
+    assert_eq!(redis_servers_in(&dir.canonicalize().unwrap()).len(), 1);
+    assert!(
+        dir.join("appendonlydir").is_dir(),
+        "no append-only file beside the database"
+    );
+
+    terminate(up.pid());
+    let status = up
+        .wait_for_exit(Duration::from_secs(30))
+        .expect("iptrack up did not stop on SIGTERM");
+    assert!(status.success(), "iptrack up exited with {status}");
+    let dir = dir.canonicalize().unwrap();
+    assert_eq!(
+        redis_servers_in(&dir),
+        Vec::<u32>::new(),
+        "redis-server outlived iptrack up"
+    );
+
+    // Killed outright, iptrack cannot stop its Redis; the closed pipe does.
+    let mut up = Service::start("iptrack", &["up"], &stack.env);
+    stack.wait_until_listening().await;
+    assert_eq!(redis_servers_in(&dir).len(), 1);
+    up.kill();
+    eventually(
+        Duration::from_secs(10),
+        "redis-server to follow iptrack",
+        || async { redis_servers_in(&dir).is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_url_iptrack_up_uses_the_redis_that_answers_at_the_default_address() {
+    let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
+    let stack = without_redis_url(&db, &redis, &redis.url);
+    let _up = Service::start("iptrack", &["up"], &stack.env);
+    stack.wait_until_listening().await;
+    send_requests(&stack, 0..50).await;
+    assert_stored_exactly_once(&db, 50, Duration::from_secs(20)).await;
+    assert!(
+        !redis.keys().await.is_empty(),
+        "the running Redis was not used"
+    );
+    assert!(!std::path::Path::new(&format!("{}.redis", sqlite_file(&db))).exists());
+}
+
+#[tokio::test]
+async fn without_redis_url_redis_or_redis_server_iptrack_up_exits_2_with_one_line() {
+    let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
+    // `iptrack` runs with no PATH at all: no redis-server to find.
+    let stack = without_redis_url(&db, &redis, &format!("redis://127.0.0.1:{}", free_port()));
+    let (code, _, stderr) = iptrack(&stack, &["up"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("redis-server") && stderr.contains("REDIS_URL"),
+        "{stderr}"
+    );
+    assert!(
+        !std::path::Path::new(&sqlite_file(&db)).exists(),
+        "iptrack up created the database before refusing"
     );
 }

@@ -233,10 +233,10 @@ impl Inner {
             .is_none_or(|at| now.duration_since(at) >= WARN_INTERVAL)
         {
             health.last_warning = Some(now);
-            tracing::warn!(
-                error,
-                "Redis unreachable: rate limits are counted per instance, in memory, \
-                 until it returns"
+            // One report per process for every part that lost Redis, naming the server.
+            iptrack_core::redis_status::unreachable(
+                "rate limiter, counting per instance in memory until it returns",
+                &error,
             );
         }
     }

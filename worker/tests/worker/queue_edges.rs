@@ -260,36 +260,93 @@ async fn a_worker_backs_off_while_redis_is_down_and_resumes_when_it_returns() {
     workers.wait().await;
 }
 
-/// apalis-redis keeps every completed job (payload and metadata) forever; request-log
-/// batches are large, so the maintenance loop forgets all but the newest thousand or so.
+/// apalis-redis keeps every completed job (payload and metadata) forever: 62 MB after
+/// 300,000 requests. The maintenance loop drops each completed job's payload and keeps
+/// only a bounded trace; live workers' metadata hashes carry a TTL, and a stopped worker
+/// leaves none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completed_jobs_do_not_accumulate_in_redis() {
+async fn completed_jobs_leave_no_payload_and_a_bounded_trace_in_redis() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
     let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
     let mut jobs = job_queue(&settings);
     let batches: Vec<_> = (0..1_500)
-        .map(|i| batch(&format!("d{i}"), 1, "198.51.100.14"))
+        .map(|i| batch(&format!("d{i}"), 20, "198.51.100.14"))
         .collect();
-    jobs.push(&batches).await.unwrap();
+    let payload_bytes: usize = batches
+        .iter()
+        .map(|b| serde_json::to_vec(b).unwrap().len())
+        .sum();
+    for chunk in batches.chunks(500) {
+        jobs.push(chunk).await.unwrap();
+    }
     let stop = CancellationToken::new();
     let workers = iptrack_worker::start(&settings, stop.clone())
         .await
         .unwrap();
-    wait_for_rows(&db, 1_500, Duration::from_secs(60)).await;
+    wait_for_rows(&db, 30_000, Duration::from_secs(120)).await;
 
-    let conn = redis.connection().await;
-    eventually(Duration::from_secs(10), "done jobs trimmed", || {
-        let mut conn = conn.clone();
-        let (done, data) = (config.done_jobs_set(), config.job_data_hash());
-        async move {
-            let done: u64 = conn.scard(done).await.unwrap();
-            let payloads: u64 = conn.hlen(data).await.unwrap();
-            (done <= queue::DONE_JOBS_KEPT as u64 && payloads <= queue::DONE_JOBS_KEPT as u64)
-                .then_some(())
-        }
-    })
+    let mut conn = redis.connection().await;
+    let (done_key, data_key) = (config.done_jobs_set(), config.job_data_hash());
+    eventually(
+        Duration::from_secs(10),
+        "completed payloads dropped",
+        || {
+            let (mut conn, done_key, data_key) = (conn.clone(), done_key.clone(), data_key.clone());
+            async move {
+                let done: u64 = conn.scard(done_key).await.unwrap();
+                let payloads: u64 = conn.hlen(data_key).await.unwrap();
+                (done <= queue::DONE_JOBS_KEPT as u64 && payloads == 0).then_some(())
+            }
+        },
+    )
     .await;
+    let done: Vec<String> = conn.smembers(&done_key).await.unwrap();
+    assert!(!done.is_empty(), "no trace of the completed jobs kept");
+
+    // Everything iptrack keeps under the prefix, measured by Redis itself.
+    let keys: Vec<String> = redis.keys().await;
+    let mut used = 0_u64;
+    for key in &keys {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        used += bytes.unwrap_or(0);
+    }
+    assert!(
+        payload_bytes > 4_000_000,
+        "the test's payloads are too small to tell"
+    );
+    assert!(
+        used < 1_000_000,
+        "{used} bytes in Redis after {payload_bytes} bytes of completed payloads: {keys:?}"
+    );
+
+    // Every live worker's metadata hash expires unless renewed.
+    let metadata: Vec<String> = keys
+        .iter()
+        .filter(|k| k.contains(":workers:metadata:"))
+        .cloned()
+        .collect();
+    assert!(!metadata.is_empty(), "no worker metadata among {keys:?}");
+    for key in &metadata {
+        let ttl: i64 = conn.ttl(key).await.unwrap();
+        assert!(
+            ttl > 0 && ttl <= queue::WORKER_KEY_TTL.as_secs() as i64,
+            "{key} has TTL {ttl}"
+        );
+    }
+
     stop.cancel();
     workers.wait().await;
+    let left: Vec<String> = redis
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":workers:metadata:") || k.contains(":inflight:"))
+        .collect();
+    assert!(left.is_empty(), "stopped workers left {left:?}");
 }
