@@ -331,21 +331,16 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
     rows.extend((0..20).map(|i| ("198.51.100.8", i % 20, "/", 200, "FR")));
     rows.extend((0..10).map(|i| ("2001:db8::5", i, "/items/1", 200, "")));
     seed_logs(&conn, base, &rows).await;
-    // Networks that cover two of the three addresses, one of them permanent.
-    blocked_ip::block(&conn, "203.0.113.0/24", "a bad network", None, false)
-        .await
-        .unwrap();
-    blocked_ip::block(
-        &conn,
-        "2001:db8::/32",
-        "documentation prefix",
-        Some(Utc::now() + TimeDelta::days(2)),
-        false,
-    )
-    .await
-    .unwrap();
-
     let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    // Networks that cover two of the three addresses, one of them permanent, blocked the
+    // way an operator does (the CLI, through the blocklist service).
+    for args in [
+        &["block", "203.0.113.0/24", "--reason", "a bad network"][..],
+        &["block", "2001:db8::/32", "--reason", "documentation prefix", "--for", "2d"][..],
+    ] {
+        let (code, _, stderr) = crate::iptrack(&stack, args);
+        assert_eq!(code, 0, "iptrack {args:?}: {stderr}");
+    }
     let _web = Service::start("iptrack-web", &[], &stack.env);
     stack.wait_until_listening().await;
     let driver = ChromeDriver::start().await;
