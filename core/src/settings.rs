@@ -720,7 +720,8 @@ fn parse_path_prefixes(v: &str) -> Result<Vec<String>, String> {
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.trim_end_matches('/').to_owned())
+        // Canonical, as the stored paths they are compared with are (`crate::path`).
+        .map(|p| crate::path::canonical_path(p.trim_end_matches('/')).into_owned())
         .collect();
     if let Some(bad) = prefixes.iter().find(|p| !p.starts_with('/')) {
         return Err(format!("{bad:?} does not start with /"));
@@ -831,6 +832,16 @@ mod tests {
         assert_eq!(s.schedules.flag_schedule, "0 0 * * * *");
         assert_eq!(s.schedules.flag_threshold, 100);
         assert_eq!(s.schedules.sensitive_paths, ["/admin", "/login"]);
+    }
+
+    #[test]
+    fn sensitive_paths_are_kept_canonical_like_the_stored_paths() {
+        let s = Settings::from_sources(
+            None,
+            env(&[("IPTRACK_SENSITIVE_PATHS", "/%61dmin/, /wp%2dlogin")]),
+        )
+        .unwrap();
+        assert_eq!(s.schedules.sensitive_paths, ["/admin", "/wp-login"]);
     }
 
     #[test]

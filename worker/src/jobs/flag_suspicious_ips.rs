@@ -2,7 +2,8 @@
 //!
 //! For the window `[window_start, window_end)` it flags
 //! - addresses with more than `IPTRACK_FLAG_THRESHOLD` requests (rule `volume`);
-//! - addresses that requested a sensitive path or anything below it (rule `sensitive-path`).
+//! - addresses that requested a sensitive path or anything below it (rule `sensitive-path`),
+//!   compared in the canonical form the paths are stored in, so `/%61dmin` is `/admin`.
 //!
 //! Both are one GROUP BY over the time index each, never rows loaded into memory. The rows
 //! go to `suspicious_ip` with ON CONFLICT DO NOTHING on (address, rule, window start), so
@@ -19,6 +20,7 @@ use chrono::Utc;
 use iptrack_core::{
     blocklist::{BlocklistChange, parse_block_target, publish_change},
     jobs::FlagSuspiciousIps,
+    path::canonical_path,
     settings::ScheduleSettings,
 };
 use iptrack_entity::{blocked_ip, request_log, suspicious_ip};
@@ -157,8 +159,12 @@ pub fn sensitive_query(
 ) -> Select<request_log::Entity> {
     let mut sensitive_paths = Condition::any();
     for prefix in prefixes {
+        // Stored paths are canonical (`bounded_path`), so the prefix must be too, or
+        // `/%61dmin` in a setting would match nothing and `/admin` miss its re-spellings.
+        let canonical = canonical_path(prefix);
+        let prefix: &str = &canonical;
         sensitive_paths = sensitive_paths
-            .add(request_log::Column::Path.eq(prefix.as_str()))
+            .add(request_log::Column::Path.eq(prefix))
             .add(
                 Expr::col(request_log::Column::Path)
                     .like(LikeExpr::new(format!("{}/%", escape_like(prefix))).escape('\\')),
