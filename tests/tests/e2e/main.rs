@@ -15,6 +15,7 @@ mod faults;
 mod flagging;
 mod geolocation;
 mod observability;
+mod operator;
 mod paths;
 mod processes;
 mod queues;
