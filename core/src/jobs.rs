@@ -59,7 +59,8 @@ pub struct LogEvent {
     /// When the response was produced, UTC, in whole microseconds ([`event_time`]).
     pub timestamp: DateTime<Utc>,
     pub method: String,
-    /// Path without the query string, at most [`MAX_PATH_BYTES`] bytes.
+    /// Path without the query string, in its canonical form (`crate::path`), at most
+    /// [`MAX_PATH_BYTES`] bytes.
     pub path: String,
     pub status: u16,
     /// Microseconds from the request reaching the middleware to its response.
@@ -79,7 +80,8 @@ pub struct LogEvent {
 /// Longest user agent stored, in bytes.
 pub const MAX_USER_AGENT_BYTES: usize = 512;
 
-/// Longest path stored, in bytes; longer paths are cut at a character boundary.
+/// Longest path stored, in bytes; longer paths are cut before the escape or character
+/// that would straddle the limit.
 pub const MAX_PATH_BYTES: usize = 2048;
 
 /// A batch of events, pushed as one job. The id makes re-delivery harmless: the worker
@@ -100,7 +102,6 @@ impl RequestLogBatch {
     }
 }
 
-/// Cuts `path` to at most [`MAX_PATH_BYTES`] bytes without splitting a character.
 /// The time of an event: now, cut to whole microseconds. PostgreSQL keeps microseconds
 /// and SQLite would keep the nanoseconds as text; cut here, both databases store the same
 /// instant, and the one the event carried.
@@ -108,8 +109,25 @@ pub fn event_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// The path as it is stored and compared: its canonical form (`crate::path`), so every
+/// spelling of one path is one row value, cut to at most [`MAX_PATH_BYTES`] bytes. The
+/// canonical form is ASCII; the cut never leaves half an escape (`%4`), which would read
+/// as a different path.
 pub fn bounded_path(path: &str) -> String {
-    bounded_text(path, MAX_PATH_BYTES)
+    let canonical = crate::path::canonical_path(path);
+    if canonical.len() <= MAX_PATH_BYTES {
+        return canonical.into_owned();
+    }
+    let bytes = canonical.as_bytes();
+    let mut end = MAX_PATH_BYTES;
+    // An escape is three bytes: back off if one of the last two kept bytes starts one.
+    if let Some(back) = bytes[end - 2..end].iter().position(|&b| b == b'%') {
+        end = end - 2 + back;
+    }
+    match canonical.get(..end) {
+        Some(cut) => cut.to_owned(),
+        None => bounded_text(&canonical, end),
+    }
 }
 
 /// Cuts `text` to at most `max_bytes` bytes without splitting a character.
@@ -145,12 +163,29 @@ mod tests {
     }
 
     #[test]
-    fn long_paths_are_cut_on_a_character_boundary() {
+    fn long_paths_are_cut_without_splitting_an_escape() {
         let long = "é".repeat(MAX_PATH_BYTES);
         let cut = bounded_path(&long);
         assert!(cut.len() <= MAX_PATH_BYTES);
-        assert!(cut.chars().all(|c| c == 'é'));
+        // 682 whole escapes fill 2,046 bytes; the 683rd would straddle the limit.
+        assert_eq!(cut.len(), 2_046);
+        assert!("%C3%A9".repeat(MAX_PATH_BYTES).starts_with(&cut));
+        for offset in 0..3 {
+            let path = format!(
+                "/{}{}",
+                "a".repeat(MAX_PATH_BYTES - 3 + offset),
+                "%2F".repeat(4)
+            );
+            let cut = bounded_path(&path);
+            assert!(cut.len() <= MAX_PATH_BYTES, "{offset}");
+            assert_eq!(
+                crate::path::canonical_path(&cut),
+                cut.as_str(),
+                "{offset}: {cut}"
+            );
+        }
         assert_eq!(bounded_path("/login"), "/login");
+        assert_eq!(bounded_path("/%6cogin"), "/login");
     }
 
     #[test]

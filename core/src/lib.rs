@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod db;
 pub mod job_metrics;
 pub mod jobs;
+pub mod path;
 pub mod process;
 pub mod queue;
 pub mod queue_stats;

@@ -33,6 +33,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "IPTRACK_PROXY_HEADER",
     "IPTRACK_REDIS_PREFIX",
     "IPTRACK_ADMIN_TOKEN",
+    "IPTRACK_ADMIN_BIND",
     "IPTRACK_SAFELIST",
     "IPTRACK_BLOCKLIST_RELOAD_SECS",
     "IPTRACK_AUTO_BLOCK_SECS",
@@ -100,6 +101,11 @@ pub struct Settings {
     /// `IPTRACK_ADMIN_TOKEN`: bearer token of the admin API (`/api/v1/`). Unset, the API
     /// is off (404). At least 16 characters.
     pub admin_token: Option<SecretString>,
+    /// `IPTRACK_ADMIN_BIND`: when set, the admin API, the dashboard and `/metrics` are
+    /// served on a listener of their own at this address, and no longer on `IPTRACK_BIND`.
+    /// Nothing there is logged, rate-limited or blocked (the API still needs the token), so
+    /// an operator cannot lock themselves out; keep it on a private interface.
+    pub admin_bind: Option<SocketAddr>,
     /// `IPTRACK_SAFELIST`: comma-separated CIDRs that blocks (and rate limits) never apply
     /// to, e.g. your monitoring and office.
     pub safelist: Vec<IpNet>,
@@ -468,6 +474,7 @@ impl Default for Settings {
             proxy_header: ProxyHeader::XForwardedFor,
             redis_prefix: "iptrack".to_owned(),
             admin_token: None,
+            admin_bind: None,
             safelist: Vec::new(),
             blocklist_reload: Duration::from_secs(60),
             log_pipeline: LogPipelineSettings {
@@ -579,6 +586,19 @@ impl Settings {
                 ));
             }
             s.admin_token = Some(SecretString::from(v.to_owned()));
+        }
+        if let Some(v) = get("IPTRACK_ADMIN_BIND") {
+            let admin_bind: SocketAddr = v.parse().map_err(|e| {
+                invalid("IPTRACK_ADMIN_BIND", v, format!("{e}; expected host:port"))
+            })?;
+            if admin_bind == s.bind && admin_bind.port() != 0 {
+                return Err(invalid(
+                    "IPTRACK_ADMIN_BIND",
+                    v,
+                    "must differ from IPTRACK_BIND (the point is a listener of its own)",
+                ));
+            }
+            s.admin_bind = Some(admin_bind);
         }
         if let Some(v) = get("IPTRACK_SAFELIST") {
             s.safelist =
@@ -735,7 +755,8 @@ fn parse_path_prefixes(v: &str) -> Result<Vec<String>, String> {
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.trim_end_matches('/').to_owned())
+        // Canonical, as the stored paths they are compared with are (`crate::path`).
+        .map(|p| crate::path::canonical_path(p.trim_end_matches('/')).into_owned())
         .collect();
     if let Some(bad) = prefixes.iter().find(|p| !p.starts_with('/')) {
         return Err(format!("{bad:?} does not start with /"));
@@ -848,6 +869,36 @@ mod tests {
         assert_eq!(s.schedules.flag_schedule, "0 0 * * * *");
         assert_eq!(s.schedules.flag_threshold, 100);
         assert_eq!(s.schedules.sensitive_paths, ["/admin", "/login"]);
+    }
+
+    #[test]
+    fn the_admin_listener_is_optional_and_must_be_a_listener_of_its_own() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.admin_bind, None);
+        let s =
+            Settings::from_sources(None, env(&[("IPTRACK_ADMIN_BIND", "127.0.0.1:9000")])).unwrap();
+        assert_eq!(
+            s.admin_bind.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9000")
+        );
+        for bad in ["9000", "localhost:9000", "127.0.0.1:8000"] {
+            let err =
+                Settings::from_sources(None, env(&[("IPTRACK_ADMIN_BIND", bad)])).unwrap_err();
+            assert!(
+                err.to_string().contains("IPTRACK_ADMIN_BIND"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn sensitive_paths_are_kept_canonical_like_the_stored_paths() {
+        let s = Settings::from_sources(
+            None,
+            env(&[("IPTRACK_SENSITIVE_PATHS", "/%61dmin/, /wp%2dlogin")]),
+        )
+        .unwrap();
+        assert_eq!(s.schedules.sensitive_paths, ["/admin", "/wp-login"]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use ipnet::IpNet;
 use iptrack_core::{
     client_ip::ClientIpResolver,
     jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
+    path::canonical_path,
 };
 
 use crate::{
@@ -246,7 +247,11 @@ where
             .identity
             .as_ref()
             .and_then(|identity| identity(req.request()));
-        let request = RequestFacts::read(&req, ip, user_id, self.inner.log_query_string);
+        // The router decodes escapes before it matches routes, so rules must match the
+        // path in the canonical form that merges every spelling of it (`/%6cogin` is
+        // `/login`). Borrowed, no allocation, for a path already in that form.
+        let path = canonical_path(req.path());
+        let request = RequestFacts::read(&req, &path, ip, user_id, self.inner.log_query_string);
 
         if self.inner.is_blocked(ip) {
             // A short body that reveals nothing about why; logged like any request.
@@ -263,7 +268,7 @@ where
         let inner = self.inner.clone();
         let ruled = match &inner.rate_limiter {
             Some(limiter) if !inner.is_safelisted(ip) => limiter
-                .rule_for(req.method().as_str(), req.path())
+                .rule_for(req.method().as_str(), &path)
                 .map(|rule| (limiter.clone(), Arc::clone(rule))),
             _ => None,
         };
@@ -319,19 +324,21 @@ struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// `path` is the request's canonical path.
     fn read(
         req: &ServiceRequest,
+        path: &str,
         ip: IpAddr,
         user_id: Option<String>,
         with_query_string: bool,
     ) -> Self {
-        // `path()` and `query_string()` are the raw (still percent-encoded) URI parts.
+        // The query string is stored raw (still percent-encoded), as the client sent it.
         let query = req.query_string();
         Self {
             ip,
             started: Instant::now(),
             method: req.method().as_str().to_owned(),
-            path: bounded_path(req.path()),
+            path: bounded_path(path),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)

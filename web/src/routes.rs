@@ -1,4 +1,5 @@
-//! Routes of the reference server: a few pages to track, and health endpoints.
+//! Routes of the reference server: a few pages to track (the site), and the health and
+//! metrics endpoints, which are not site traffic (see `startup.rs`).
 
 use actix_web::{HttpResponse, Responder, get, http::header::ContentType, web};
 
@@ -27,14 +28,22 @@ pub(crate) struct AppState {
     pub(crate) rate_limit_metrics: Arc<RateLimitMetrics>,
 }
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+/// The site: what the middleware tracks, limits and blocks.
+pub(crate) fn configure_site(cfg: &mut web::ServiceConfig) {
     cfg.service(index)
         .service(login_form)
         .service(crate::login::submit)
-        .service(admin)
-        .service(healthz)
-        .service(readyz)
-        .service(metrics);
+        .service(admin);
+}
+
+/// Health endpoints: probes, not site traffic.
+pub(crate) fn configure_health(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz).service(readyz);
+}
+
+/// Prometheus scrapes: not site traffic.
+pub(crate) fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(metrics);
 }
 
 fn page(title: &str, body: &str) -> HttpResponse {

@@ -3,8 +3,13 @@
 
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{
+    App, HttpServer,
+    dev::{Server, ServerHandle},
+    web,
+};
 use anyhow::Context;
+use futures::{StreamExt, stream::FuturesUnordered};
 use iptrack_core::{
     blocklist::service::BlocklistService, client_ip::ClientIpResolver, db, queue,
     settings::Settings,
@@ -42,7 +47,10 @@ impl Default for WebOptions {
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
+    /// Set with `IPTRACK_ADMIN_BIND`: the operators' listener.
+    admin_port: Option<u16>,
     server: Server,
+    admin_server: Option<Server>,
     pipeline: Option<LogPipeline>,
     /// Stops the blocklist sync task when the server stops.
     background: CancellationToken,
@@ -52,15 +60,24 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("port", &self.port)
+            .field("admin_port", &self.admin_port)
             .finish_non_exhaustive()
     }
 }
 
 impl Application {
-    /// Binds `settings.bind` (port 0 picks a free port) and prepares the server.
+    /// Binds `settings.bind` (port 0 picks a free port), and `settings.admin_bind` when
+    /// set, and prepares the servers.
     pub async fn build(settings: &Settings, options: WebOptions) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.bind))?;
+        let admin_listener = settings
+            .admin_bind
+            .map(|address| {
+                TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} (IPTRACK_ADMIN_BIND)"))
+            })
+            .transpose()?;
         let port = listener.local_addr()?.port();
         let redis = deadpool_redis::Config::from_url(settings.redis_url.clone())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
@@ -98,12 +115,16 @@ impl Application {
             )),
             None => None,
         };
-        let routes = move |cfg: &mut web::ServiceConfig| {
+        // What operators use: the admin API and dashboard (when a token is set) and
+        // `/metrics`. Not site traffic (DESIGN.md): mounted outside the tracked scope, so
+        // never logged, counted by a rule or refused by the blocklist; the API keeps its
+        // token check.
+        let operator = move |cfg: &mut web::ServiceConfig| {
             if let Some((token, state)) = &admin {
                 cfg.app_data(token.clone()).app_data(state.clone());
                 admin::configure(cfg);
             }
-            routes::configure(cfg);
+            routes::configure_metrics(cfg);
         };
         // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits"). The limiter
         // has its own multiplexed connection: one round trip per ruled request.
@@ -144,45 +165,72 @@ impl Application {
             request_metrics: tracking.as_ref().map(IpTracking::metrics),
             rate_limit_metrics,
         });
-        let routes = move |cfg: &mut web::ServiceConfig| {
+        let site = move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(demo_account.clone());
-            routes(cfg);
+            routes::configure_site(cfg);
         };
+        let separate_admin = admin_listener.is_some();
 
-        let server = match tracking {
-            Some(tracking) => HttpServer::new(move || {
-                // The last `wrap` runs first: the session is decoded before tracking asks
-                // who the user is.
-                App::new()
-                    .wrap(tracking.clone())
-                    .wrap(login::session_middleware(session_key.clone()))
-                    .app_data(state.clone())
-                    .configure(routes.clone())
-            })
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .run(),
-            None => HttpServer::new(move || {
-                App::new()
-                    .wrap(login::session_middleware(session_key.clone()))
-                    .app_data(state.clone())
-                    .configure(routes.clone())
-            })
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .run(),
+        let public_state = state.clone();
+        let public_operator = operator.clone();
+        let server = HttpServer::new(move || {
+            // The last `wrap` runs first: the session is decoded before tracking asks who
+            // the user is.
+            let app = App::new()
+                .wrap(login::session_middleware(session_key.clone()))
+                .app_data(public_state.clone())
+                .configure(routes::configure_health);
+            let app = if separate_admin {
+                app
+            } else {
+                app.configure(public_operator.clone())
+            };
+            // Registered last, the site scope gets every request no route above took,
+            // unknown paths (404) included: those are site traffic, tracked like the rest.
+            match &tracking {
+                Some(tracking) => app.service(
+                    web::scope("")
+                        .wrap(tracking.clone())
+                        .configure(site.clone()),
+                ),
+                None => app.configure(site.clone()),
+            }
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .run();
+        let (admin_server, admin_port) = match admin_listener {
+            Some(admin_listener) => {
+                let admin_port = admin_listener.local_addr()?.port();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(routes::configure_health)
+                        .configure(operator.clone())
+                })
+                // Operator traffic is light: one worker thread, not one per core.
+                .workers(1)
+                .listen(admin_listener)?
+                .disable_signals()
+                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                .run();
+                (Some(server), Some(admin_port))
+            }
+            None => (None, None),
         };
         tracing::info!(
             address = %settings.bind.ip(),
             port,
+            admin_port,
             tracking = options.tracking,
             "iptrack-web listening"
         );
         Ok(Self {
             port,
+            admin_port,
             server,
+            admin_server,
             pipeline,
             background,
         })
@@ -192,24 +240,41 @@ impl Application {
         self.port
     }
 
+    /// The operators' port, when `IPTRACK_ADMIN_BIND` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and
     /// delivers the buffered log events before returning.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        let served = tokio::select! {
-            result = &mut server => result,
-            _ = shutdown.cancelled() => {
-                handle.stop(true).await;
-                server.await
-            }
+        let handles: Vec<ServerHandle> = std::iter::once(&self.server)
+            .chain(self.admin_server.as_ref())
+            .map(Server::handle)
+            .collect();
+        let mut servers: FuturesUnordered<_> = std::iter::once(self.server)
+            .chain(self.admin_server)
+            .map(tokio::spawn)
+            .collect();
+        // A listener that ends by itself (an error) takes the other one down with it.
+        let first = tokio::select! {
+            served = servers.next() => served,
+            _ = shutdown.cancelled() => None,
         };
+        futures::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
+        let mut results: Vec<_> = first.into_iter().collect();
+        while let Some(served) = servers.next().await {
+            results.push(served);
+        }
         self.background.cancel();
         if let Some(pipeline) = self.pipeline {
             pipeline.finish().await;
         }
-        served
-            .context("web server task failed")?
-            .context("web server failed")
+        for served in results {
+            served
+                .context("web server task failed")?
+                .context("web server failed")?;
+        }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::{SettingsError, invalid};
+use crate::path::canonical_path;
 
 /// The rules when `IPTRACK_RATE_LIMITS` is unset: the login form, 5 anonymous or 10
 /// authenticated posts a minute.
@@ -53,7 +54,8 @@ pub struct RateLimitRule {
     pub window: Duration,
 }
 
-/// Which request paths a rule covers.
+/// Which request paths a rule covers, in canonical form (`crate::path`): match it against
+/// a request's canonical path, never the raw one, or `/%6cogin` escapes a `/login` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
     /// This path only.
@@ -198,10 +200,11 @@ fn parse_rule(text: &str) -> Result<RateLimitRule, String> {
     if !path.starts_with('/') {
         return Err(format!("path {path:?} does not start with /"));
     }
+    // Kept canonical, as the paths they are matched against are.
     let path = match path.strip_suffix("/*") {
-        Some(prefix) => PathPattern::Prefix(prefix.to_owned()),
+        Some(prefix) => PathPattern::Prefix(canonical_path(prefix).into_owned()),
         None if path.contains('*') => return Err("* is only allowed as a final /*".to_owned()),
-        None => PathPattern::Exact(path.to_owned()),
+        None => PathPattern::Exact(canonical_path(path).into_owned()),
     };
     let (mut anonymous_limit, mut user_limit, mut window) = (None, None, None);
     for word in words {
@@ -321,6 +324,18 @@ mod tests {
                 .rules
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn rule_paths_are_kept_canonical_like_the_request_paths_they_meet() {
+        let s = load(&[(
+            "IPTRACK_RATE_LIMITS",
+            "a=POST /%6cogin anon=1 user=1 window=1s; b=GET /%61pi/* anon=1 user=1 window=1s",
+        )])
+        .unwrap()
+        .rate_limit;
+        assert_eq!(s.rules[0].path, PathPattern::Exact("/login".into()));
+        assert_eq!(s.rules[1].path, PathPattern::Prefix("/api".into()));
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod faults;
 mod flagging;
 mod geolocation;
 mod observability;
+mod operator;
+mod paths;
 mod processes;
 mod queues;
 mod rate_limits;

@@ -56,9 +56,9 @@ async fn metrics_count_requests_blocks_queues_and_the_workers_jobs_and_failures(
     .await;
     let conn = db.connect().await;
 
-    // Quiet queues: every job has finished and been counted. Each scrape is itself a
-    // logged request, so wait long enough before each one for the previous scrape's batch
-    // (100 ms to close, one worker poll, one insert) to be through.
+    // Quiet queues: every job has finished and been counted. Scrapes are not logged
+    // (operator traffic), but the pause between them lets the last batch (100 ms to
+    // close, one worker poll, one insert) get through.
     let metrics = eventually(Duration::from_secs(30), "jobs recorded", || async {
         tokio::time::sleep(Duration::from_millis(800)).await;
         let metrics = scrape(&client, &stack).await;

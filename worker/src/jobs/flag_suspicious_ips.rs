@@ -2,7 +2,8 @@
 //!
 //! For the window `[window_start, window_end)` it flags
 //! - addresses with more than `IPTRACK_FLAG_THRESHOLD` requests (rule `volume`);
-//! - addresses that requested a sensitive path or anything below it (rule `sensitive-path`).
+//! - addresses that requested a sensitive path or anything below it (rule `sensitive-path`),
+//!   compared in the canonical form the paths are stored in, so `/%61dmin` is `/admin`.
 //!
 //! Both are one GROUP BY over the time index each, never rows loaded into memory. A flag
 //! is an incident: one `suspicious_ip` row per address and rule while the activity goes
@@ -25,6 +26,7 @@ use iptrack_core::{
         service::{BlockError, BlockMode, BlockRequest, BlocklistService},
     },
     jobs::FlagSuspiciousIps,
+    path::canonical_path,
     settings::ScheduleSettings,
 };
 use iptrack_entity::{request_log, suspicious_ip};
@@ -177,8 +179,12 @@ pub fn sensitive_query(
 fn sensitive_paths(prefixes: &[String]) -> Condition {
     let mut sensitive_paths = Condition::any();
     for prefix in prefixes {
+        // Stored paths are canonical (`bounded_path`), so the prefix must be too, or
+        // `/%61dmin` in a setting would match nothing and `/admin` miss its re-spellings.
+        let canonical = canonical_path(prefix);
+        let prefix: &str = &canonical;
         sensitive_paths = sensitive_paths
-            .add(request_log::Column::Path.eq(prefix.as_str()))
+            .add(request_log::Column::Path.eq(prefix))
             .add(
                 Expr::col(request_log::Column::Path)
                     .like(LikeExpr::new(format!("{}/%", escape_like(prefix))).escape('\\')),
