@@ -61,8 +61,14 @@ fn env_example_as_loaded_is_accepted_and_equals_the_defaults() {
         .expect("iptrack refuses .env.example");
     let defaults = Settings::default();
     // The file promises "the values shown are the defaults".
-    assert_eq!(loaded.schedules.flag_schedule, defaults.schedules.flag_schedule);
-    assert_eq!(loaded.schedules.purge_schedule, defaults.schedules.purge_schedule);
+    assert_eq!(
+        loaded.schedules.flag_schedule,
+        defaults.schedules.flag_schedule
+    );
+    assert_eq!(
+        loaded.schedules.purge_schedule,
+        defaults.schedules.purge_schedule
+    );
     assert_eq!(loaded.rate_limit.rules, defaults.rate_limit.rules);
     assert_eq!(loaded.bind, defaults.bind);
     assert_eq!(loaded.redis_prefix, defaults.redis_prefix);

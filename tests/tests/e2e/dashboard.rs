@@ -336,7 +336,14 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
     // way an operator does (the CLI, through the blocklist service).
     for args in [
         &["block", "203.0.113.0/24", "--reason", "a bad network"][..],
-        &["block", "2001:db8::/32", "--reason", "documentation prefix", "--for", "2d"][..],
+        &[
+            "block",
+            "2001:db8::/32",
+            "--reason",
+            "documentation prefix",
+            "--for",
+            "2d",
+        ][..],
     ] {
         let (code, _, stderr) = crate::iptrack(&stack, args);
         assert_eq!(code, 0, "iptrack {args:?}: {stderr}");

@@ -183,6 +183,7 @@ pub(super) fn date_time() -> Object {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a pattern that does not compile should fail the test loudly
 mod tests {
     use std::net::IpAddr;
 
