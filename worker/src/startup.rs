@@ -80,7 +80,14 @@ macro_rules! spawn_queue {
                                 Ok::<(), std::io::Error>(())
                             })
                             .await;
-                        hand_back(&mut conn, &config, &name).await;
+                        // Only a worker that ran and was stopped holds jobs under this
+                        // name. One that ended with an error may never have registered
+                        // (apalis refuses a name that heartbeated recently), and the name
+                        // may then belong to a live worker whose jobs are not ours to move;
+                        // orphan recovery re-queues what a failed worker held.
+                        if ended.is_ok() {
+                            hand_back(&mut conn, &config, &name).await;
+                        }
                         ended
                     }
                 },
