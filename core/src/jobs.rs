@@ -110,13 +110,17 @@ pub fn event_time() -> DateTime<Utc> {
 }
 
 /// The path as it is stored and compared: its canonical form (`crate::path`), so every
-/// spelling of one path is one row value, cut to at most [`MAX_PATH_BYTES`] bytes. The
-/// canonical form is ASCII; the cut never leaves half an escape (`%4`), which would read
-/// as a different path.
+/// spelling of one path is one row value, cut to at most [`MAX_PATH_BYTES`] bytes.
 pub fn bounded_path(path: &str) -> String {
-    let canonical = crate::path::canonical_path(path);
+    bounded_canonical_path(&crate::path::canonical_path(path))
+}
+
+/// [`bounded_path`] for a path already in canonical form (the middleware has it from rule
+/// matching, and need not scan it again). The canonical form is ASCII; the cut never leaves
+/// half an escape (`%4`), which would read as a different path.
+pub fn bounded_canonical_path(canonical: &str) -> String {
     if canonical.len() <= MAX_PATH_BYTES {
-        return canonical.into_owned();
+        return canonical.to_owned();
     }
     let bytes = canonical.as_bytes();
     let mut end = MAX_PATH_BYTES;
@@ -126,7 +130,7 @@ pub fn bounded_path(path: &str) -> String {
     }
     match canonical.get(..end) {
         Some(cut) => cut.to_owned(),
-        None => bounded_text(&canonical, end),
+        None => bounded_text(canonical, end),
     }
 }
 

@@ -25,7 +25,9 @@ use futures::future::LocalBoxFuture;
 use ipnet::IpNet;
 use iptrack_core::{
     client_ip::ClientIpResolver,
-    jobs::{LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_header, bounded_path},
+    jobs::{
+        LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_canonical_path, bounded_header,
+    },
     path::canonical_path,
 };
 
@@ -338,7 +340,7 @@ impl RequestFacts {
             ip,
             started: Instant::now(),
             method: req.method().as_str().to_owned(),
-            path: bounded_path(path),
+            path: bounded_canonical_path(path),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
