@@ -6,7 +6,8 @@
 //! - How: a sliding log per client in Redis, one atomic script call per ruled request
 //!   ([`redis_store`]), so every web instance shares one budget.
 //! - When Redis is unreachable: the same rules on a bounded in-memory log per instance
-//!   ([`memory`]), a warning at most every [`WARN_INTERVAL`], and a counter on `/metrics`;
+//!   ([`memory`]), the process's one Redis-away report (`iptrack_core::redis_status`, at
+//!   most one warning per interval for all its parts), and a counter on `/metrics`;
 //!   the shared counters are tried again after [`REDIS_RETRY_AFTER`].
 //! - What the client sees: [`headers`].
 
@@ -35,8 +36,6 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failure, requests are decided in memory this long before Redis is tried again,
 /// so an outage costs one timeout per interval rather than one per request.
 pub const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// A Redis outage is logged at most once per interval.
-pub const WARN_INTERVAL: Duration = Duration::from_secs(30);
 /// Clients the in-memory fallback remembers at most; beyond, the least recently seen go.
 pub const FALLBACK_CAPACITY: u64 = 100_000;
 
@@ -82,12 +81,11 @@ struct Inner {
     health: Mutex<Health>,
 }
 
-/// Whether Redis is being used, and when the last warning was logged.
+/// Whether Redis is being used.
 #[derive(Debug, Default)]
 struct Health {
     /// `Some` while deciding in memory: Redis is tried again from this instant.
     retry_redis_at: Option<Instant>,
-    last_warning: Option<Instant>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -224,21 +222,14 @@ impl Inner {
 
     fn redis_failed(&self, error: &str) {
         RateLimitMetrics::add(&self.metrics.redis_failures);
-        let now = Instant::now();
-        let mut health = self.health();
-        health.retry_redis_at = Some(now + REDIS_RETRY_AFTER);
+        self.health().retry_redis_at = Some(Instant::now() + REDIS_RETRY_AFTER);
         self.metrics.set_fallback_active(true);
-        if health
-            .last_warning
-            .is_none_or(|at| now.duration_since(at) >= WARN_INTERVAL)
-        {
-            health.last_warning = Some(now);
-            // One report per process for every part that lost Redis, naming the server.
-            iptrack_core::redis_status::unreachable(
-                "rate limiter, counting per instance in memory until it returns",
-                &error,
-            );
-        }
+        // The process's one report for every part that lost Redis: it throttles the
+        // warning and counts the failures in between.
+        iptrack_core::redis_status::unreachable(
+            "rate limiter, counting per instance in memory until it returns",
+            &error,
+        );
     }
 }
 
