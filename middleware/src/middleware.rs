@@ -40,9 +40,12 @@ use crate::{
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
+/// Most applications get one from [`IpTracking::builder`], which also starts what it needs
+/// in the background:
+///
 /// ```ignore
-/// let pipeline = LogPipeline::start(&settings, redis_conn);
-/// let tracking = IpTracking::new(resolver, pipeline.sink());
+/// let guard = IpTracking::builder().redis_url(url).build().await?;
+/// let tracking = guard.middleware();
 /// HttpServer::new(move || App::new().wrap(tracking.clone()).service(...))
 /// ```
 #[derive(Debug, Clone)]
