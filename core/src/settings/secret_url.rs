@@ -114,7 +114,7 @@ mod tests {
             ),
             (
                 "postgres://app@db/iptrack?sslmode=require&password=s3cret",
-                "postgres://app@db/iptrack?sslmode=require&password=***",
+                "postgres://***@db/iptrack?sslmode=require&password=***",
             ),
             (
                 "sqlite://iptrack.db?mode=rwc",
