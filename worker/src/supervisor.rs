@@ -14,10 +14,12 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use iptrack_core::{queue::unique_worker_name, redis_status};
+// Tokio's clock, so the back-off's tests run minutes of failures on paused time.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// First delay before a restart; doubled after each failure ...

@@ -1,8 +1,8 @@
-//! The admin API's blocklist endpoints, through a real `iptrack-web`.
+//! The admin API's blocklist endpoints, through the reference server run in-process.
 
 use std::time::Duration;
 
-use iptrack_tests::{TestDb, TestRedis, both_backends, eventually, process::Service};
+use iptrack_tests::{TestDb, TestRedis, both_backends, eventually};
 use serde_json::{Value, json};
 
 use crate::{Stack, admin_json};
@@ -30,9 +30,8 @@ async fn without_a_configured_token_the_api_does_not_exist() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = Stack::new(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis);
+    let _web = stack.serve_web().await;
     let response = reqwest::Client::new()
         .get(stack.url("/api/v1/blocked"))
         .bearer_auth(TOKEN)
@@ -48,9 +47,8 @@ async fn a_missing_or_wrong_token_gets_401() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = api_stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = api_stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     let almost = format!("{}X", &TOKEN[..TOKEN.len() - 1]);
     for authorization in [
@@ -85,9 +83,8 @@ both_backends!(
     blocks_added_through_the_api_are_enforced_listed_and_removed,
     |backend| async move {
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
-        let stack = api_stack(&db, &redis);
-        let _web = Service::start("iptrack-web", &[], &stack.env);
-        stack.wait_until_listening().await;
+        let mut stack = api_stack(&db, &redis);
+        let _web = stack.serve_web().await;
         let client = reqwest::Client::new();
         let blocked = stack.url("/api/v1/blocked");
 
@@ -154,9 +151,8 @@ async fn bad_input_gets_400_or_413_with_a_message() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = api_stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = api_stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     let blocked = stack.url("/api/v1/blocked");
     let post_raw = |body: String| {
@@ -274,9 +270,8 @@ async fn every_admin_endpoint_refuses_every_wrong_token_and_changes_nothing() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = api_stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = api_stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     let response = client
         .post(stack.url("/api/v1/blocked"))

@@ -1,11 +1,12 @@
 //! The admin API's read endpoints (`suspicious`, `logs`, `stats`, `meta`), its OpenAPI
-//! document, and `iptrack logs`, through a real `iptrack-web` over a seeded database.
+//! document, and `iptrack logs`, through the reference server (in-process) over a seeded
+//! database.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use iptrack_entity::{request_log, suspicious_ip};
-use iptrack_tests::{TestDb, TestRedis, both_backends, process::Service};
+use iptrack_tests::{TestDb, TestRedis, both_backends};
 use reqwest::Method;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use serde_json::Value;
@@ -69,10 +70,9 @@ async fn get(client: &reqwest::Client, stack: &Stack, path: &str) -> (u16, Value
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn start(db: &TestDb, redis: &TestRedis) -> (Stack, Service) {
-    let stack = api_stack(db, redis);
-    let web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+async fn start(db: &TestDb, redis: &TestRedis) -> (Stack, crate::in_process::WebApp) {
+    let mut stack = api_stack(db, redis);
+    let web = stack.serve_web().await;
     (stack, web)
 }
 

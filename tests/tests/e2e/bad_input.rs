@@ -222,9 +222,8 @@ both_backends!(
     malformed_admin_requests_get_400_or_413_with_a_message_and_never_500,
     |backend| async move {
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
-        let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
-        let _web = Service::start("iptrack-web", &[], &stack.env);
-        stack.wait_until_listening().await;
+        let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+        let _web = stack.serve_web().await;
         let client = reqwest::Client::new();
         let json = |text: &str| Some(text.as_bytes().to_vec());
         // 8,000 levels: far past serde_json's recursion limit (128), within the 16 KiB body limit.

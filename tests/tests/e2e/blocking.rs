@@ -101,9 +101,8 @@ async fn a_block_for_a_while_ends_on_time_without_a_reload() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = Stack::new(&db, &redis).with("IPTRACK_BLOCKLIST_RELOAD_SECS", "3600");
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_BLOCKLIST_RELOAD_SECS", "3600");
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
 
     let (code, stdout, stderr) = iptrack(&stack, &["block", "2001:db8::/32", "--for", "3s"]);
@@ -124,9 +123,8 @@ async fn a_safelisted_client_is_never_blocked() {
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let stack = Stack::new(&db, &redis).with("IPTRACK_SAFELIST", "198.51.100.0/28");
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_SAFELIST", "198.51.100.0/28");
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
 
     // The blocklist service refuses a block that covers a safelisted address, so this one
@@ -146,9 +144,8 @@ async fn a_block_made_while_redis_is_down_arrives_with_the_next_reload() {
         url: private.url(),
         prefix: "iptrack".into(),
     };
-    let stack = Stack::new(&db, &redis).with("IPTRACK_BLOCKLIST_RELOAD_SECS", "1");
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_BLOCKLIST_RELOAD_SECS", "1");
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     private.stop();
 

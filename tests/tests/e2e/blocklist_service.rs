@@ -84,9 +84,8 @@ async fn everyone_is_still_served(client: &reqwest::Client, stack: &Stack) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_refuses_everyone_and_safelisted_addresses_even_with_allow_wide() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
-    let stack = stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
 
     let refused = |target: &str, allow_wide: bool, expected: &str| {
@@ -149,9 +148,8 @@ async fn the_cli_refuses_everyone_and_safelisted_addresses_even_with_allow_wide(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_everyone_and_safelisted_addresses_even_with_allow_wide() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
-    let stack = stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     let blocked = stack.url("/api/v1/blocked");
     let post = |body: Value| {
@@ -250,9 +248,8 @@ async fn a_stored_block_of_everyone_is_not_enforced_and_can_be_removed() {
         .await
         .unwrap();
     }
-    let stack = stack(&db, &redis);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = stack(&db, &redis);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     everyone_is_still_served(&client, &stack).await;
     for network in ["0.0.0.0/0", "::/0"] {

@@ -14,7 +14,7 @@ use std::{
 use base64::Engine;
 use chrono::{Duration as TimeDelta, DurationRound, Utc};
 use iptrack_entity::blocked_ip;
-use iptrack_tests::{TestDb, TestRedis, eventually, free_port, process::Service};
+use iptrack_tests::{TestDb, TestRedis, eventually, free_port};
 use serde_json::{Value, json};
 
 use crate::{Stack, admin_queries::seed_logs};
@@ -195,9 +195,8 @@ async fn a_person_signs_in_sees_the_traffic_and_blocks_an_address() {
     rows.extend((0..10).map(|i| ("2001:db8::5", i, "/items/1", 200, "")));
     seed_logs(&conn, base, &rows).await;
 
-    let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let _web = stack.serve_web().await;
     let driver = ChromeDriver::start().await;
     let browser = Browser::open(&driver).await;
 
@@ -331,7 +330,7 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
     rows.extend((0..20).map(|i| ("198.51.100.8", i % 20, "/", 200, "FR")));
     rows.extend((0..10).map(|i| ("2001:db8::5", i, "/items/1", 200, "")));
     seed_logs(&conn, base, &rows).await;
-    let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
     // Networks that cover two of the three addresses, one of them permanent, blocked the
     // way an operator does (the CLI, through the blocklist service).
     for args in [
@@ -348,8 +347,7 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
         let (code, _, stderr) = crate::iptrack(&stack, args);
         assert_eq!(code, 0, "iptrack {args:?}: {stderr}");
     }
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let _web = stack.serve_web().await;
     let driver = ChromeDriver::start().await;
     let browser = Browser::open(&driver).await;
 

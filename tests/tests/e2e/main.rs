@@ -1,5 +1,8 @@
-//! End-to-end tests: the real binaries as processes, real Redis, real databases.
-//! Build the binaries first: `cargo build --workspace --bins` (README's test command does).
+//! End-to-end tests: real Redis, real databases, and the real binaries as processes where
+//! a test is about process behaviour (signals, exit codes, `iptrack up`, the worker and
+//! scheduler, crashes); tests of what the reference server answers run it in-process
+//! (`in_process.rs`). Build the binaries first: `cargo build --workspace --bins --examples`
+//! (README's test command does); the harness refuses a binary older than its sources.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +18,7 @@ mod dashboard;
 mod faults;
 mod flagging;
 mod geolocation;
+mod in_process;
 mod observability;
 mod operator;
 mod paths;

@@ -167,9 +167,8 @@ async fn readyz_is_503_while_the_database_is_away_and_200_when_it_is_back() {
     let proxied_url = db
         .url
         .replace(&server, &format!("127.0.0.1:{}", proxy.port));
-    let stack = Stack::new(&db, &redis).with("DATABASE_URL", &proxied_url);
-    let _web = Service::start("iptrack-web", &[], &stack.env);
-    stack.wait_until_listening().await;
+    let mut stack = Stack::new(&db, &redis).with("DATABASE_URL", &proxied_url);
+    let _web = stack.serve_web().await;
     let client = reqwest::Client::new();
     let readyz = || async {
         let response = client.get(stack.url("/readyz")).send().await.unwrap();

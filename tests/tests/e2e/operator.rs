@@ -124,9 +124,8 @@ both_backends!(
     a_blocked_operator_still_reaches_the_api_and_dashboard_and_can_lift_the_block,
     |backend| async move {
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
-        let stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", ADMIN_TOKEN);
-        let _web = Service::start("iptrack-web", &[], &stack.env);
-        stack.wait_until_listening().await;
+        let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", ADMIN_TOKEN);
+        let _web = stack.serve_web().await;
         let client = reqwest::Client::new();
         // No forwarding header: the client is the TCP peer, 127.0.0.1, the operator.
         let response = client
@@ -180,17 +179,25 @@ both_backends!(
 
 /// `iptrack-web` and `iptrack up` alike: with `IPTRACK_ADMIN_BIND` the operator endpoints
 /// answer on the admin port only, and a block of the operator's address does not reach it.
-async fn the_admin_listener_serves_operators_only(binary: &str, args: &[&str]) {
+async fn the_admin_listener_serves_operators_only(up: bool) {
     let (db, redis) = (
         TestDb::new(iptrack_tests::Backend::Sqlite).await,
         TestRedis::new(),
     );
-    let admin_port = free_port();
-    let stack = Stack::new(&db, &redis)
+    let mut stack = Stack::new(&db, &redis)
         .with("IPTRACK_ADMIN_TOKEN", ADMIN_TOKEN)
-        .with("IPTRACK_ADMIN_BIND", &format!("127.0.0.1:{admin_port}"));
-    let _web = Service::start(binary, args, &stack.env);
-    stack.wait_until_listening().await;
+        .with("IPTRACK_ADMIN_BIND", &format!("127.0.0.1:{}", free_port()));
+    // `iptrack up` as the process it is; the reference server's own case in-process.
+    let (_up, _web, admin_port) = if up {
+        let process = Service::start("iptrack", &["up"], &stack.env);
+        stack.wait_until_listening().await;
+        let port = stack.env["IPTRACK_ADMIN_BIND"].rsplit(':').next().unwrap();
+        (Some(process), None, port.parse::<u16>().unwrap())
+    } else {
+        let web = stack.serve_web().await;
+        let port = web.admin_port.expect("no admin listener");
+        (None, Some(web), port)
+    };
     let admin = format!("http://127.0.0.1:{admin_port}");
     iptrack_tests::process::wait_until_listening(&admin, Duration::from_secs(30)).await;
     let client = reqwest::Client::new();
@@ -251,10 +258,10 @@ async fn the_admin_listener_serves_operators_only(binary: &str, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_admin_bind_iptrack_web_serves_operators_on_their_own_port() {
-    the_admin_listener_serves_operators_only("iptrack-web", &[]).await;
+    the_admin_listener_serves_operators_only(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_admin_bind_iptrack_up_serves_operators_on_their_own_port() {
-    the_admin_listener_serves_operators_only("iptrack", &["up"]).await;
+    the_admin_listener_serves_operators_only(true).await;
 }

@@ -134,10 +134,9 @@ async fn a_blocked_client_gets_403_whatever_forwarding_headers_it_sends() {
         ("127.0.0.1", "x-forwarded-for"),
         ("127.0.0.1", "forwarded"),
     ] {
-        let stack =
+        let mut stack =
             configured(&db, &redis, trusted, header).with("IPTRACK_BLOCKLIST_RELOAD_SECS", "3600");
-        let _web = Service::start("iptrack-web", &[], &stack.env);
-        stack.wait_until_listening().await;
+        let _web = stack.serve_web().await;
         let blocked = client_from("127.0.0.2");
         let other = client_from("127.0.0.3");
         // The block is in force (the web loads the list just after it starts listening)
@@ -177,12 +176,11 @@ async fn a_limited_client_cannot_reset_its_limit_with_forwarding_headers() {
     .enumerate()
     {
         // A long window, so a slow machine cannot see the budget refill mid-test.
-        let stack = configured(&db, &redis, trusted, header).with(
+        let mut stack = configured(&db, &redis, trusted, header).with(
             "IPTRACK_RATE_LIMITS",
             &format!("login{i}=POST /login anon=5 user=10 window=600s"),
         );
-        let _web = Service::start("iptrack-web", &[], &stack.env);
-        stack.wait_until_listening().await;
+        let _web = stack.serve_web().await;
         let limited = client_from("127.0.0.3");
         let sets = forged_header_sets();
         let login = stack.url("/login");

@@ -11,6 +11,7 @@ mod geo_mmdb;
 mod geo_pipeline;
 mod ingest;
 mod queue_edges;
+mod supervisor;
 
 use std::net::IpAddr;
 
