@@ -13,12 +13,16 @@
 //! - [`login`]: the reference server's form login (a session cookie), which tells the
 //!   middleware who is authenticated.
 //! - `dashboard`: the page at `/dashboard`, served with the admin API.
+//! - [`forward_auth`]: `/forward-auth`, the middleware's decision for reverse proxies
+//!   (nginx, Caddy, Traefik, Envoy) in front of apps in any language.
 //! - [`startup`]: the reference server (`iptrack-web`) built from these.
 
 pub mod admin;
 mod batcher;
 pub mod blocklist;
 mod dashboard;
+mod decision;
+pub mod forward_auth;
 pub mod login;
 pub mod metrics;
 mod middleware;
@@ -30,6 +34,7 @@ mod routes;
 pub mod startup;
 
 pub use blocklist::SharedBlocklist;
+pub use decision::{Ruled, Verdict};
 pub use middleware::{ClientIp, IpTracking};
 pub use pipeline::{LogPipeline, LogSink};
 pub use ratelimit::{Identity, RateLimiter};

@@ -14,6 +14,7 @@ mod compose;
 mod dashboard;
 mod faults;
 mod flagging;
+mod forward_auth;
 mod geolocation;
 mod observability;
 mod operator;
