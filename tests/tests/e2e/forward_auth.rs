@@ -73,6 +73,10 @@ async fn clients_seen_upstream(upstream: &MockServer) -> Vec<String> {
         .collect()
 }
 
+async fn rows(db: &TestDb, conn: &sea_orm::DatabaseConnection, filter: &str) -> i64 {
+    db.count(conn, &format!("request_log WHERE {filter}")).await
+}
+
 async fn through_the_proxy(kind: Kind, backend: Backend) {
     let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
     // Stack trusts 127.0.0.1: the proxy's address, and the only one.
@@ -190,12 +194,9 @@ async fn through_the_proxy(kind: Kind, backend: Backend) {
     // Every decision is logged as the original request: client, method, canonical path,
     // the decision's status; the untrusted call and the 400 as requests to /forward-auth.
     let conn = db.connect().await;
-    let count = |filter: &'static str| {
-        let (db, conn) = (&db, &conn);
-        async move { db.count(conn, &format!("request_log WHERE {filter}")).await }
-    };
     eventually(Duration::from_secs(15), "the decisions' rows", || async {
-        (count("ip_address = '127.0.0.5'").await == 1 && count("status = 400").await == 1)
+        (rows(&db, &conn, "ip_address = '127.0.0.5'").await == 1
+            && rows(&db, &conn, "status = 400").await == 1)
             .then_some(())
     })
     .await;
@@ -231,10 +232,16 @@ async fn through_the_proxy(kind: Kind, backend: Backend) {
         ("path = '/innocent' OR path = '/elsewhere'", 0),
         ("path = '/forward-auth'", 2),
     ];
-    for (filter, rows) in expected {
-        assert_eq!(count(filter).await, *rows, "{name}: rows where {filter}");
+    for (filter, expected) in expected {
+        let found = rows(&db, &conn, filter).await;
+        assert_eq!(found, *expected, "{name}: rows where {filter}");
     }
-    let carol_rows = count("ip_address = '127.0.0.4' AND path = '/' AND status = 403").await;
+    let carol_rows = rows(
+        &db,
+        &conn,
+        "ip_address = '127.0.0.4' AND path = '/' AND status = 403",
+    )
+    .await;
     assert!(carol_rows >= 3, "{name}: {carol_rows} rows of the blocked client");
 }
 
