@@ -335,11 +335,20 @@ mod tests {
         let chain = |peer: &str, values: &[&str]| {
             r.resolve_chain(ip(peer), values.iter().map(|v| v.as_bytes()))
         };
-        assert_eq!(chain("10.0.0.2", &["198.51.100.7"]), Some(ip("198.51.100.7")));
+        assert_eq!(
+            chain("10.0.0.2", &["198.51.100.7"]),
+            Some(ip("198.51.100.7"))
+        );
         assert_eq!(chain("10.0.0.2", &["10.1.1.1"]), Some(ip("10.1.1.1")));
         // An untrusted peer is its own client, whatever it sends.
         assert_eq!(chain("203.0.113.9", &["1.1.1.1"]), Some(ip("203.0.113.9")));
-        for values in [&[][..], &[""], &["garbage"], &["1.1.1.1, "], &["198.51.100.7\u{a0}"]] {
+        for values in [
+            &[][..],
+            &[""],
+            &["garbage"],
+            &["1.1.1.1, "],
+            &["198.51.100.7\u{a0}"],
+        ] {
             assert_eq!(chain("10.0.0.2", values), None, "{values:?}");
             assert_eq!(xff(&r, "10.0.0.2", values), ip("10.0.0.2"), "{values:?}");
         }

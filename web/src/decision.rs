@@ -61,7 +61,7 @@ impl Gate {
         self.safelist.iter().any(|net| net.contains(&ip))
     }
 
-    pub(crate) fn is_blocked(&self, ip: IpAddr) -> bool {
+    fn is_blocked(&self, ip: IpAddr) -> bool {
         let Some(blocklist) = &self.blocklist else {
             return false;
         };

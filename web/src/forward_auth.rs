@@ -106,7 +106,12 @@ async fn forward_auth(req: HttpRequest, state: web::Data<ForwardAuth>) -> HttpRe
     let original = match Original::read(req.headers()) {
         Ok(original) => original,
         Err(problem) => {
-            return bad_request(tracking, &req, resolver.resolve(peer, forwarding()), problem);
+            return bad_request(
+                tracking,
+                &req,
+                resolver.resolve(peer, forwarding()),
+                problem,
+            );
         }
     };
     let Some(ip) = resolver.resolve_chain(peer, forwarding()) else {
@@ -114,7 +119,12 @@ async fn forward_auth(req: HttpRequest, state: web::Data<ForwardAuth>) -> HttpRe
             "{}: missing or malformed; the proxy must send the client's address",
             resolver.header().name()
         );
-        return bad_request(tracking, &req, resolver.resolve(peer, forwarding()), problem);
+        return bad_request(
+            tracking,
+            &req,
+            resolver.resolve(peer, forwarding()),
+            problem,
+        );
     };
 
     // The path as the router-served request's: the URI's path without its query string,
@@ -215,7 +225,8 @@ impl Original {
         let method = one_value(headers, pair.method)?;
         let uri = one_value(headers, pair.uri)?;
         Ok(Self {
-            method: parse_method(method).map_err(|problem| format!("{}: {problem}", pair.method))?,
+            method: parse_method(method)
+                .map_err(|problem| format!("{}: {problem}", pair.method))?,
             uri: parse_target(uri).map_err(|problem| format!("{}: {problem}", pair.uri))?,
         })
     }
@@ -247,8 +258,7 @@ fn parse_target(value: &HeaderValue) -> Result<Uri, String> {
     let uri = Uri::try_from(value.as_bytes())
         .map_err(|error| format!("not a request target ({error})"))?;
     let path = uri.path();
-    if !(path.starts_with('/') || path == "*") || (uri.scheme().is_none() && uri.host().is_some())
-    {
+    if !(path.starts_with('/') || path == "*") || (uri.scheme().is_none() && uri.host().is_some()) {
         return Err("not a request target (expected /path?query or http://host/path?query)".into());
     }
     Ok(uri)
@@ -351,7 +361,13 @@ mod tests {
         assert_eq!(method(b"POST"), Ok(Method::POST));
         assert_eq!(method(b"post").unwrap().as_str(), "post");
         assert_eq!(method(b"PROPFIND").unwrap().as_str(), "PROPFIND");
-        for bad in [&b""[..], b"PO ST", b"GET,POST", b"A(B", b"AAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            &b""[..],
+            b"PO ST",
+            b"GET,POST",
+            b"A(B",
+            b"AAAAAAAAAAAAAAAAA",
+        ] {
             assert!(method(bad).is_err(), "{bad:?}");
         }
     }

@@ -350,7 +350,14 @@ impl RequestFacts {
         with_query_string: bool,
     ) -> Self {
         let query = with_query_string.then(|| req.query_string());
-        Self::new(ip, req.method().as_str(), path, req.headers(), user_id, query)
+        Self::new(
+            ip,
+            req.method().as_str(),
+            path,
+            req.headers(),
+            user_id,
+            query,
+        )
     }
 
     /// A request described by its parts (`/forward-auth` describes the proxy's request this

@@ -72,7 +72,10 @@ async fn main() {
     let _worker = Service::start("iptrack-worker", &[], &env);
     let upstream = start_upstream();
 
-    println!("phase 1: decisions per second, wrk -t1 -c32, {} s rounds", args.seconds);
+    println!(
+        "phase 1: decisions per second, wrk -t1 -c32, {} s rounds",
+        args.seconds
+    );
     println!("  load average before: {}", load_average());
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("ruled.lua");
@@ -107,7 +110,12 @@ async fn main() {
     let plain = Proxy::nginx_with_site(plain_port, &plain_site(plain_port, upstream)).await;
     let (mut alone, mut asking) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        alone.push(constant_rate(plain.port, args.rate, args.connections, args.seconds));
+        alone.push(constant_rate(
+            plain.port,
+            args.rate,
+            args.connections,
+            args.seconds,
+        ));
         asking.push(constant_rate(
             with_auth.port,
             args.rate,
@@ -118,9 +126,18 @@ async fn main() {
     println!("  load average after:  {}", load_average());
 
     println!();
-    println!("/forward-auth decisions per second (median of {} rounds):", args.rounds);
-    println!("  no rule (GET /hello):        {:>8.0}", median(&mut unruled).unwrap());
-    println!("  rate-limit rule (POST /login): {:>6.0}", median(&mut ruled).unwrap());
+    println!(
+        "/forward-auth decisions per second (median of {} rounds):",
+        args.rounds
+    );
+    println!(
+        "  no rule (GET /hello):        {:>8.0}",
+        median(&mut unruled).unwrap()
+    );
+    println!(
+        "  rate-limit rule (POST /login): {:>6.0}",
+        median(&mut ruled).unwrap()
+    );
     println!();
     println!(
         "nginx at {} requests/s, latency in µs (median of {} rounds):",
@@ -129,7 +146,8 @@ async fn main() {
     println!("  configuration              achieved/s      p50      p99");
     let mut medians = Vec::new();
     for (name, rounds) in [("nginx alone", &alone), ("nginx + iptrack auth", &asking)] {
-        let m = |f: fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>()).unwrap();
+        let m =
+            |f: fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>()).unwrap();
         let (rate, p50, p99) = (m(|r| r.rate), m(|r| r.p50_us), m(|r| r.p99_us));
         println!("  {name:<26} {rate:>10.0} {p50:>8.0} {p99:>8.0}");
         medians.push((p50, p99));
@@ -201,9 +219,8 @@ fn start_upstream() -> SocketAddr {
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(|| {
-                App::new().default_service(web::to(|| async {
-                    HttpResponse::Ok().body("upstream\n")
-                }))
+                App::new()
+                    .default_service(web::to(|| async { HttpResponse::Ok().body("upstream\n") }))
             })
             .workers(1)
             .listen(listener)
@@ -249,8 +266,14 @@ fn constant_rate(port: u16, rate: u64, connections: u64, seconds: u64) -> Round 
                         std::thread::sleep(wait);
                     }
                     stream.write_all(request.as_bytes()).unwrap();
-                    let status = read_response(&mut stream, &mut buffer);
+                    let (status, closing) = read_response(&mut stream, &mut buffer);
                     assert_eq!(status, 200, "GET /hello answered {status}");
+                    if closing {
+                        // nginx ends a keep-alive connection after `keepalive_requests`
+                        // (1,000): connect again, as a browser would.
+                        stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        stream.set_nodelay(true).unwrap();
+                    }
                     latencies.push(due.elapsed().as_secs_f64() * 1e6);
                 }
                 latencies
@@ -271,8 +294,9 @@ fn constant_rate(port: u16, rate: u64, connections: u64, seconds: u64) -> Round 
     }
 }
 
-/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes); returns its status.
-fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
+/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes); returns its status
+/// and whether the server closes the connection after it.
+fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> (u16, bool) {
     let mut filled = 0;
     loop {
         let n = stream.read(&mut buffer[filled..]).unwrap();
@@ -291,13 +315,19 @@ fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
             assert!(n > 0, "the server closed the connection");
             filled += n;
         }
-        return head[9..12].parse().unwrap();
+        let closing = head.lines().any(|line| line == "connection: close");
+        return (head[9..12].parse().unwrap(), closing);
     }
 }
 
 /// `/proc/loadavg`'s first three fields.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".into())
 }

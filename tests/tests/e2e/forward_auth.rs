@@ -128,7 +128,10 @@ async fn through_the_proxy(kind: Kind, backend: Backend) {
         let status = bob.post(proxy.url(path)).send().await.unwrap().status();
         assert_eq!(status, 200, "{name}: POST {path}");
     }
-    for attempt in [bob.post(proxy.url("/login")), forged(bob.post(proxy.url("/login")))] {
+    for attempt in [
+        bob.post(proxy.url("/login")),
+        forged(bob.post(proxy.url("/login"))),
+    ] {
         let response = attempt.send().await.unwrap();
         assert_eq!(response.status(), 429, "{name}: {}", proxy.log());
         let retry_after: u64 = response.headers()["retry-after"]
@@ -150,10 +153,14 @@ async fn through_the_proxy(kind: Kind, backend: Backend) {
     let (code, _, stderr) = iptrack(&stack, &["block", "127.0.0.4", "--reason", "test"]);
     assert_eq!(code, 0, "{stderr}");
     let carol = client_from("127.0.0.4");
-    eventually(Duration::from_secs(10), "the block to reach the web", || async {
-        let status = carol.get(proxy.url("/")).send().await.unwrap().status();
-        (status == 403).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the block to reach the web",
+        || async {
+            let status = carol.get(proxy.url("/")).send().await.unwrap().status();
+            (status == 403).then_some(())
+        },
+    )
     .await;
     let status = forged(carol.get(proxy.url("/"))).send().await.unwrap();
     assert_eq!(status.status(), 403, "{name}");
@@ -242,16 +249,21 @@ async fn through_the_proxy(kind: Kind, backend: Backend) {
         "ip_address = '127.0.0.4' AND path = '/' AND status = 403",
     )
     .await;
-    assert!(carol_rows >= 3, "{name}: {carol_rows} rows of the blocked client");
+    assert!(
+        carol_rows >= 3,
+        "{name}: {carol_rows} rows of the blocked client"
+    );
 }
 
-both_backends!(nginx_asks_iptrack_about_every_request, |backend| async move {
-    through_the_proxy(Kind::Nginx, backend).await
-});
+both_backends!(
+    nginx_asks_iptrack_about_every_request,
+    |backend| async move { through_the_proxy(Kind::Nginx, backend).await }
+);
 
-both_backends!(caddy_asks_iptrack_about_every_request, |backend| async move {
-    through_the_proxy(Kind::Caddy, backend).await
-});
+both_backends!(
+    caddy_asks_iptrack_about_every_request,
+    |backend| async move { through_the_proxy(Kind::Caddy, backend).await }
+);
 
 /// `iptrack up` serves the same endpoint: asked as nginx asks, it answers and logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,11 +381,13 @@ fn the_traefik_configurations_ask_what_iptrack_reads() {
 #[test]
 fn the_envoy_configuration_asks_what_iptrack_reads() {
     let config = yaml("deploy/envoy/envoy.yaml");
-    let manager = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"];
+    let manager = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     assert_eq!(manager["use_remote_address"].as_bool(), Some(true));
     let filters = manager["http_filters"].as_vec().unwrap();
-    let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         ["envoy.filters.http.ext_authz", "envoy.filters.http.router"],
@@ -417,16 +431,15 @@ fn the_envoy_configuration_asks_what_iptrack_reads() {
         .map(|p| p["exact"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(allowed, ["user-agent"], "no client header may add a pair");
-    let upstream: Vec<&str> = service["authorization_response"]["allowed_upstream_headers"]
-        ["patterns"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .map(|p| p["exact"].as_str().unwrap())
-        .collect();
+    let upstream: Vec<&str> =
+        service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| p["exact"].as_str().unwrap())
+            .collect();
     assert_eq!(upstream, [CLIENT_IP_HEADER.as_str()]);
-    let client: Vec<&str> = service["authorization_response"]["allowed_client_headers"]
-        ["patterns"]
+    let client: Vec<&str> = service["authorization_response"]["allowed_client_headers"]["patterns"]
         .as_vec()
         .unwrap()
         .iter()
