@@ -157,7 +157,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    iptrack_core::redis_status::init(&settings.redis_url);
+    iptrack_core::redis_status::init(&settings.redis.url);
     let result = match cli.command {
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Up => commands::up::run(&settings).await,

@@ -49,7 +49,7 @@ pub fn parse_block_target(text: &str) -> Result<IpNet, BlockTargetError> {
 }
 
 /// `::ffff:a.b.c.d/(96+n)` is the IPv4 network `a.b.c.d/n`.
-fn canonical_network(net: IpNet) -> IpNet {
+pub fn canonical_network(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net
         && v6.prefix_len() >= 96
         && let Some(v4) = v6.network().to_ipv4_mapped()

@@ -7,6 +7,7 @@
 pub mod blocklist;
 pub mod client_ip;
 pub mod db;
+pub mod geo_attribution;
 pub mod job_metrics;
 pub mod jobs;
 pub mod path;

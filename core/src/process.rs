@@ -10,7 +10,7 @@ pub fn init(process: &str, config_file: Option<&Path>) -> Result<Settings, ExitC
     match Settings::load(config_file) {
         Ok(settings) => {
             telemetry::init(settings.log_format);
-            redis_status::init(&settings.redis_url);
+            redis_status::init(&settings.redis.url);
             Ok(settings)
         }
         Err(error) => {

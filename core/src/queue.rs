@@ -13,7 +13,7 @@ use std::{
 use redis::{Script, aio::ConnectionManager};
 use serde::Serialize;
 
-use crate::settings::Settings;
+use crate::settings::WorkerSettings;
 
 pub use apalis_redis::Config as QueueConfig;
 
@@ -62,13 +62,20 @@ pub fn queue_name(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{queue}")
 }
 
-/// apalis-redis configuration for one of iptrack's queues.
-pub fn queue_config(settings: &Settings, queue: &str) -> QueueConfig {
+/// The configuration of one of iptrack's queues for a process that only pushes to it (the
+/// web's log pipeline): pushing uses only the queue's key names, never the heartbeat.
+pub fn producer_config(prefix: &str, queue: &str) -> QueueConfig {
+    queue_config(prefix, &WorkerSettings::default(), queue)
+}
+
+/// apalis-redis configuration for one of iptrack's queues: its name under `prefix`
+/// (`IPTRACK_REDIS_PREFIX`) and the workers' heartbeat.
+pub fn queue_config(prefix: &str, worker: &WorkerSettings, queue: &str) -> QueueConfig {
     QueueConfig::default()
-        .queue(queue_name(&settings.redis_prefix, queue))
+        .queue(queue_name(prefix, queue))
         // apalis-redis defaults to 30 s × 10: a killed worker's jobs would wait 5 minutes.
-        .heartbeat_interval(settings.worker.heartbeat)
-        .missed_heartbeats(settings.worker.missed_heartbeats)
+        .heartbeat_interval(worker.heartbeat)
+        .missed_heartbeats(worker.missed_heartbeats)
         .batch_size(FETCH_BATCH)
         // Locking runs LREM over the whole active list per job (cost grows with the backlog)
         // and buys nothing here: fetch already moves a job into the worker's in-flight set,

@@ -17,6 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::settings::SecretUrl;
+pub use crate::settings::redact_url as redact;
+
 /// How often, at most, a process says that Redis is away.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -38,10 +41,10 @@ struct State {
     unreported: u64,
 }
 
-/// Sets the URL the reports name; call once at start with `REDIS_URL`.
-pub fn init(redis_url: &str) {
+/// Sets the URL the reports name (password masked); call once at start with `REDIS_URL`.
+pub fn init(redis_url: &SecretUrl) {
     if let Ok(mut state) = STATE.lock() {
-        state.url = redact(redis_url);
+        state.url = redis_url.redacted();
     }
 }
 
@@ -120,42 +123,4 @@ pub fn is_unreachable(error: &redis::RedisError) -> bool {
         || error.is_connection_refusal()
         || error.is_connection_dropped()
         || error.is_timeout()
-}
-
-/// `url` with any password replaced by `***`, for logs and messages.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let user = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        // A lone userinfo is a user name to Redis, but people put passwords there too.
-        None => "***".to_owned(),
-    };
-    format!("{scheme}://{user}@{host}{tail}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_a_log_line() {
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(
-            redact("redis://:s3cret@redis:6379/0"),
-            "redis://:***@redis:6379/0"
-        );
-        assert_eq!(
-            redact("rediss://app:p@ss@redis.example:6380"),
-            "rediss://app:***@redis.example:6380"
-        );
-        assert_eq!(redact("redis://s3cret@redis"), "redis://***@redis");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::settings::LogFormat;
+use crate::settings::{LogFormat, RUST_LOG};
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing),
 /// which `iptrack up` relies on when it runs web, worker and scheduler in one process.
@@ -14,7 +14,7 @@ pub fn init(format: LogFormat) {
         // apalis logs every fetch at debug, and each worker's end at warn and error: a
         // Redis outage meant several lines a second. The supervisor reports those ends
         // (through `redis_status`, once per interval), so apalis's own lines are off.
-        EnvFilter::new("info,apalis_core=off,apalis_redis=off,sqlx=warn")
+        EnvFilter::new(RUST_LOG.default.unwrap_or("info"))
     });
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {

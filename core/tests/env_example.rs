@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, path::PathBuf, process::Command};
 
-use iptrack_core::settings::{KNOWN_VARIABLES, Settings};
+use iptrack_core::settings::{KNOWN_VARIABLES, Settings, docs};
 
 fn env_example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.env.example")
@@ -61,17 +61,22 @@ fn env_example_as_loaded_is_accepted_and_equals_the_defaults() {
         .expect("iptrack refuses .env.example");
     let defaults = Settings::default();
     // The file promises "the values shown are the defaults".
-    assert_eq!(
-        loaded.schedules.flag_schedule,
-        defaults.schedules.flag_schedule
-    );
-    assert_eq!(
-        loaded.schedules.purge_schedule,
-        defaults.schedules.purge_schedule
-    );
+    assert_eq!(loaded.schedules, defaults.schedules);
     assert_eq!(loaded.rate_limit.rules, defaults.rate_limit.rules);
-    assert_eq!(loaded.bind, defaults.bind);
-    assert_eq!(loaded.redis_prefix, defaults.redis_prefix);
+    assert_eq!(loaded.web, defaults.web);
+    assert_eq!(loaded.redis, defaults.redis);
+    assert_eq!(loaded.database, defaults.database);
+    assert_eq!(loaded.client_ip, defaults.client_ip);
+    assert_eq!(loaded.blocklist, defaults.blocklist);
+    assert_eq!(loaded.log_pipeline, defaults.log_pipeline);
+    assert_eq!(loaded.worker, defaults.worker);
+    assert_eq!(loaded.log_format, defaults.log_format);
+    assert_eq!(loaded.geo.mmdb_paths, defaults.geo.mmdb_paths);
+    assert!(loaded.admin.token.is_none() && loaded.admin.bind.is_none());
+    assert!(
+        !loaded.redis.url_given,
+        "REDIS_URL stays unset, for `iptrack up`"
+    );
 }
 
 #[test]
@@ -88,4 +93,32 @@ fn env_example_names_every_setting() {
         })
         .collect();
     assert!(missing.is_empty(), ".env.example lacks {missing:?}");
+}
+
+const REGENERATE: &str = "regenerate with `cargo run -p iptrack-core --example settings-docs`";
+
+#[test]
+fn env_example_is_the_one_generated_from_the_declarations() {
+    let text = std::fs::read_to_string(env_example()).unwrap();
+    assert!(
+        text == docs::env_example(),
+        ".env.example differs from the variables declared in core/src/settings/; {REGENERATE}"
+    );
+}
+
+#[test]
+fn readme_configuration_table_is_the_one_generated_from_the_declarations() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let generated = docs::readme_with_table(&readme).unwrap_or_else(|| {
+        panic!(
+            "README.md lacks the lines {:?} and {:?} around its configuration table",
+            docs::README_TABLE_START,
+            docs::README_TABLE_END
+        )
+    });
+    assert!(
+        readme == generated,
+        "README.md's configuration table differs from the variables declared in core/src/settings/; {REGENERATE}"
+    );
 }

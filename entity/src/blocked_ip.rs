@@ -5,8 +5,9 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
-#[schema(as = BlockedIp)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = BlockedIp))]
 #[sea_orm(table_name = "blocked_ip")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -16,10 +17,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub ip_address: String,
     pub reason: String,
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: DateTimeUtc,
     /// The block stops applying at this time; `None` blocks until unblocked.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<DateTimeUtc>,
 }
 

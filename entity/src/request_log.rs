@@ -3,8 +3,9 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
-#[schema(as = RequestLog)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RequestLog))]
 #[sea_orm(table_name = "request_log")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -12,7 +13,7 @@ pub struct Model {
     /// Client address as text (`203.0.113.9`, `2001:db8::1`), resolved past trusted proxies.
     pub ip_address: String,
     /// When the response was produced, UTC.
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: DateTimeUtc,
     pub method: String,
     /// Path without query string, at most 2,048 bytes.

@@ -8,8 +8,9 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
-#[schema(as = SuspiciousIp)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SuspiciousIp))]
 #[sea_orm(table_name = "suspicious_ip")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -21,18 +22,18 @@ pub struct Model {
     pub reason: String,
     /// The windows examined, `[window_start, window_end)`: from the start of the first
     /// window that saw the incident to the end of the latest one.
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub window_start: DateTimeUtc,
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub window_end: DateTimeUtc,
     /// When the job first flagged it (the row was created).
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub flagged_at: DateTimeUtc,
     /// The incident's first request that broke the rule.
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub first_seen: DateTimeUtc,
     /// Its latest such request so far.
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: DateTimeUtc,
     /// Requests that broke the rule from `first_seen` to `last_seen`, each counted once
     /// however many windows saw it (0 on rows flagged before counts were kept).

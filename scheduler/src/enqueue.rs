@@ -7,7 +7,7 @@ use cron::Schedule;
 use iptrack_core::{
     jobs::{FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs},
     queue::{self, JobQueue, QueueError},
-    settings::{ScheduleSettings, Settings},
+    settings::ScheduleSettings,
 };
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 
@@ -38,17 +38,18 @@ pub struct Enqueuer {
 }
 
 impl Enqueuer {
-    pub fn new(settings: &Settings, conn: ConnectionManager) -> Self {
-        let flag_config = queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE);
+    /// Pushes onto the queues under `redis_prefix` (`IPTRACK_REDIS_PREFIX`), by `rules`.
+    pub fn new(rules: &ScheduleSettings, redis_prefix: &str, conn: ConnectionManager) -> Self {
+        let flag_config = queue::producer_config(redis_prefix, FLAG_SUSPICIOUS_IPS_QUEUE);
         let last_window_key = format!("{}:last-window-end", flag_config.queue.as_ref());
         Self {
             flag: JobQueue::new(conn.clone(), flag_config),
             purge: JobQueue::new(
                 conn.clone(),
-                queue::queue_config(settings, PURGE_LOGS_QUEUE),
+                queue::producer_config(redis_prefix, PURGE_LOGS_QUEUE),
             ),
             conn,
-            rules: settings.schedules.clone(),
+            rules: rules.clone(),
             last_window_key,
         }
     }

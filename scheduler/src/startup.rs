@@ -38,19 +38,10 @@ pub async fn start(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningScheduler> {
-    // Both were validated when the settings were loaded.
-    let flag_schedule: Schedule = settings
-        .schedules
-        .flag_schedule
-        .parse()
-        .context("IPTRACK_FLAG_SCHEDULE")?;
-    let purge_schedule: Schedule = settings
-        .schedules
-        .purge_schedule
-        .parse()
-        .context("IPTRACK_PURGE_SCHEDULE")?;
-    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
-    let mut enqueuer = Enqueuer::new(settings, conn);
+    let flag_schedule = settings.schedules.flag_schedule.clone();
+    let purge_schedule = settings.schedules.purge_schedule.clone();
+    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let mut enqueuer = Enqueuer::new(&settings.schedules, &settings.redis.prefix, conn);
 
     // Windows that ended while no scheduler ran.
     match enqueuer.enqueue_due(&flag_schedule, Utc::now(), None).await {

@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 /// The flag jobs waiting in the queue, oldest first.
 async fn enqueued_windows(redis: &TestRedis, settings: &Settings) -> Vec<FlagSuspiciousIps> {
-    let config = queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE);
+    let config = queue::queue_config(
+        &settings.redis.prefix,
+        &settings.worker,
+        FLAG_SUSPICIOUS_IPS_QUEUE,
+    );
     let mut conn = redis.connection().await;
     let ids: Vec<String> = conn.lrange(config.active_jobs_list(), 0, -1).await.unwrap();
     let mut jobs = Vec::new();
@@ -28,7 +32,11 @@ async fn enqueued_windows(redis: &TestRedis, settings: &Settings) -> Vec<FlagSus
 }
 
 fn last_window_key(settings: &Settings) -> String {
-    let config = queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE);
+    let config = queue::queue_config(
+        &settings.redis.prefix,
+        &settings.worker,
+        FLAG_SUSPICIOUS_IPS_QUEUE,
+    );
     format!("{}:last-window-end", config.queue.as_ref())
 }
 
@@ -36,7 +44,7 @@ fn last_window_key(settings: &Settings) -> String {
 async fn two_schedulers_enqueue_exactly_one_job_per_window() {
     let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
     let mut settings = iptrack_tests::settings(&db, &redis);
-    settings.schedules.flag_schedule = "* * * * * *".into();
+    settings.schedules.flag_schedule = "* * * * * *".parse().unwrap();
     settings.schedules.flag_window = Duration::from_secs(1);
 
     let stop = CancellationToken::new();
@@ -75,7 +83,7 @@ async fn a_scheduler_back_from_downtime_enqueues_the_most_recent_missed_windows(
     let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
     let mut settings = iptrack_tests::settings(&db, &redis);
     // Yearly, so no tick fires during the test; the last run was years ago.
-    settings.schedules.flag_schedule = "0 0 0 1 1 *".into();
+    settings.schedules.flag_schedule = "0 0 0 1 1 *".parse().unwrap();
     settings.schedules.flag_catch_up_windows = 3;
     let mut conn = redis.connection().await;
     let _: () = conn

@@ -388,9 +388,12 @@ pub async fn backlog(options: &FaultOptions, jobs: usize) -> FaultReport {
     let _web = started_web(&env, port).await;
     let mut conn = redis.connection().await;
     let settings = crate::settings(&db, &redis);
-    let active =
-        iptrack_core::queue::queue_config(&settings, iptrack_core::jobs::REQUEST_LOGS_QUEUE)
-            .active_jobs_list();
+    let active = iptrack_core::queue::queue_config(
+        &settings.redis.prefix,
+        &settings.worker,
+        iptrack_core::jobs::REQUEST_LOGS_QUEUE,
+    )
+    .active_jobs_list();
 
     let load = load(port, "backlog", options.rate, Some(jobs));
     let mut queued = 0;

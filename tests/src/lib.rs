@@ -77,13 +77,11 @@ pub fn free_port() -> u16 {
 /// (2 s heartbeat × 3 missed) so tests of recovery finish quickly. Not shorter: on a loaded
 /// machine a heartbeat can slip a second or two, and a live worker declared dead restarts.
 pub fn settings(db: &TestDb, redis: &TestRedis) -> iptrack_core::Settings {
-    let mut settings = iptrack_core::Settings {
-        database_url: db.url.clone(),
-        redis_url: redis.url.clone(),
-        redis_prefix: redis.prefix.clone(),
-        ..Default::default()
-    };
-    settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut settings = iptrack_core::Settings::default();
+    settings.database.url = db.url.as_str().into();
+    settings.redis.url = redis.url.as_str().into();
+    settings.redis.prefix = redis.prefix.clone();
+    settings.web.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.worker.heartbeat = std::time::Duration::from_secs(2);
     settings.worker.missed_heartbeats = 3;
     settings

@@ -1,5 +1,8 @@
-//! iptrack in your own actix-web app: the `IpTracking` middleware with the blocklist, and
-//! a graceful shutdown that delivers the buffered request logs.
+//! iptrack in your own actix-web app: the `IpTracking` middleware with the blocklist and
+//! rate limits, and a graceful shutdown that delivers the buffered request logs.
+//!
+//! An app needs only the `iptrack-middleware` crate (and `iptrack-core` for the settings);
+//! this example lives beside the reference server so that CI builds it with it.
 //!
 //! The middleware only records: events go from an in-process buffer to the Redis queue
 //! `request-logs`, and an `iptrack-worker` (or `iptrack up`) using the same `REDIS_URL`,
@@ -14,8 +17,8 @@
 
 use actix_web::{App, HttpServer, Responder, get};
 use anyhow::Context;
-use iptrack_core::{Settings, client_ip::ClientIpResolver, db, queue, shutdown, telemetry};
-use iptrack_web::{ClientIp, IpTracking, LogPipeline, blocklist};
+use iptrack_core::{Settings, shutdown, telemetry};
+use iptrack_middleware::{ClientIp, IpTracking};
 use tokio_util::sync::CancellationToken;
 
 /// One of your routes; `ClientIp` is the address the middleware resolved (forwarding
@@ -32,32 +35,21 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     shutdown::cancel_on_signal(stop.clone());
 
-    // The log buffer and the task that pushes its batches to Redis.
-    let pipeline = LogPipeline::start(
-        &settings,
-        queue::connect(&settings.redis_url).context("REDIS_URL")?,
-    );
-    // Optional: answer 403 to blocked clients. The list lives in memory, loaded from
-    // `blocked_ip` and kept current by a background task; the database is connected lazily,
-    // so the app starts and serves while it is away.
-    let db = db::connect_lazy(&settings.database_url)
-        .await
-        .context("DATABASE_URL")?;
-    let background = CancellationToken::new();
-    let (blocklist, blocklist_sync) = blocklist::start(&settings, db, background.clone());
-    let tracking = IpTracking::new(
-        ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
-        pipeline.sink(),
-    )
-    .with_blocklist(blocklist, settings.safelist.clone());
+    // Everything from the environment: Redis, trusted proxies, the blocklist (loaded from
+    // `blocked_ip` at DATABASE_URL, connected lazily so the app serves while the database
+    // is away) and IPTRACK_RATE_LIMITS. Or spell out only what you need:
+    //     IpTracking::builder().redis_url("redis://127.0.0.1:6379").build().await?
+    let tracking = IpTracking::from_settings(&settings).build().await?;
+    let middleware = tracking.middleware();
 
-    let server = HttpServer::new(move || App::new().wrap(tracking.clone()).service(hello))
+    let bind = settings.web.bind;
+    let server = HttpServer::new(move || App::new().wrap(middleware.clone()).service(hello))
         // Signals are handled above, so the order of shutdown is ours.
         .disable_signals()
-        .bind(settings.bind)
-        .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.bind))?
+        .bind(bind)
+        .with_context(|| format!("cannot listen on {bind} (IPTRACK_BIND)"))?
         .run();
-    tracing::info!("listening on http://{}", settings.bind);
+    tracing::info!("listening on http://{bind}");
     let handle = server.handle();
     let mut served = tokio::spawn(server);
     let served = tokio::select! {
@@ -69,10 +61,8 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    // After the server has stopped, no new events arrive: deliver what the buffer holds.
-    pipeline.finish().await;
-    background.cancel();
-    blocklist_sync.await.context("blocklist task failed")?;
+    // After the server has stopped no new events arrive: deliver what the buffer holds.
+    tracking.shutdown().await;
     served
         .context("server task failed")?
         .context("server failed")

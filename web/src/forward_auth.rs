@@ -3,7 +3,7 @@
 //! mode), so an app in any language gets iptrack's logging, blocking and rate limits.
 //!
 //! The proxy asks about the request it holds; iptrack answers with the middleware's own
-//! decision (`decision.rs`) on that request and logs it through the same pipeline:
+//! decision (`iptrack_middleware`'s `decision.rs`) on that request and logs it through the same pipeline:
 //! - the original request comes from `X-Forwarded-Method` + `X-Forwarded-Uri` (Traefik,
 //!   Caddy, Envoy) or `X-Original-Method` + `X-Original-URI` (nginx); exactly one of the
 //!   two pairs, each header exactly once, else 400 with a message. The URI is read with the
@@ -36,10 +36,7 @@ use actix_web::{
 };
 use iptrack_core::path::canonical_path;
 
-use crate::{
-    decision::Verdict,
-    middleware::{IpTracking, RequestFacts},
-};
+use iptrack_middleware::{IpTracking, RequestFacts, Verdict};
 
 /// The endpoint's path (and prefix: Envoy appends the original path to it).
 pub const PATH: &str = "/forward-auth";

@@ -9,12 +9,12 @@ use actix_session::{
     storage::CookieSessionStore,
 };
 use actix_web::{HttpRequest, HttpResponse, cookie::Key, http::header::ContentType, post, web};
-use iptrack_core::settings::{DemoUser, RateLimitSettings};
+use iptrack_core::settings::{DemoUser, LoginSettings};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::ratelimit::Identity;
+use iptrack_middleware::Identity;
 
 /// Session entry holding the logged-in user's id.
 pub const USER_ID_KEY: &str = "user_id";
@@ -26,7 +26,7 @@ pub const SESSION_COOKIE: &str = "iptrack_session";
 pub struct DemoAccount(pub Option<DemoUser>);
 
 /// The key of the session cookie, which every instance derives from the same setting.
-pub fn session_key(settings: &RateLimitSettings) -> Key {
+pub fn session_key(settings: &LoginSettings) -> Key {
     match &settings.session_key {
         // Settings guarantee at least 32 bytes, which `derive_from` needs.
         Some(secret) if secret.expose_secret().len() >= 32 => {

@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     if args.migrate {
-        let db = db::connect(&settings.database_url).await?;
+        let db = db::connect(settings.database.url.expose()).await?;
         Migrator::up(&db, None).await?;
     }
     let app = Application::build(

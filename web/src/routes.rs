@@ -5,9 +5,9 @@ use actix_web::{HttpResponse, Responder, get, http::header::ContentType, web};
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{
-    metrics::RateLimitMetrics, pipeline::LogSink, queue_metrics, request_metrics::RequestMetrics,
-};
+use iptrack_middleware::{LogSink, metrics::RateLimitMetrics, request_metrics::RequestMetrics};
+
+use crate::queue_metrics;
 
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);

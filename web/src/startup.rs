@@ -1,7 +1,7 @@
 //! Building and running the reference server; used by `iptrack-web`, `iptrack up` and the
 //! tests alike.
 
-use std::{net::TcpListener, sync::Arc};
+use std::net::TcpListener;
 
 use actix_web::{
     App, HttpServer,
@@ -10,20 +10,14 @@ use actix_web::{
 };
 use anyhow::Context;
 use futures::{StreamExt, stream::FuturesUnordered};
-use iptrack_core::{
-    blocklist::service::BlocklistService, client_ip::ClientIpResolver, db, queue,
-    settings::Settings,
-};
+use iptrack_core::{blocklist::service::BlocklistService, db, queue, settings::Settings};
+use iptrack_middleware::{IpTracking, TrackingGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::{self, AdminState, AdminToken},
-    blocklist, forward_auth,
+    admin::{self, AdminState, AdminToken, GeoAttribution},
+    forward_auth,
     login::{self, DemoAccount},
-    metrics::RateLimitMetrics,
-    middleware::IpTracking,
-    pipeline::LogPipeline,
-    ratelimit::RateLimiter,
     routes::{self, AppState},
 };
 
@@ -51,9 +45,8 @@ pub struct Application {
     admin_port: Option<u16>,
     server: Server,
     admin_server: Option<Server>,
-    pipeline: Option<LogPipeline>,
-    /// Stops the blocklist sync task when the server stops.
-    background: CancellationToken,
+    /// The middleware's background tasks; `None` with `--no-tracking`.
+    tracking: Option<TrackingGuard>,
 }
 
 impl std::fmt::Debug for Application {
@@ -66,53 +59,59 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `settings.bind` (port 0 picks a free port), and `settings.admin_bind` when
+    /// Binds `settings.web.bind` (port 0 picks a free port), and `settings.admin.bind` when
     /// set, and prepares the servers.
     pub async fn build(settings: &Settings, options: WebOptions) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.bind))?;
+        let listener = TcpListener::bind(settings.web.bind)
+            .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.web.bind))?;
         let admin_listener = settings
-            .admin_bind
+            .admin
+            .bind
             .map(|address| {
                 TcpListener::bind(address)
                     .with_context(|| format!("cannot listen on {address} (IPTRACK_ADMIN_BIND)"))
             })
             .transpose()?;
         let port = listener.local_addr()?.port();
-        let redis = deadpool_redis::Config::from_url(settings.redis_url.clone())
+        let redis = deadpool_redis::Config::from_url(settings.redis.url.expose())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .context("cannot create the Redis pool (REDIS_URL)")?;
-        let background = CancellationToken::new();
-        let pipeline = if options.tracking {
-            let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
-            Some(LogPipeline::start(settings, conn))
+        // The middleware and its background tasks, as any embedding app gets them, plus the
+        // login's notion of who is signed in. The blocklist's database connection is lazy:
+        // the web serves (and logs) while the database is away, keeping its last good copy.
+        let tracking = if options.tracking {
+            Some(
+                IpTracking::from_settings(settings)
+                    .identity(login::session_identity())
+                    .build()
+                    .await?,
+            )
         } else {
             None
         };
-        // Lazy: the web serves (and logs) while the database is away; the blocklist keeps
-        // its last good copy and reloads when the database returns.
-        let db = db::connect_lazy(&settings.database_url)
+        let db = db::connect_lazy(settings.database.url.expose())
             .await
             .context("DATABASE_URL")?;
-        let blocklist = options
-            .tracking
-            .then(|| blocklist::start(settings, db.clone(), background.clone()).0);
         let state_db = db.clone();
-        let admin = match &settings.admin_token {
-            Some(token) => Some((
-                web::Data::new(AdminToken(token.clone())),
-                web::Data::new(AdminState {
-                    db,
-                    blocklist: BlocklistService::new(
-                        state_db.clone(),
-                        queue::connect(&settings.redis_url).context("REDIS_URL")?,
-                        settings.redis_prefix.clone(),
-                        &settings.safelist,
-                    ),
-                    // DB-IP's licence asks for attribution wherever its data is shown.
-                    dbip_attribution: settings.geo.uses_dbip(),
-                }),
-            )),
+        let admin = match &settings.admin.token {
+            Some(token) => {
+                let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+                Some((
+                    web::Data::new(AdminToken(token.clone())),
+                    web::Data::new(AdminState {
+                        db,
+                        blocklist: BlocklistService::new(
+                            state_db.clone(),
+                            conn.clone(),
+                            settings.redis.prefix.clone(),
+                            &settings.blocklist.safelist,
+                        ),
+                        // DB-IP's licence asks for attribution wherever its data is shown;
+                        // the workers, which open the data, say whether it is theirs.
+                        geo_attribution: GeoAttribution::new(conn, &settings.redis.prefix),
+                    }),
+                ))
+            }
             None => None,
         };
         // What operators use: the admin API and dashboard (when a token is set) and
@@ -126,43 +125,19 @@ impl Application {
             }
             routes::configure_metrics(cfg);
         };
-        // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits"). The limiter
-        // has its own multiplexed connection: one round trip per ruled request.
-        let rate_limit_metrics = Arc::new(RateLimitMetrics::default());
-        let demo_account = web::Data::new(DemoAccount(settings.rate_limit.demo_user.clone()));
-        let session_key = login::session_key(&settings.rate_limit);
-        let rate_limiter = if options.tracking && !settings.rate_limit.rules.is_empty() {
-            Some(RateLimiter::new(
-                &settings.rate_limit,
-                &settings.redis_prefix,
-                queue::connect(&settings.redis_url).context("REDIS_URL")?,
-                rate_limit_metrics.clone(),
-            ))
-        } else {
-            None
-        };
-
-        let tracking = pipeline.as_ref().map(|pipeline| {
-            let mut tracking = IpTracking::new(
-                ClientIpResolver::new(settings.trusted_proxies.clone(), settings.proxy_header),
-                pipeline.sink(),
-            )
-            .with_query_string(settings.log_pipeline.log_query_string)
-            .with_identity(login::session_identity());
-            if let Some(blocklist) = blocklist {
-                tracking = tracking.with_blocklist(blocklist, settings.safelist.clone());
-            }
-            if let Some(limiter) = rate_limiter {
-                tracking = tracking.with_rate_limiter(limiter);
-            }
-            tracking
-        });
+        // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits").
+        let rate_limit_metrics = tracking
+            .as_ref()
+            .map_or_else(Default::default, TrackingGuard::rate_limit_metrics);
+        let demo_account = web::Data::new(DemoAccount(settings.login.demo_user.clone()));
+        let session_key = login::session_key(&settings.login);
+        let middleware = tracking.as_ref().map(TrackingGuard::middleware);
         let state = web::Data::new(AppState {
             redis,
-            log_sink: pipeline.as_ref().map(LogPipeline::sink),
+            log_sink: tracking.as_ref().and_then(TrackingGuard::sink),
             db: state_db,
-            redis_prefix: settings.redis_prefix.clone(),
-            request_metrics: tracking.as_ref().map(IpTracking::metrics),
+            redis_prefix: settings.redis.prefix.clone(),
+            request_metrics: middleware.as_ref().map(IpTracking::metrics),
             rate_limit_metrics,
         });
         let site = move |cfg: &mut web::ServiceConfig| {
@@ -172,7 +147,7 @@ impl Application {
         let separate_admin = admin_listener.is_some();
         // `/forward-auth` for reverse proxies: outside the tracked scope, because it logs the
         // request it decides about, not itself (forward_auth.rs).
-        let forward_auth = tracking.clone().map(forward_auth::configure);
+        let forward_auth = middleware.clone().map(forward_auth::configure);
 
         let public_state = state.clone();
         let public_operator = operator.clone();
@@ -194,7 +169,7 @@ impl Application {
             };
             // Registered last, the site scope gets every request no route above took,
             // unknown paths (404) included: those are site traffic, tracked like the rest.
-            match &tracking {
+            match &middleware {
                 Some(tracking) => app.service(
                     web::scope("")
                         .wrap(tracking.clone())
@@ -227,7 +202,7 @@ impl Application {
             None => (None, None),
         };
         tracing::info!(
-            address = %settings.bind.ip(),
+            address = %settings.web.bind.ip(),
             port,
             admin_port,
             tracking = options.tracking,
@@ -238,8 +213,7 @@ impl Application {
             admin_port,
             server,
             admin_server,
-            pipeline,
-            background,
+            tracking,
         })
     }
 
@@ -273,9 +247,8 @@ impl Application {
         while let Some(served) = servers.next().await {
             results.push(served);
         }
-        self.background.cancel();
-        if let Some(pipeline) = self.pipeline {
-            pipeline.finish().await;
+        if let Some(tracking) = self.tracking {
+            tracking.shutdown().await;
         }
         for served in results {
             served

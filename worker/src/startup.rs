@@ -50,7 +50,8 @@ impl RunningWorkers {
 /// handler run to a dozen lines of where-clauses.
 macro_rules! spawn_queue {
     ($tasks:expr, $env:expr, $queue:expr, $job:ty, $handler:path, $count:expr) => {
-        let config = queue::queue_config($env.settings, $queue);
+        let config =
+            queue::queue_config(&$env.settings.redis.prefix, &$env.settings.worker, $queue);
         for index in 0..$count {
             let (conn, config, context) = ($env.conn.clone(), config.clone(), $env.context.clone());
             let (poll_interval, stop) = ($env.settings.worker.poll_interval, $env.shutdown.clone());
@@ -96,6 +97,29 @@ macro_rules! spawn_queue {
     };
 }
 
+/// Tells the web whether the locations this worker writes need DB-IP's credit
+/// (`iptrack_core::geo_attribution`), retrying while Redis is away, in the background so
+/// that start-up does not wait on Redis.
+async fn publish_attribution(
+    mut conn: redis::aio::ConnectionManager,
+    prefix: String,
+    dbip: bool,
+    shutdown: CancellationToken,
+) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match iptrack_core::geo_attribution::publish(&mut conn, &prefix, dbip).await {
+            Ok(()) => return,
+            Err(error) => iptrack_core::redis_status::report("geolocation attribution", &error),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 /// Returns the jobs a stopped apalis worker still holds to its queue, at once: left in its
 /// in-flight set they would wait for another worker's orphan recovery (heartbeat × missed
 /// heartbeats), and for ever if none runs. After a crash or a lost connection this may
@@ -130,20 +154,28 @@ pub async fn start(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningWorkers> {
-    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
     // First, before any connection is made: an explicit provider that cannot start stops
     // the worker (exit status 2, one line).
-    let geo = Geo::from_settings(settings, conn.clone())?;
+    let geo = Geo::from_settings(
+        &settings.geo,
+        &settings.redis.prefix,
+        &settings.worker,
+        conn.clone(),
+    )?;
     let geo_workers = usize::from(geo.is_some());
+    let dbip = geo
+        .as_ref()
+        .is_some_and(|geo| geo.provider.requires_dbip_credit(&settings.geo));
     let db = db::connect_with_pool(
-        &settings.database_url,
+        settings.database.url.expose(),
         settings.worker.database_connections(),
     )
     .await
     .context("cannot connect to the database (DATABASE_URL)")?;
     let queues: Vec<_> = ALL_QUEUES
         .iter()
-        .map(|name| queue::queue_config(settings, name))
+        .map(|name| queue::queue_config(&settings.redis.prefix, &settings.worker, name))
         .collect();
 
     // Bring a large retry backlog into the active lists before any worker fetches.
@@ -154,8 +186,8 @@ pub async fn start(
     let blocklist = BlocklistService::new(
         db.clone(),
         conn.clone(),
-        settings.redis_prefix.clone(),
-        &settings.safelist,
+        settings.redis.prefix.clone(),
+        &settings.blocklist.safelist,
     );
     let env = QueueEnv {
         settings,
@@ -165,13 +197,19 @@ pub async fn start(
             blocklist,
             rules: Arc::new(settings.schedules.clone()),
             redis: conn.clone(),
-            redis_prefix: settings.redis_prefix.clone(),
+            redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
         },
         stats: Arc::new(SupervisorStats::default()),
         shutdown: shutdown.clone(),
     };
     let mut tasks = JoinSet::new();
+    tasks.spawn(publish_attribution(
+        conn.clone(),
+        settings.redis.prefix.clone(),
+        dbip,
+        shutdown.clone(),
+    ));
     tasks.spawn(maintenance::run(conn, queues, shutdown));
     spawn_queue!(
         tasks,
@@ -209,7 +247,7 @@ pub async fn start(
         geo_workers
     );
     tracing::info!(
-        database = settings.database_kind(),
+        database = settings.database.kind().as_str(),
         geolocation = env
             .context
             .geo

@@ -164,8 +164,10 @@ async fn cache_over_a_stream(files: Vec<PathBuf>) {
     for _ in 0..WORKERS {
         let geo = Geo::new(
             GeoProvider::Mmdb(MmdbProvider::open(&settings.geo.mmdb_paths).unwrap()),
-            &settings,
-            queue::connect(&settings.redis_url).unwrap(),
+            &settings.geo,
+            &settings.redis.prefix,
+            &settings.worker,
+            queue::connect(settings.redis.url.expose()).unwrap(),
         );
         let (conn, batches) = (conn.clone(), batches.clone());
         tasks.push(tokio::spawn(async move {

@@ -120,7 +120,7 @@ async fn worker_run(
     let settings = iptrack_tests::settings(&db, &redis);
     let mut jobs = JobQueue::new(
         queue::connect(&redis.url).unwrap(),
-        queue::queue_config(&settings, REQUEST_LOGS_QUEUE),
+        queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE),
     );
     // Fresh batch ids per run: the worker would (rightly) skip batches it has seen.
     let fresh: Vec<RequestLogBatch> = batches

@@ -59,11 +59,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let private = PrivateRedis::start();
     let shared = TestRedis::new();
-    let log_settings = Settings {
-        redis_url: shared.url.clone(),
-        redis_prefix: shared.prefix.clone(),
-        ..Default::default()
-    };
+    let mut log_settings = Settings::default();
+    log_settings.redis.url = shared.url.as_str().into();
+    log_settings.redis.prefix = shared.prefix.clone();
     let limiter = RateLimiter::new(
         &RateLimitSettings {
             rules: parse_rules("login=POST /login anon=10000 user=10000 window=60s")
@@ -152,7 +150,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// An actix server on a free port with the middleware, and the limiter if given.
 fn serve(settings: &Settings, limiter: Option<RateLimiter>) -> anyhow::Result<u16> {
-    let pipeline = LogPipeline::start(settings, queue::connect(&settings.redis_url)?);
+    let pipeline = LogPipeline::to_redis(
+        &settings.log_pipeline,
+        queue::connect(settings.redis.url.expose())?,
+        &settings.redis.prefix,
+    );
     let mut tracking = IpTracking::new(
         ClientIpResolver::new(vec!["127.0.0.1/32".parse()?], ProxyHeader::XForwardedFor),
         pipeline.sink(),

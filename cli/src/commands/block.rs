@@ -99,12 +99,12 @@ pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
 
 async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
     let db = super::connect_db(settings).await?;
-    let redis = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    let redis = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
     Ok(BlocklistService::new(
         db,
         redis,
-        settings.redis_prefix.clone(),
-        &settings.safelist,
+        settings.redis.prefix.clone(),
+        &settings.blocklist.safelist,
     ))
 }
 
@@ -113,7 +113,7 @@ fn warn_if_unannounced(settings: &Settings, notice: Result<(), impl std::fmt::Di
     if let Err(error) = notice {
         eprintln!(
             "iptrack: warning: Redis unreachable ({error}); web instances apply the change at their next reload (within {} s)",
-            settings.blocklist_reload.as_secs()
+            settings.blocklist.reload.as_secs()
         );
     }
 }

@@ -19,10 +19,14 @@ pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyh
         window_start: window_end - window,
         window_end,
     };
-    let conn = queue::connect(&settings.redis_url).context("REDIS_URL")?;
+    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
     let mut jobs = JobQueue::new(
         conn,
-        queue::queue_config(settings, FLAG_SUSPICIOUS_IPS_QUEUE),
+        queue::queue_config(
+            &settings.redis.prefix,
+            &settings.worker,
+            FLAG_SUSPICIOUS_IPS_QUEUE,
+        ),
     );
     jobs.push(&[job]).await.context("cannot reach Redis")?;
     println!(

@@ -8,7 +8,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
     Migrator::up(&db, None).await.context("migration failed")?;
     tracing::info!(
-        database = settings.database_kind(),
+        database = settings.database.kind().as_str(),
         "database schema is up to date"
     );
     Ok(())

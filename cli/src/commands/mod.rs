@@ -13,7 +13,7 @@ use sea_orm::DatabaseConnection;
 
 /// The database connection every command that reads or writes tables opens.
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    db::connect(&settings.database_url)
+    db::connect(settings.database.url.expose())
         .await
         .context("cannot connect to the database (DATABASE_URL)")
 }

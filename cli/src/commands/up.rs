@@ -19,7 +19,7 @@ pub use private_redis::NoRedis;
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     let private = private_redis::choose(&mut settings).await?;
-    redis_status::init(&settings.redis_url);
+    redis_status::init(&settings.redis.url);
     let result = run_with(&settings).await;
     if let Some(private) = private {
         private.stop().await;
@@ -39,7 +39,7 @@ async fn run_with(settings: &Settings) -> anyhow::Result<()> {
     let app = Application::build(settings, WebOptions::default()).await?;
     tracing::info!(
         "iptrack is up: http://{}:{}",
-        settings.bind.ip(),
+        settings.web.bind.ip(),
         app.port()
     );
 

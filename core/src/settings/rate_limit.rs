@@ -1,23 +1,36 @@
-//! Settings of the web's rate limiter and of the reference server's login (which decides
-//! who is authenticated, and so which of a rule's two limits applies).
+//! Settings of the middleware's rate limiter.
 
 use std::time::Duration;
 
-use secrecy::SecretString;
-
-use super::{SettingsError, invalid};
+use super::{
+    SettingsError,
+    parse::{bounded, invalid, required},
+    registry::{Values, Variable},
+};
 use crate::path::canonical_path;
 
 /// The rules when `IPTRACK_RATE_LIMITS` is unset: the login form, 5 anonymous or 10
 /// authenticated posts a minute.
 pub const DEFAULT_RATE_LIMITS: &str = "login=POST /login anon=5 user=10 window=60s";
 
+const RATE_LIMITS: Variable = Variable::new(
+    "IPTRACK_RATE_LIMITS",
+    DEFAULT_RATE_LIMITS,
+    "`;`-separated rules `NAME=METHODS PATH anon=N user=N window=DURATION` (methods comma-separated or `*`; `/api/*` covers `/api` and below; windows `60s`, `5m`, `1h`, up to `24h`; limits up to 10,000), or `off`",
+);
+const RATE_LIMIT_IPV6_PREFIX: Variable = Variable::new(
+    "IPTRACK_RATE_LIMIT_IPV6_PREFIX",
+    "64",
+    "anonymous IPv6 clients share one budget per network of this prefix",
+);
+pub(super) const VARIABLES: &[&Variable] = &[&RATE_LIMITS, &RATE_LIMIT_IPV6_PREFIX];
+
 /// Longest window a rule may have, and largest limit: the limiter keeps one entry per
 /// accepted request for a window, so these bound its memory per client.
 const MAX_WINDOW_SECS: u64 = 86_400;
 const MAX_LIMIT: u32 = 10_000;
 
-/// Rate limits (in the web process) and the reference server's login.
+/// Rate limits, applied by the middleware before the application.
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
     /// `IPTRACK_RATE_LIMITS`: `;`-separated rules, each
@@ -28,13 +41,6 @@ pub struct RateLimitSettings {
     /// `IPTRACK_RATE_LIMIT_IPV6_PREFIX`: anonymous IPv6 clients share one budget per
     /// network of this prefix length (default 64: one customer's allocation).
     pub ipv6_prefix: u8,
-    /// `IPTRACK_SESSION_KEY`: secret (at least 32 characters) that signs and encrypts the
-    /// reference server's session cookie. Give every web instance the same one so they
-    /// accept each other's sessions; unset, each process makes up its own.
-    pub session_key: Option<SecretString>,
-    /// `IPTRACK_DEMO_USER`: `name:password` of the reference server's one account. Unset,
-    /// every login fails (401).
-    pub demo_user: Option<DemoUser>,
 }
 
 /// One rate-limited route.
@@ -82,71 +88,20 @@ impl RateLimitRule {
     }
 }
 
-/// The reference server's demo account.
-#[derive(Debug, Clone)]
-pub struct DemoUser {
-    pub name: String,
-    pub password: SecretString,
-}
-
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self {
-            // The default is a constant this module's own test parses.
-            rules: parse_rules(DEFAULT_RATE_LIMITS).unwrap_or_default(),
-            ipv6_prefix: 64,
-            session_key: None,
-            demo_user: None,
-        }
+        super::from_defaults(Self::from_values)
     }
 }
 
 impl RateLimitSettings {
-    pub(super) fn from_values<'v>(
-        get: &impl Fn(&str) -> Option<&'v str>,
-    ) -> Result<Self, SettingsError> {
-        let mut s = Self::default();
-        if let Some(v) = get("IPTRACK_RATE_LIMITS") {
-            s.rules = parse_rules(v).map_err(|reason| invalid("IPTRACK_RATE_LIMITS", v, reason))?;
-        }
-        if let Some(v) = get("IPTRACK_RATE_LIMIT_IPV6_PREFIX") {
-            s.ipv6_prefix = super::parse_bounded("IPTRACK_RATE_LIMIT_IPV6_PREFIX", v, 1u8, 128u8)?;
-        }
-        if let Some(v) = get("IPTRACK_SESSION_KEY") {
-            if v.len() < 32 {
-                return Err(invalid(
-                    "IPTRACK_SESSION_KEY",
-                    "(hidden)",
-                    "must be at least 32 characters",
-                ));
-            }
-            s.session_key = Some(SecretString::from(v.to_owned()));
-        }
-        if let Some(v) = get("IPTRACK_DEMO_USER") {
-            let (name, password) = v
-                .split_once(':')
-                .filter(|(name, password)| !name.is_empty() && !password.is_empty())
-                .ok_or_else(|| {
-                    // The value holds a password: never echo it.
-                    invalid(
-                        "IPTRACK_DEMO_USER",
-                        "(hidden)",
-                        "expected name:password, both non-empty",
-                    )
-                })?;
-            if name.len() > 64 || name.chars().any(char::is_control) {
-                return Err(invalid(
-                    "IPTRACK_DEMO_USER",
-                    "(hidden)",
-                    "the name must be at most 64 printable characters",
-                ));
-            }
-            s.demo_user = Some(DemoUser {
-                name: name.to_owned(),
-                password: SecretString::from(password.to_owned()),
-            });
-        }
-        Ok(s)
+    pub(super) fn from_values(values: &Values) -> Result<Self, SettingsError> {
+        let rules = required(&RATE_LIMITS, values.get(&RATE_LIMITS))?;
+        let ipv6_prefix = required(&RATE_LIMIT_IPV6_PREFIX, values.get(&RATE_LIMIT_IPV6_PREFIX))?;
+        Ok(Self {
+            rules: parse_rules(rules).map_err(|reason| invalid(&RATE_LIMITS, rules, reason))?,
+            ipv6_prefix: bounded(&RATE_LIMIT_IPV6_PREFIX, ipv6_prefix, 1u8, 128u8)?,
+        })
     }
 }
 
@@ -297,7 +252,6 @@ mod tests {
             }]
         );
         assert_eq!(s.ipv6_prefix, 64);
-        assert!(s.demo_user.is_none() && s.session_key.is_none());
     }
 
     #[test]
@@ -361,22 +315,5 @@ mod tests {
         }
         let err = load(&[("IPTRACK_RATE_LIMIT_IPV6_PREFIX", "129")]).unwrap_err();
         assert!(err.to_string().contains("IPTRACK_RATE_LIMIT_IPV6_PREFIX"));
-        let err = load(&[("IPTRACK_SESSION_KEY", "short")]).unwrap_err();
-        assert!(err.to_string().contains("IPTRACK_SESSION_KEY"));
-        let err = load(&[("IPTRACK_DEMO_USER", "alice")]).unwrap_err();
-        assert!(err.to_string().contains("IPTRACK_DEMO_USER"));
-        let err = load(&[("IPTRACK_DEMO_USER", "alice:")]).unwrap_err();
-        assert!(!err.to_string().contains("alice"), "secrets are not echoed");
-    }
-
-    #[test]
-    fn the_demo_user_splits_at_the_first_colon() {
-        use secrecy::ExposeSecret;
-        let s = load(&[("IPTRACK_DEMO_USER", "alice:pa:ss")])
-            .unwrap()
-            .rate_limit;
-        let user = s.demo_user.unwrap();
-        assert_eq!(user.name, "alice");
-        assert_eq!(user.password.expose_secret(), "pa:ss");
     }
 }

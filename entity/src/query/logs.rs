@@ -77,7 +77,8 @@ impl Cursor {
 }
 
 /// One page and where the next one starts (`None`: this was the last).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogPage {
     pub items: Vec<request_log::Model>,
     /// Pass as `cursor` to get the following (older) rows; absent on the last page.

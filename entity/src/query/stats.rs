@@ -22,7 +22,8 @@ pub const MAX_RANGE: Duration = Duration::hours(24);
 /// Most entries per "top" list.
 pub const MAX_TOP: u64 = 100;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Start of the range (inclusive), rounded down to the minute.
     pub since: DateTime<Utc>,
@@ -42,20 +43,23 @@ pub struct Stats {
     pub top_paths: Vec<PathCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MinuteCount {
     /// Start of the minute, UTC.
     pub minute: DateTime<Utc>,
     pub requests: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddressCount {
     pub ip_address: String,
     pub requests: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountryCount {
     /// ISO 3166-1 alpha-2.
     pub country_code: String,
@@ -63,7 +67,8 @@ pub struct CountryCount {
     pub requests: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PathCount {
     pub path: String,
     pub requests: i64,

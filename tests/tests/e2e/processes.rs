@@ -63,7 +63,8 @@ async fn on_sigterm_the_web_delivers_the_events_it_still_holds() {
     send_requests(&stack, 0..300).await;
 
     let settings = iptrack_tests::settings(&db, &redis);
-    let jobs = queue::queue_config(&settings, REQUEST_LOGS_QUEUE).job_data_hash();
+    let jobs = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE)
+        .job_data_hash();
     let mut conn = redis.connection().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let queued: usize = conn.hlen(&jobs).await.unwrap();

@@ -84,7 +84,7 @@ fn unknown_shape(rest: &str) -> Option<String> {
                 .then(|| format!("{address:?} is no address"));
         }
     }
-    if rest == "metrics" {
+    if rest == "metrics" || rest == "geo:attribution" {
         return None;
     }
     for queue in ALL_QUEUES {

@@ -39,6 +39,10 @@ pub(super) struct Meta {
 pub(super) async fn show(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(Meta {
         version: env!("CARGO_PKG_VERSION"),
-        geo_attribution: state.dbip_attribution.then_some(DBIP_ATTRIBUTION),
+        geo_attribution: state
+            .geo_attribution
+            .requires_dbip()
+            .await
+            .then_some(DBIP_ATTRIBUTION),
     }))
 }

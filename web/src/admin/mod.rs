@@ -52,10 +52,55 @@ pub struct AdminState {
     pub db: DatabaseConnection,
     /// Every block and unblock goes through it (validation, write, change notice).
     pub blocklist: BlocklistService,
-    /// The geolocation provider is the DB-IP mmdb, whose licence (CC BY 4.0) asks for the
-    /// line "IP Geolocation by DB-IP" wherever its data is shown: `/api/v1/meta` then
-    /// returns it and the dashboard displays it.
-    pub dbip_attribution: bool,
+    /// Whether the workers' geolocation data is DB-IP's, whose licence (CC BY 4.0) asks
+    /// for the line "IP Geolocation by DB-IP" wherever its data is shown: `/api/v1/meta`
+    /// then returns it and the dashboard displays it.
+    pub geo_attribution: GeoAttribution,
+}
+
+/// What the workers published about their geolocation data
+/// (`iptrack_core::geo_attribution`), read when the dashboard asks.
+#[derive(Clone)]
+pub struct GeoAttribution {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    /// The last answer Redis gave, kept for when it is away.
+    last: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for GeoAttribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoAttribution")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GeoAttribution {
+    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            last: Default::default(),
+        }
+    }
+
+    /// Whether DB-IP's credit is due; while Redis is away, the last answer it gave.
+    pub async fn requires_dbip(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match iptrack_core::geo_attribution::requires_dbip(&mut self.conn.clone(), &self.prefix)
+            .await
+        {
+            Ok(dbip) => {
+                self.last.store(dbip, Ordering::Relaxed);
+                dbip
+            }
+            Err(error) => {
+                iptrack_core::redis_status::report("geolocation attribution", &error);
+                self.last.load(Ordering::Relaxed)
+            }
+        }
+    }
 }
 
 /// Mounts the API's routes and the dashboard (the caller decides whether they are on).

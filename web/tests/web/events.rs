@@ -15,11 +15,9 @@ use iptrack_web::{IpTracking, LogPipeline};
 use redis::AsyncCommands;
 
 fn settings(redis: &TestRedis) -> Settings {
-    let mut settings = Settings {
-        redis_url: redis.url.clone(),
-        redis_prefix: redis.prefix.clone(),
-        ..Default::default()
-    };
+    let mut settings = Settings::default();
+    settings.redis.url = redis.url.as_str().into();
+    settings.redis.prefix = redis.prefix.clone();
     settings.log_pipeline.batch_max_wait = Duration::from_millis(10);
     settings
 }
@@ -28,7 +26,11 @@ fn settings(redis: &TestRedis) -> Settings {
 async fn logged_event(tracking_query_string: bool, request: test::TestRequest) -> LogEvent {
     let redis = TestRedis::new();
     let settings = settings(&redis);
-    let pipeline = LogPipeline::start(&settings, queue::connect(&settings.redis_url).unwrap());
+    let pipeline = LogPipeline::to_redis(
+        &settings.log_pipeline,
+        queue::connect(settings.redis.url.expose()).unwrap(),
+        &settings.redis.prefix,
+    );
     let app = test::init_service(
         App::new()
             .wrap(
@@ -49,7 +51,7 @@ async fn logged_event(tracking_query_string: bool, request: test::TestRequest) -
     let response = test::call_service(&app, request.peer_addr(peer).to_request()).await;
     assert_eq!(response.status().as_u16(), 200);
 
-    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE);
     let mut conn = redis.connection().await;
     let events = eventually(Duration::from_secs(10), "the event in Redis", || async {
         let payloads: Vec<Vec<u8>> = conn.clone().hvals(config.job_data_hash()).await.unwrap();

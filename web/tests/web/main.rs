@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod embedding;
 mod events;
 mod pipeline;
 mod ratelimit;

@@ -15,10 +15,8 @@ use iptrack_web::{IpTracking, LogPipeline};
 use redis::AsyncCommands;
 
 fn settings(redis: &PrivateRedis, buffer: usize, batch: usize) -> Settings {
-    let mut settings = Settings {
-        redis_url: redis.url(),
-        ..Default::default()
-    };
+    let mut settings = Settings::default();
+    settings.redis.url = redis.url().into();
     settings.log_pipeline.buffer_capacity = buffer;
     settings.log_pipeline.batch_max_events = batch;
     settings.log_pipeline.batch_max_wait = Duration::from_millis(10);
@@ -27,7 +25,7 @@ fn settings(redis: &PrivateRedis, buffer: usize, batch: usize) -> Settings {
 
 /// Events in the `request-logs` queue, summed over its jobs.
 async fn queued_events(redis: &PrivateRedis, settings: &Settings) -> usize {
-    let config = queue::queue_config(settings, REQUEST_LOGS_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE);
     let client = redis::Client::open(redis.url()).unwrap();
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
         return 0;
@@ -71,7 +69,11 @@ async fn events_wait_while_redis_is_away_and_arrive_when_it_returns() {
     let mut redis = PrivateRedis::start();
     let settings = settings(&redis, 1_000, 5);
     redis.stop();
-    let pipeline = LogPipeline::start(&settings, queue::connect(&settings.redis_url).unwrap());
+    let pipeline = LogPipeline::to_redis(
+        &settings.log_pipeline,
+        queue::connect(settings.redis.url.expose()).unwrap(),
+        &settings.redis.prefix,
+    );
     let app = tracked_app!(pipeline);
 
     for _ in 0..20 {
@@ -115,7 +117,11 @@ async fn a_full_buffer_drops_and_counts_events_and_the_app_is_still_served() {
     let mut redis = PrivateRedis::start();
     let settings = settings(&redis, 10, 5);
     redis.stop();
-    let pipeline = LogPipeline::start(&settings, queue::connect(&settings.redis_url).unwrap());
+    let pipeline = LogPipeline::to_redis(
+        &settings.log_pipeline,
+        queue::connect(settings.redis.url.expose()).unwrap(),
+        &settings.redis.prefix,
+    );
     let app = tracked_app!(pipeline);
 
     for _ in 0..50 {

@@ -46,12 +46,14 @@ fn header_identity() -> Identity {
 /// The log pipeline goes to the shared Redis (under the test's prefix), so a private
 /// Redis sees only the limiter's commands.
 fn pipeline(redis: &TestRedis) -> LogPipeline {
-    let settings = Settings {
-        redis_url: redis.url.clone(),
-        redis_prefix: redis.prefix.clone(),
-        ..Default::default()
-    };
-    LogPipeline::start(&settings, queue::connect(&settings.redis_url).unwrap())
+    let mut settings = Settings::default();
+    settings.redis.url = redis.url.as_str().into();
+    settings.redis.prefix = redis.prefix.clone();
+    LogPipeline::to_redis(
+        &settings.log_pipeline,
+        queue::connect(settings.redis.url.expose()).unwrap(),
+        &settings.redis.prefix,
+    )
 }
 
 macro_rules! limited_app {

@@ -21,7 +21,7 @@ use iptrack_core::{
     job_metrics,
     jobs::{GEOLOCATE_MAX_ADDRESSES, GEOLOCATE_QUEUE, GeolocateAddresses, LogEvent},
     queue::{self, JobQueue},
-    settings::Settings,
+    settings::{GeoSettings, WorkerSettings},
 };
 use iptrack_entity::request_log;
 use redis::aio::ConnectionManager;
@@ -61,23 +61,32 @@ pub struct AfterCommit {
 }
 
 impl Geo {
-    /// Geolocation as `settings` configure it; `None` when it is off.
+    /// Geolocation as `settings` configure it; `None` when it is off. Keys live under
+    /// `redis_prefix`; `worker` sets the geolocate queue's heartbeat.
     pub fn from_settings(
-        settings: &Settings,
+        settings: &GeoSettings,
+        redis_prefix: &str,
+        worker: &WorkerSettings,
         conn: ConnectionManager,
     ) -> Result<Option<Self>, GeoSetupError> {
-        Ok(GeoProvider::from_settings(&settings.geo)?
-            .map(|provider| Self::new(provider, settings, conn)))
+        Ok(GeoProvider::from_settings(settings)?
+            .map(|provider| Self::new(provider, settings, redis_prefix, worker, conn)))
     }
 
-    pub fn new(provider: GeoProvider, settings: &Settings, conn: ConnectionManager) -> Self {
-        let config = queue::queue_config(settings, GEOLOCATE_QUEUE);
+    pub fn new(
+        provider: GeoProvider,
+        settings: &GeoSettings,
+        redis_prefix: &str,
+        worker: &WorkerSettings,
+        conn: ConnectionManager,
+    ) -> Self {
+        let config = queue::queue_config(redis_prefix, worker, GEOLOCATE_QUEUE);
         Self {
             provider,
-            cache: GeoCache::new(conn.clone(), &settings.redis_prefix, &settings.geo),
+            cache: GeoCache::new(conn.clone(), redis_prefix, settings),
             queue: JobQueue::new(conn.clone(), config),
             stats: GeoStats::default(),
-            metrics: (conn, settings.redis_prefix.clone()),
+            metrics: (conn, redis_prefix.to_owned()),
         }
     }
 

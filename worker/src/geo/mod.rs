@@ -156,6 +156,19 @@ impl GeoProvider {
         }
     }
 
+    /// Whether this provider serves DB-IP's data, whose licence (CC BY 4.0) asks for the
+    /// credit "IP Geolocation by DB-IP" wherever its locations are shown: an mmdb provider
+    /// whose files are all DB-IP's (`dbip` in their names, as `scripts/fetch-geo-db.sh`
+    /// saves them). Published for the web (`iptrack_core::geo_attribution`).
+    pub fn requires_dbip_credit(&self, settings: &GeoSettings) -> bool {
+        matches!(self, GeoProvider::Mmdb(_))
+            && !settings.mmdb_paths.is_empty()
+            && settings.mmdb_paths.iter().all(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().contains("dbip"))
+            })
+    }
+
     /// The provider `settings` choose, or `None` when geolocation is off. An explicit
     /// `mmdb` whose files do not open is an error; the default (`Auto`) with missing files
     /// logs one warning and runs without geolocation.

@@ -44,8 +44,10 @@ fn settings_for(db: &TestDb, redis: &TestRedis) -> Settings {
 fn geo(settings: &Settings, provider: GeoProvider) -> Geo {
     Geo::new(
         provider,
-        settings,
-        queue::connect(&settings.redis_url).unwrap(),
+        &settings.geo,
+        &settings.redis.prefix,
+        &settings.worker,
+        queue::connect(settings.redis.url.expose()).unwrap(),
     )
 }
 
@@ -67,7 +69,7 @@ fn located(rows: &[request_log::Model]) -> usize {
 }
 
 async fn geolocate_jobs_queued(settings: &Settings, redis: &TestRedis) -> usize {
-    let config = queue::queue_config(settings, GEOLOCATE_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, GEOLOCATE_QUEUE);
     let mut conn = redis.connection().await;
     conn.hlen(config.job_data_hash()).await.unwrap()
 }

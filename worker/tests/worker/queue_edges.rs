@@ -18,8 +18,8 @@ use crate::batch;
 
 fn job_queue(settings: &Settings) -> JobQueue<RequestLogBatch> {
     JobQueue::new(
-        queue::connect(&settings.redis_url).unwrap(),
-        queue::queue_config(settings, REQUEST_LOGS_QUEUE),
+        queue::connect(settings.redis.url.expose()).unwrap(),
+        queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE),
     )
 }
 
@@ -44,7 +44,7 @@ async fn ten_thousand_jobs_queued_while_no_worker_ran_are_all_written() {
     for chunk in batches.chunks(1_000) {
         jobs.push(chunk).await.unwrap();
     }
-    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE);
     let mut conn = redis.connection().await;
     let (active, scheduled): (u64, u64) = redis::pipe()
         .llen(config.active_jobs_list())
@@ -76,15 +76,22 @@ async fn nine_thousand_due_retries_are_promoted_and_written() {
     let settings = iptrack_tests::settings(&db, &redis);
     // apalis-redis's own push: every job lands in `:scheduled`, due now, exactly as retries do.
     let mut storage =
-        RedisStorage::<RequestLogBatch>::new(queue::connect(&settings.redis_url).unwrap())
-            .with_config(queue::queue_config(&settings, REQUEST_LOGS_QUEUE));
+        RedisStorage::<RequestLogBatch>::new(queue::connect(settings.redis.url.expose()).unwrap())
+            .with_config(queue::queue_config(
+                &settings.redis.prefix,
+                &settings.worker,
+                REQUEST_LOGS_QUEUE,
+            ));
     let batches: Vec<_> = (0..9_000)
         .map(|i| batch(&format!("r{i}"), 1, "198.51.100.10"))
         .collect();
     storage.push_bulk(batches).await.unwrap();
     let mut conn = redis.connection().await;
     let scheduled: u64 = conn
-        .zcard(queue::queue_config(&settings, REQUEST_LOGS_QUEUE).scheduled_jobs_set())
+        .zcard(
+            queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE)
+                .scheduled_jobs_set(),
+        )
         .await
         .unwrap();
     assert_eq!(scheduled, 9_000);
@@ -140,7 +147,9 @@ async fn every_worker_registers_under_a_name_of_its_own() {
     let workers = iptrack_worker::start(&settings, stop.clone())
         .await
         .unwrap();
-    let workers_set = queue::queue_config(&settings, REQUEST_LOGS_QUEUE).workers_set();
+    let workers_set =
+        queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE)
+            .workers_set();
     let mut conn = redis.connection().await;
     eventually(Duration::from_secs(10), "three registered workers", || {
         let mut conn = conn.clone();
@@ -179,7 +188,7 @@ async fn every_worker_registers_under_a_name_of_its_own() {
 async fn a_dead_workers_jobs_return_to_the_queue_within_seconds() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
-    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE);
     let mut jobs = job_queue(&settings);
     jobs.push(&[batch("orphan", 5, "198.51.100.12")])
         .await
@@ -268,7 +277,7 @@ async fn a_worker_backs_off_while_redis_is_down_and_resumes_when_it_returns() {
 async fn completed_jobs_leave_no_payload_and_a_bounded_trace_in_redis() {
     let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
     let settings = iptrack_tests::settings(&db, &redis);
-    let config = queue::queue_config(&settings, REQUEST_LOGS_QUEUE);
+    let config = queue::queue_config(&settings.redis.prefix, &settings.worker, REQUEST_LOGS_QUEUE);
     let mut jobs = job_queue(&settings);
     let batches: Vec<_> = (0..1_500)
         .map(|i| batch(&format!("d{i}"), 20, "198.51.100.14"))

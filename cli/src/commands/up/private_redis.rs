@@ -55,22 +55,22 @@ pub struct PrivateRedis {
     lifeline: Option<ChildStdin>,
 }
 
-/// Chooses the Redis for `iptrack up`, updating `settings.redis_url`. Returns the
+/// Chooses the Redis for `iptrack up`, updating `settings.redis.url`. Returns the
 /// private server when one was started.
 pub async fn choose(settings: &mut Settings) -> anyhow::Result<Option<PrivateRedis>> {
-    if settings.redis_url_given {
+    if settings.redis.url_given {
         return Ok(None);
     }
-    let probe = settings.up_redis_probe_url.clone();
-    match ping(&probe).await {
+    let probe = settings.redis.up_probe_url.clone();
+    match ping(probe.expose()).await {
         Ping::Answered => {
-            tracing::info!(redis = %iptrack_core::redis_status::redact(&probe), "using the Redis that answers at the default address");
-            settings.redis_url = probe;
+            tracing::info!(redis = %probe.redacted(), "using the Redis that answers at the default address");
+            settings.redis.url = probe;
             return Ok(None);
         }
         Ping::Other(reason) => {
             return Err(NoRedis::NotRedis {
-                probe: iptrack_core::redis_status::redact(&probe),
+                probe: probe.redacted(),
                 reason,
             }
             .into());
@@ -79,12 +79,12 @@ pub async fn choose(settings: &mut Settings) -> anyhow::Result<Option<PrivateRed
     }
     let Some(server) = find_on_path("redis-server") else {
         return Err(NoRedis::NotInstalled {
-            probe: iptrack_core::redis_status::redact(&probe),
+            probe: probe.redacted(),
         }
         .into());
     };
-    let private = PrivateRedis::start(&server, &data_dir(&settings.database_url)).await?;
-    settings.redis_url = private.url.clone();
+    let private = PrivateRedis::start(&server, &data_dir(settings.database.url.expose())).await?;
+    settings.redis.url = private.url.as_str().into();
     Ok(Some(private))
 }
 

@@ -16,10 +16,10 @@ use iptrack_core::{
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    metrics::PipelineMetrics,
-    pipeline::{FINAL_FLUSH_GRACE, RateLimitedWarning},
-};
+use crate::{metrics::PipelineMetrics, warning::RateLimitedWarning};
+
+/// Longest a stopping pipeline keeps trying to deliver what it holds.
+pub const FINAL_FLUSH_GRACE: Duration = Duration::from_secs(10);
 
 /// How often a filling batch takes the events that have arrived. Awaiting the channel
 /// instead wakes this task for nearly every event, and waking a task that sleeps on another

@@ -37,9 +37,12 @@ use crate::{
 
 /// Wrap an actix-web `App` (or scope) with this to log every request through iptrack.
 ///
+/// Most applications get one from [`IpTracking::builder`], which also starts what it needs
+/// in the background:
+///
 /// ```ignore
-/// let pipeline = LogPipeline::start(&settings, redis_conn);
-/// let tracking = IpTracking::new(resolver, pipeline.sink());
+/// let guard = IpTracking::builder().redis_url(url).build().await?;
+/// let tracking = guard.middleware();
 /// HttpServer::new(move || App::new().wrap(tracking.clone()).service(...))
 /// ```
 #[derive(Debug, Clone)]
@@ -176,19 +179,20 @@ impl Inner {
     }
 }
 
-/// What `/forward-auth` (`forward_auth.rs`) shares with the middleware: the same resolver,
-/// the same decision and the same way into the log.
+/// What `/forward-auth` (iptrack-web's `forward_auth.rs`) shares with the middleware: the
+/// same resolver, the same decision and the same way into the log, for a request the
+/// application describes by its parts instead of serving it.
 impl IpTracking {
-    pub(crate) fn resolver(&self) -> &ClientIpResolver {
+    pub fn resolver(&self) -> &ClientIpResolver {
         &self.inner.resolver
     }
 
-    pub(crate) fn log_query_string(&self) -> bool {
+    pub fn log_query_string(&self) -> bool {
         self.inner.log_query_string
     }
 
     /// The middleware's decision for client `ip`, `method` and canonical `path`.
-    pub(crate) async fn decide(&self, ip: IpAddr, method: &str, path: &str) -> Verdict {
+    pub async fn decide(&self, ip: IpAddr, method: &str, path: &str) -> Verdict {
         let verdict = self.inner.gate.decide(ip, method, path).settle(None).await;
         if matches!(verdict, Verdict::Blocked) {
             self.inner.metrics.count_blocked();
@@ -197,7 +201,7 @@ impl IpTracking {
     }
 
     /// Counts and logs an answered request, as the middleware does its own.
-    pub(crate) fn finish(&self, request: RequestFacts, status: StatusCode) {
+    pub fn finish(&self, request: RequestFacts, status: StatusCode) {
         self.inner.finish(request, status);
     }
 }
@@ -330,7 +334,8 @@ fn status_of<B>(result: &Result<ServiceResponse<B>, Error>) -> StatusCode {
 
 /// What the log keeps of a request, read before the app sees it (the app may consume
 /// the request) and turned into a [`LogEvent`] once the status is known.
-pub(crate) struct RequestFacts {
+#[derive(Debug)]
+pub struct RequestFacts {
     ip: IpAddr,
     started: Instant,
     method: String,
@@ -363,7 +368,7 @@ impl RequestFacts {
     /// A request described by its parts (`/forward-auth` describes the proxy's request this
     /// way): `path` canonical, `query` raw (still percent-encoded, as the client sent it) or
     /// `None` when query strings are not logged; the user agent is read from `headers`.
-    pub(crate) fn new(
+    pub fn new(
         ip: IpAddr,
         method: &str,
         path: &str,

@@ -14,7 +14,7 @@ use iptrack_core::{
     blocklist::{
         Blocklist, BlocklistChange, change_channel, parse_block_target, policy::covers_everyone,
     },
-    settings::Settings,
+    settings::{BlocklistSettings, SecretUrl},
 };
 use iptrack_entity::blocked_ip;
 use sea_orm::DatabaseConnection;
@@ -27,19 +27,23 @@ pub type SharedBlocklist = Arc<ArcSwap<Blocklist>>;
 /// Wait before subscribing again after the Redis connection failed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
-/// Starts keeping a blocklist current; returns it (empty until the first load) and the task.
+/// Starts keeping a blocklist current from `db`'s `blocked_ip` and the change notices
+/// published under `redis_prefix` at `redis_url`; returns it (empty until the first load)
+/// and the task, which ends when `shutdown` is cancelled.
 pub fn start(
-    settings: &Settings,
+    settings: &BlocklistSettings,
     db: DatabaseConnection,
+    redis_url: &SecretUrl,
+    redis_prefix: &str,
     shutdown: CancellationToken,
 ) -> (SharedBlocklist, JoinHandle<()>) {
     let shared: SharedBlocklist = Arc::new(ArcSwap::from_pointee(Blocklist::new()));
     let task = tokio::spawn(run(
         shared.clone(),
         db,
-        settings.redis_url.clone(),
-        change_channel(&settings.redis_prefix),
-        settings.blocklist_reload,
+        redis_url.clone(),
+        change_channel(redis_prefix),
+        settings.reload,
         shutdown,
     ));
     (shared, task)
@@ -48,14 +52,14 @@ pub fn start(
 async fn run(
     shared: SharedBlocklist,
     db: DatabaseConnection,
-    redis_url: String,
+    redis_url: SecretUrl,
     channel: String,
     reload_every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut redis_failing = false;
     loop {
-        let subscription = subscribe(&redis_url, &channel).await;
+        let subscription = subscribe(redis_url.expose(), &channel).await;
         // Whatever happened while not subscribed is in the table.
         reload(&shared, &db).await;
         let mut reload_timer = tokio::time::interval(reload_every);

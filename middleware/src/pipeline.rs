@@ -6,28 +6,24 @@
 //! channel into batches and pushes them to Redis, retrying while Redis is away.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use iptrack_core::{
     jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
     queue::{self, JobQueue},
-    settings::Settings,
+    settings::LogPipelineSettings,
 };
+use redis::aio::ConnectionManager;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{batcher, metrics::PipelineMetrics};
+pub use crate::batcher::FINAL_FLUSH_GRACE;
+use crate::{batcher, metrics::PipelineMetrics, warning::RateLimitedWarning};
 
 /// How often, at most, a full buffer is reported in the log.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Longest a stopping pipeline keeps trying to deliver what it holds.
-pub const FINAL_FLUSH_GRACE: Duration = Duration::from_secs(10);
 
 /// The write end of the buffer; cheap to clone, one per middleware instance.
 #[derive(Debug, Clone)]
@@ -75,15 +71,28 @@ pub struct LogPipeline {
 }
 
 impl LogPipeline {
-    /// Starts the batcher, pushing to the `request-logs` queue over `conn`.
-    pub fn start(settings: &Settings, conn: redis::aio::ConnectionManager) -> Self {
-        let limits = settings.log_pipeline;
+    /// Starts the batcher, pushing batches onto the `request-logs` queue under
+    /// `redis_prefix` (`IPTRACK_REDIS_PREFIX`) over `conn`.
+    pub fn to_redis(
+        limits: &LogPipelineSettings,
+        conn: ConnectionManager,
+        redis_prefix: &str,
+    ) -> Self {
+        Self::start(
+            limits,
+            JobQueue::new(
+                conn,
+                queue::producer_config(redis_prefix, REQUEST_LOGS_QUEUE),
+            ),
+        )
+    }
+
+    /// Starts the batcher, pushing batches onto `queue` (the `request-logs` queue) within
+    /// the bounds of `limits`. Must be called inside a Tokio runtime.
+    pub fn start(limits: &LogPipelineSettings, queue: JobQueue<RequestLogBatch>) -> Self {
+        let limits = *limits;
         let (tx, rx) = mpsc::channel(limits.buffer_capacity);
         let metrics = Arc::new(PipelineMetrics::default());
-        let queue = JobQueue::<RequestLogBatch>::new(
-            conn,
-            queue::queue_config(settings, REQUEST_LOGS_QUEUE),
-        );
         let stop = CancellationToken::new();
         let batcher = tokio::spawn(batcher::run(
             rx,
@@ -107,6 +116,13 @@ impl LogPipeline {
         self.sink.clone()
     }
 
+    /// Tells the batcher to stop and deliver what it holds, without waiting for it: what a
+    /// guard dropped without `shutdown` does. The delivery goes on only while the runtime
+    /// runs.
+    pub(crate) fn stop_without_waiting(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops accepting events, delivers what the buffer holds (trying for at most
     /// [`FINAL_FLUSH_GRACE`]), and waits for the batcher to finish.
     pub async fn finish(self) {
@@ -114,35 +130,5 @@ impl LogPipeline {
         if let Err(error) = self.batcher.await {
             tracing::error!(%error, "request-log batcher task failed");
         }
-    }
-}
-
-/// Lets a warning through at most once per interval, from any thread.
-#[derive(Debug)]
-pub(crate) struct RateLimitedWarning {
-    origin: Instant,
-    interval: Duration,
-    /// Milliseconds since `origin` of the last warning, plus one (0 = never warned).
-    last_ms: AtomicU64,
-}
-
-impl RateLimitedWarning {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Self {
-            origin: Instant::now(),
-            interval,
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn should_fire(&self) -> bool {
-        let now = self.origin.elapsed().as_millis() as u64 + 1;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if last != 0 && now - last < self.interval.as_millis() as u64 {
-            return false;
-        }
-        self.last_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
     }
 }

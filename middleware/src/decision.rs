@@ -111,7 +111,7 @@ impl Pending {
 impl Verdict {
     /// The response that refuses the request, or `None` when it is allowed. A short body
     /// that reveals nothing about why a client is blocked.
-    pub(crate) fn refusal(&self) -> Option<HttpResponse> {
+    pub fn refusal(&self) -> Option<HttpResponse> {
         match self {
             Verdict::Blocked => Some(
                 HttpResponse::Forbidden()
@@ -133,7 +133,7 @@ impl Verdict {
 
 impl Ruled {
     /// The draft RateLimit headers, on refusals and on the answers to allowed requests.
-    pub(crate) fn insert_headers(&self, headers: &mut HeaderMap) {
+    pub fn insert_headers(&self, headers: &mut HeaderMap) {
         ratelimit::headers::insert(headers, &self.rule.name, &self.decision);
     }
 }
