@@ -54,6 +54,11 @@ impl ClientIpResolver {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether `peer` (a TCP peer address) is one of the trusted proxies.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.is_trusted(normalize(peer))
+    }
+
     /// The client address of a request from `peer` carrying `header_values` (every
     /// occurrence of the configured forwarding header, in order; bytes that are not
     /// visible ASCII make the header malformed).
@@ -63,8 +68,21 @@ impl ClientIpResolver {
         header_values: impl IntoIterator<Item = &'a [u8]>,
     ) -> IpAddr {
         let peer = normalize(peer);
+        self.resolve_chain(peer, header_values).unwrap_or(peer)
+    }
+
+    /// The same walk as [`Self::resolve`], but `None` where `resolve` falls back to the peer
+    /// because a trusted peer sent no forwarding header, an empty one or a malformed one.
+    /// For `/forward-auth`, where that fallback would name the proxy itself as the client
+    /// (one budget and one block for everyone behind it).
+    pub fn resolve_chain<'a>(
+        &self,
+        peer: IpAddr,
+        header_values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        let peer = normalize(peer);
         if self.trusted.is_empty() || !self.is_trusted(peer) {
-            return peer;
+            return Some(peer);
         }
         let mut joined = String::new();
         for (line, value) in header_values.into_iter().enumerate() {
@@ -75,11 +93,9 @@ impl ClientIpResolver {
                 .iter()
                 .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
             {
-                return peer;
+                return None;
             }
-            let Ok(text) = std::str::from_utf8(value) else {
-                return peer;
-            };
+            let text = std::str::from_utf8(value).ok()?;
             // A separator before every line but the first, also after an empty one: an
             // empty line is then an empty hop (malformed) wherever it stands. Skipping only
             // a leading one made the answer depend on the order of the lines (found by the
@@ -91,7 +107,7 @@ impl ClientIpResolver {
         }
         let hops: Vec<&str> = joined.split(',').map(str::trim).collect();
         if joined.trim().is_empty() {
-            return peer;
+            return None;
         }
         let mut leftmost = peer;
         for hop in hops.iter().rev().take(MAX_HOPS) {
@@ -99,16 +115,14 @@ impl ClientIpResolver {
                 ProxyHeader::XForwardedFor => parse_node(hop),
                 ProxyHeader::Forwarded => parse_forwarded_element(hop),
             };
-            let Some(ip) = parsed.map(normalize) else {
-                return peer;
-            };
+            let ip = normalize(parsed?);
             if !self.is_trusted(ip) {
-                return ip;
+                return Some(ip);
             }
             leftmost = ip;
         }
         // Every hop examined is trusted: the client sits inside a trusted network itself.
-        leftmost
+        Some(leftmost)
     }
 }
 
@@ -313,6 +327,34 @@ mod tests {
             xff(&r, "10.0.0.2", &["\t198.51.100.7 "]),
             ip("198.51.100.7")
         );
+    }
+
+    #[test]
+    fn resolve_chain_refuses_where_resolve_falls_back_to_a_trusted_peer() {
+        let r = resolver(&["10.0.0.0/8"], ProxyHeader::XForwardedFor);
+        let chain = |peer: &str, values: &[&str]| {
+            r.resolve_chain(ip(peer), values.iter().map(|v| v.as_bytes()))
+        };
+        assert_eq!(
+            chain("10.0.0.2", &["198.51.100.7"]),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(chain("10.0.0.2", &["10.1.1.1"]), Some(ip("10.1.1.1")));
+        // An untrusted peer is its own client, whatever it sends.
+        assert_eq!(chain("203.0.113.9", &["1.1.1.1"]), Some(ip("203.0.113.9")));
+        for values in [
+            &[][..],
+            &[""],
+            &["garbage"],
+            &["1.1.1.1, "],
+            &["198.51.100.7\u{a0}"],
+        ] {
+            assert_eq!(chain("10.0.0.2", values), None, "{values:?}");
+            assert_eq!(xff(&r, "10.0.0.2", values), ip("10.0.0.2"), "{values:?}");
+        }
+        assert!(r.trusts(ip("::ffff:10.0.0.2")));
+        assert!(!r.trusts(ip("203.0.113.9")));
+        assert!(!resolver(&[], ProxyHeader::XForwardedFor).trusts(ip("10.0.0.2")));
     }
 
     #[test]

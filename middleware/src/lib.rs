@@ -39,6 +39,7 @@
 
 mod batcher;
 pub mod blocklist;
+mod decision;
 pub mod metrics;
 mod middleware;
 mod pipeline;
@@ -48,7 +49,8 @@ mod tracking;
 mod warning;
 
 pub use blocklist::SharedBlocklist;
-pub use middleware::{ClientIp, IpTracking};
+pub use decision::{Ruled, Verdict};
+pub use middleware::{ClientIp, IpTracking, RequestFacts};
 pub use pipeline::{FINAL_FLUSH_GRACE, LogPipeline, LogSink};
 pub use ratelimit::{Identity, RateLimiter};
 pub use tracking::{BuildError, IpTrackingBuilder, TrackingGuard};

@@ -12,15 +12,11 @@ use std::{
 };
 
 use actix_web::{
-    Error, FromRequest, HttpMessage, HttpRequest, HttpResponse,
+    Error, FromRequest, HttpMessage, HttpRequest,
     body::{EitherBody, MessageBody},
     dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::{
-        StatusCode,
-        header::{self, ContentType},
-    },
+    http::{StatusCode, header},
 };
-use chrono::Utc;
 use futures::future::LocalBoxFuture;
 use ipnet::IpNet;
 use iptrack_core::{
@@ -33,8 +29,9 @@ use iptrack_core::{
 
 use crate::{
     blocklist::SharedBlocklist,
+    decision::{Gate, Pending, Verdict},
     pipeline::LogSink,
-    ratelimit::{self, Identity, RateLimiter},
+    ratelimit::{Identity, RateLimiter},
     request_metrics::RequestMetrics,
 };
 
@@ -57,12 +54,11 @@ pub struct IpTracking {
 struct Inner {
     resolver: ClientIpResolver,
     sink: LogSink,
-    blocklist: Option<SharedBlocklist>,
-    safelist: Vec<IpNet>,
+    /// Blocklist, safelist and rate limiter: what the decision consults (`decision.rs`).
+    gate: Gate,
     log_query_string: bool,
     /// Requests by status and blocked requests, for `/metrics`.
     metrics: Arc<RequestMetrics>,
-    rate_limiter: Option<RateLimiter>,
     identity: Option<Identity>,
 }
 
@@ -70,9 +66,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
             .field("resolver", &self.resolver)
-            .field("blocklist", &self.blocklist)
-            .field("safelist", &self.safelist)
-            .field("rate_limiter", &self.rate_limiter)
+            .field("gate", &self.gate)
             .field("identity", &self.identity.is_some())
             .finish_non_exhaustive()
     }
@@ -85,11 +79,9 @@ impl IpTracking {
             inner: Arc::new(Inner {
                 resolver,
                 sink,
-                blocklist: None,
-                safelist: Vec::new(),
+                gate: Gate::default(),
                 log_query_string: false,
                 metrics: Arc::new(RequestMetrics::default()),
-                rate_limiter: None,
                 identity: None,
             }),
         }
@@ -100,8 +92,11 @@ impl IpTracking {
         let inner = Arc::unwrap_or_clone(self.inner);
         Self {
             inner: Arc::new(Inner {
-                blocklist: Some(blocklist),
-                safelist,
+                gate: Gate {
+                    blocklist: Some(blocklist),
+                    safelist,
+                    ..inner.gate
+                },
                 ..inner
             }),
         }
@@ -134,7 +129,10 @@ impl IpTracking {
         let inner = Arc::unwrap_or_clone(self.inner);
         Self {
             inner: Arc::new(Inner {
-                rate_limiter: Some(limiter),
+                gate: Gate {
+                    rate_limiter: Some(limiter),
+                    ..inner.gate
+                },
                 ..inner
             }),
         }
@@ -161,15 +159,50 @@ impl Inner {
         self.sink.record(request.into_event(status));
     }
 
-    fn is_safelisted(&self, ip: IpAddr) -> bool {
-        self.safelist.iter().any(|net| net.contains(&ip))
+    /// Answers a refused request with the decision's response, counted and logged.
+    fn refuse<B>(
+        &self,
+        req: ServiceRequest,
+        request: RequestFacts,
+        verdict: &Verdict,
+    ) -> ServiceResponse<EitherBody<B>> {
+        if matches!(verdict, Verdict::Blocked) {
+            self.metrics.count_blocked();
+        }
+        let response = verdict.refusal().unwrap_or_else(|| {
+            // Unreachable: only refusals get here; a 500 rather than a panic if one did.
+            actix_web::HttpResponse::InternalServerError().finish()
+        });
+        self.finish(request, response.status());
+        let (request, _) = req.into_parts();
+        ServiceResponse::new(request, response).map_into_right_body()
+    }
+}
+
+/// What `/forward-auth` (iptrack-web's `forward_auth.rs`) shares with the middleware: the
+/// same resolver, the same decision and the same way into the log, for a request the
+/// application describes by its parts instead of serving it.
+impl IpTracking {
+    pub fn resolver(&self) -> &ClientIpResolver {
+        &self.inner.resolver
     }
 
-    fn is_blocked(&self, ip: IpAddr) -> bool {
-        let Some(blocklist) = &self.blocklist else {
-            return false;
-        };
-        !self.is_safelisted(ip) && blocklist.load().blocks(ip, Utc::now())
+    pub fn log_query_string(&self) -> bool {
+        self.inner.log_query_string
+    }
+
+    /// The middleware's decision for client `ip`, `method` and canonical `path`.
+    pub async fn decide(&self, ip: IpAddr, method: &str, path: &str) -> Verdict {
+        let verdict = self.inner.gate.decide(ip, method, path).settle(None).await;
+        if matches!(verdict, Verdict::Blocked) {
+            self.inner.metrics.count_blocked();
+        }
+        verdict
+    }
+
+    /// Counts and logs an answered request, as the middleware does its own.
+    pub fn finish(&self, request: RequestFacts, status: StatusCode) {
+        self.inner.finish(request, status);
     }
 }
 
@@ -258,50 +291,33 @@ where
         let path = canonical_path(req.path());
         let request = RequestFacts::read(&req, &path, ip, user_id, self.inner.log_query_string);
 
-        if self.inner.is_blocked(ip) {
-            // A short body that reveals nothing about why; logged like any request.
-            let response = HttpResponse::Forbidden()
-                .content_type(ContentType::plaintext())
-                .body("Forbidden\n");
-            self.inner.metrics.count_blocked();
-            self.inner.finish(request, StatusCode::FORBIDDEN);
-            let (request, _) = req.into_parts();
-            let response = ServiceResponse::new(request, response).map_into_right_body();
-            return Box::pin(async move { Ok(response) });
-        }
-
         let inner = self.inner.clone();
-        let ruled = match &inner.rate_limiter {
-            Some(limiter) if !inner.is_safelisted(ip) => limiter
-                .rule_for(req.method().as_str(), &path)
-                .map(|rule| (limiter.clone(), Arc::clone(rule))),
-            _ => None,
-        };
-        let Some((limiter, rule)) = ruled else {
-            let response = self.service.call(req);
-            return Box::pin(async move {
-                let result = response.await;
-                inner.finish(request, status_of(&result));
-                result.map(ServiceResponse::map_into_left_body)
-            });
+        let pending = match inner.gate.decide(ip, req.method().as_str(), &path) {
+            Pending::Done(Verdict::Allowed(_)) => {
+                // No rule covers the request: no I/O before the app.
+                let response = self.service.call(req);
+                return Box::pin(async move {
+                    let result = response.await;
+                    inner.finish(request, status_of(&result));
+                    result.map(ServiceResponse::map_into_left_body)
+                });
+            }
+            // Blocked: refused at once, and logged like any request.
+            Pending::Done(verdict) => {
+                return Box::pin(async move { Ok(inner.refuse(req, request, &verdict)) });
+            }
+            pending => pending,
         };
 
         let service = Rc::clone(&self.service);
         Box::pin(async move {
-            let decision = limiter.check(&rule, ip, request.user_id.as_deref()).await;
-            if !decision.allowed {
-                let mut response = HttpResponse::TooManyRequests()
-                    .content_type(ContentType::plaintext())
-                    .body("Too many requests; see Retry-After\n");
-                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
-                ratelimit::headers::insert_retry_after(response.headers_mut(), &decision);
-                inner.finish(request, StatusCode::TOO_MANY_REQUESTS);
-                let (request, _) = req.into_parts();
-                return Ok(ServiceResponse::new(request, response).map_into_right_body());
-            }
+            let verdict = pending.settle(request.user_id.as_deref()).await;
+            let Verdict::Allowed(ruled) = &verdict else {
+                return Ok(inner.refuse(req, request, &verdict));
+            };
             let mut result = service.call(req).await;
-            if let Ok(response) = &mut result {
-                ratelimit::headers::insert(response.headers_mut(), &rule.name, &decision);
+            if let (Ok(response), Some(ruled)) = (&mut result, ruled) {
+                ruled.insert_headers(response.headers_mut());
             }
             inner.finish(request, status_of(&result));
             result.map(ServiceResponse::map_into_left_body)
@@ -318,7 +334,8 @@ fn status_of<B>(result: &Result<ServiceResponse<B>, Error>) -> StatusCode {
 
 /// What the log keeps of a request, read before the app sees it (the app may consume
 /// the request) and turned into a [`LogEvent`] once the status is known.
-struct RequestFacts {
+#[derive(Debug)]
+pub struct RequestFacts {
     ip: IpAddr,
     started: Instant,
     method: String,
@@ -337,21 +354,41 @@ impl RequestFacts {
         user_id: Option<String>,
         with_query_string: bool,
     ) -> Self {
-        // The query string is stored raw (still percent-encoded), as the client sent it.
-        let query = req.query_string();
+        let query = with_query_string.then(|| req.query_string());
+        Self::new(
+            ip,
+            req.method().as_str(),
+            path,
+            req.headers(),
+            user_id,
+            query,
+        )
+    }
+
+    /// A request described by its parts (`/forward-auth` describes the proxy's request this
+    /// way): `path` canonical, `query` raw (still percent-encoded, as the client sent it) or
+    /// `None` when query strings are not logged; the user agent is read from `headers`.
+    pub fn new(
+        ip: IpAddr,
+        method: &str,
+        path: &str,
+        headers: &header::HeaderMap,
+        user_id: Option<String>,
+        query: Option<&str>,
+    ) -> Self {
         Self {
             ip,
             started: Instant::now(),
-            method: req.method().as_str().to_owned(),
+            method: method.to_owned(),
             path: bounded_canonical_path(path),
-            user_agent: req
-                .headers()
+            user_agent: headers
                 .get(header::USER_AGENT)
                 .map(|value| bounded_header(value.as_bytes(), MAX_USER_AGENT_BYTES))
                 .unwrap_or_default(),
             user_id,
-            query_string: (with_query_string && !query.is_empty())
-                .then(|| bounded_header(query.as_bytes(), MAX_PATH_BYTES)),
+            query_string: query
+                .filter(|query| !query.is_empty())
+                .map(|query| bounded_header(query.as_bytes(), MAX_PATH_BYTES)),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod forwarding;
 pub mod load;
 pub mod postgres_server;
 pub mod process;
+pub mod proxies;
 pub mod redis_server;
 pub mod tcp_proxy;
 

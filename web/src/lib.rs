@@ -8,12 +8,15 @@
 //! - [`login`]: the reference server's form login (a session cookie), which tells the
 //!   middleware who is authenticated.
 //! - `dashboard`: the page at `/dashboard`, served with the admin API.
+//! - [`forward_auth`]: `/forward-auth`, the middleware's decision for reverse proxies
+//!   (nginx, Caddy, Traefik, Envoy) in front of apps in any language.
 //! - [`startup`]: the reference server built from these and the middleware.
 //!
 //! The middleware's names are re-exported here too, for code written against this crate.
 
 pub mod admin;
 mod dashboard;
+pub mod forward_auth;
 pub mod login;
 pub mod queue_metrics;
 mod routes;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::{self, AdminState, AdminToken, GeoAttribution},
+    forward_auth,
     login::{self, DemoAccount},
     routes::{self, AppState},
 };
@@ -144,6 +145,9 @@ impl Application {
             routes::configure_site(cfg);
         };
         let separate_admin = admin_listener.is_some();
+        // `/forward-auth` for reverse proxies: outside the tracked scope, because it logs the
+        // request it decides about, not itself (forward_auth.rs).
+        let forward_auth = middleware.clone().map(forward_auth::configure);
 
         let public_state = state.clone();
         let public_operator = operator.clone();
@@ -158,6 +162,10 @@ impl Application {
                 app
             } else {
                 app.configure(public_operator.clone())
+            };
+            let app = match &forward_auth {
+                Some(forward_auth) => app.configure(forward_auth.clone()),
+                None => app,
             };
             // Registered last, the site scope gets every request no route above took,
             // unknown paths (404) included: those are site traffic, tracked like the rest.

@@ -184,7 +184,10 @@ fn every_compose_service_runs_a_real_command_with_known_settings_and_waits_on_he
             );
         }
     }
-    assert_eq!(checked_commands, 4, "migrate, web, worker and scheduler");
+    assert_eq!(
+        checked_commands, 5,
+        "migrate, web, worker, scheduler and (profile nginx) forward-auth"
+    );
 
     // Scalable: nothing that two replicas could not both have.
     let worker = by_name["worker"];

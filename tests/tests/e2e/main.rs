@@ -17,6 +17,7 @@ mod compose;
 mod dashboard;
 mod faults;
 mod flagging;
+mod forward_auth;
 mod geolocation;
 mod in_process;
 mod observability;
