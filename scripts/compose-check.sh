@@ -71,7 +71,7 @@ fi
 # PATH (this machine has 28.x in /usr/local/bin) needs the buildx plugin for that, which is
 # not installed. It would talk to the 20.10 engine otherwise (it negotiates API 1.41 by
 # itself, so DOCKER_API_VERSION is not needed), but compose v1 builds through `docker`.
-shims=$(mktemp -d /tmp/compose-check-bin.XXXXXX)
+shims=$(mktemp -d /tmp/compose-check.XXXXXX) # a docker shim, and the load's results
 if [ -x /usr/bin/docker ]; then
   ln -s /usr/bin/docker "$shims/docker"
   export PATH="$shims:$PATH"
@@ -295,13 +295,13 @@ for _ in $(seq 1 30); do registered && break; sleep 2; done
 registered || fail "iptrack queues does not list all three workers (${hosts[*]})"
 log "iptrack queues lists three workers: ${hosts[*]}"
 victim=${workers[1]}
-python3 tests/compose/load.py "$base_url" /compose-check/s3/ "$n_step3" 200 >/tmp/compose-check-s3.json &
+python3 tests/compose/load.py "$base_url" /compose-check/s3/ "$n_step3" 200 >"$shims/s3.json" &
 loader=$!
 sleep 5
 docker kill "$victim" >/dev/null
 log "killed worker ${victim:0:12} (SIGKILL) mid-load"
 wait "$loader" || fail "the load of step 3 failed"
-expect_statuses "$(cat /tmp/compose-check-s3.json)" 404 "$n_step3"
+expect_statuses "$(cat "$shims/s3.json")" 404 "$n_step3"
 # The killed worker's jobs come back once its heartbeats are missed (5 s x 3 by default).
 wait_rows /compose-check/s3/ "$n_step3" 180
 for w in "${workers[@]}"; do
