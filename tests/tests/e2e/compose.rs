@@ -43,7 +43,7 @@ fn environment(service: &Yaml) -> HashMap<String, String> {
             .iter()
             .map(|(k, v)| {
                 let value = match v {
-                    Yaml::String(s) => s.clone(),
+                    Yaml::String(s) => interpolate_unset(s),
                     Yaml::Integer(i) => i.to_string(),
                     Yaml::Boolean(b) => b.to_string(),
                     other => panic!("environment value {other:?} is not a scalar"),
@@ -53,6 +53,38 @@ fn environment(service: &Yaml) -> HashMap<String, String> {
             .collect(),
         other => panic!("environment must be a mapping, got {other:?}"),
     }
+}
+
+/// A value as compose passes it when the user's environment sets none of the variables it
+/// names: `${NAME:-default}` becomes the default, `${NAME}` nothing, `$$` one `$`.
+fn interpolate_unset(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(body) = rest.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .unwrap_or_else(|| panic!("unclosed ${{ in {value:?}"));
+            let (name, default) = body[..end].split_once(":-").unwrap_or((&body[..end], ""));
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "unsupported interpolation {:?} in {value:?}",
+                &body[..end]
+            );
+            out.push_str(default);
+            rest = &body[end + 1..];
+        } else {
+            panic!("a bare $ in {value:?}: write $$ or ${{NAME}}");
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Runs `command --help` with an empty environment: clap rejects an unknown flag or
@@ -200,6 +232,29 @@ fn every_compose_service_runs_a_real_command_with_known_settings_and_waits_on_he
     assert!(
         !by_name["web"]["healthcheck"]["test"].is_badvalue(),
         "web has no healthcheck"
+    );
+
+    // The admin API comes from the user's environment and is off without it (README.md).
+    let web_env = environment(by_name["web"]);
+    let web_settings =
+        Settings::from_sources(None, |key| web_env.get(key).cloned()).expect("web settings");
+    assert!(
+        web_settings.admin_token.is_none(),
+        "the admin API must be off unless IPTRACK_ADMIN_TOKEN is set"
+    );
+    assert!(
+        by_name["web"]["environment"]["IPTRACK_ADMIN_TOKEN"]
+            .as_str()
+            .is_some_and(|v| v.contains("${IPTRACK_ADMIN_TOKEN")),
+        "web must take IPTRACK_ADMIN_TOKEN from the environment of `docker compose up`"
+    );
+    // Published on loopback unless the user says otherwise.
+    let ports = str_list(&by_name["web"]["ports"]);
+    assert!(
+        ports
+            .iter()
+            .all(|p| interpolate_unset(p).starts_with("127.0.0.1:")),
+        "web publishes beyond loopback by default: {ports:?}"
     );
 }
 
