@@ -239,7 +239,7 @@ fn every_compose_service_runs_a_real_command_with_known_settings_and_waits_on_he
     let web_settings =
         Settings::from_sources(None, |key| web_env.get(key).cloned()).expect("web settings");
     assert!(
-        web_settings.admin_token.is_none(),
+        web_settings.admin.token.is_none(),
         "the admin API must be off unless IPTRACK_ADMIN_TOKEN is set"
     );
     assert!(
