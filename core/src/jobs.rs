@@ -58,6 +58,7 @@ pub struct LogEvent {
     pub ip: IpAddr,
     /// When the response was produced, UTC, in whole microseconds ([`event_time`]).
     pub timestamp: DateTime<Utc>,
+    /// At most [`MAX_METHOD_BYTES`] bytes.
     pub method: String,
     /// Path without the query string, in its canonical form (`crate::path`), at most
     /// [`MAX_PATH_BYTES`] bytes.
@@ -144,6 +145,16 @@ pub fn bounded_text(text: &str, max_bytes: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+/// Longest method `request_log.method` holds (`VARCHAR(16)` on PostgreSQL).
+pub const MAX_METHOD_BYTES: usize = 16;
+
+/// The method as stored, cut to [`MAX_METHOD_BYTES`]. HTTP accepts extension methods of any
+/// length, and one too long for the column would fail the INSERT of its whole batch on
+/// PostgreSQL: a client could then keep every request sharing its batch out of the log.
+pub fn bounded_method(method: &str) -> String {
+    bounded_text(method, MAX_METHOD_BYTES)
 }
 
 /// Header bytes as text: invalid UTF-8 replaced (never a panic), cut to `max_bytes`.

@@ -23,6 +23,7 @@ use iptrack_core::{
     client_ip::ClientIpResolver,
     jobs::{
         LogEvent, MAX_PATH_BYTES, MAX_USER_AGENT_BYTES, bounded_canonical_path, bounded_header,
+        bounded_method,
     },
     path::canonical_path,
 };
@@ -379,7 +380,7 @@ impl RequestFacts {
         Self {
             ip,
             started: Instant::now(),
-            method: method.to_owned(),
+            method: bounded_method(method),
             path: bounded_canonical_path(path),
             user_agent: headers
                 .get(header::USER_AGENT)

@@ -141,6 +141,18 @@ both_backends!(
                 get(b"/many-headers", "198.51.100.7", &many_headers),
                 "198.51.100.7",
             ),
+            (
+                // request_log.method is VARCHAR(16): unbounded, this one row failed its whole
+                // batch on PostgreSQL, so the requests sharing it were never logged.
+                "64-byte extension method",
+                [
+                    "A".repeat(64).as_bytes(),
+                    b" /long-method HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n",
+                    b"X-Forwarded-For: 198.51.100.8\r\n\r\n",
+                ]
+                .concat(),
+                "198.51.100.8",
+            ),
         ];
         let mut outcomes = Vec::new();
         for (what, request, ip) in &cases {
@@ -198,6 +210,18 @@ both_backends!(
             )
             .await,
             1
+        );
+        assert_eq!(
+            db.count(
+                &conn,
+                &format!(
+                    "request_log WHERE ip_address = '198.51.100.8' AND method = '{}'",
+                    "A".repeat(16)
+                )
+            )
+            .await,
+            1,
+            "a long method is stored cut to 16 bytes"
         );
         if served.contains(&"198.51.100.4") {
             assert_eq!(

@@ -9,7 +9,7 @@ use std::{collections::HashMap, net::IpAddr};
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
-use iptrack_core::jobs::{LogEvent, RequestLogBatch};
+use iptrack_core::jobs::{LogEvent, RequestLogBatch, bounded_method};
 use iptrack_entity::{log_batch, request_log};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -160,7 +160,8 @@ async fn insert_unnest(
             .map(|e| e.timestamp)
             .collect::<Vec<_>>()
             .into(),
-        text(&|e| e.method.clone()),
+        // Bounded again here: a queued event may come from any producer of the queue.
+        text(&|e| bounded_method(&e.method)),
         text(&|e| e.path.clone()),
         events
             .iter()
@@ -206,7 +207,7 @@ fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log:
         id: NotSet,
         ip_address: Set(event.ip.to_string()),
         timestamp: Set(event.timestamp),
-        method: Set(event.method.clone()),
+        method: Set(bounded_method(&event.method)),
         path: Set(event.path.clone()),
         status: Set(i32::from(event.status)),
         duration_us: Set(i64::try_from(event.duration_us).unwrap_or(i64::MAX)),
