@@ -11,20 +11,23 @@
 use std::{
     fmt::Display,
     sync::{
-        Mutex,
+        LazyLock, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use crate::throttle::RateLimitedWarning;
+
 /// How often, at most, a process says that Redis is away.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
 static AWAY: AtomicBool = AtomicBool::new(false);
+static REPORTS: LazyLock<RateLimitedWarning> =
+    LazyLock::new(|| RateLimitedWarning::new(REPORT_INTERVAL));
 static STATE: Mutex<State> = Mutex::new(State {
     url: String::new(),
     away_since: None,
-    last_report: None,
     unreported: 0,
 });
 
@@ -33,7 +36,6 @@ struct State {
     /// The redacted `REDIS_URL`.
     url: String,
     away_since: Option<Instant>,
-    last_report: Option<Instant>,
     /// Failures since the last warning.
     unreported: u64,
 }
@@ -74,10 +76,7 @@ pub fn unreachable(component: &str, error: &dyn Display) {
     let now = Instant::now();
     state.away_since.get_or_insert(now);
     state.unreported += 1;
-    if state
-        .last_report
-        .is_some_and(|last| now.duration_since(last) < REPORT_INTERVAL)
-    {
+    if !REPORTS.should_fire() {
         return;
     }
     let away_secs = state
@@ -91,7 +90,6 @@ pub fn unreachable(component: &str, error: &dyn Display) {
         state.url,
         REPORT_INTERVAL.as_secs()
     );
-    state.last_report = Some(now);
     state.unreported = 0;
 }
 
@@ -104,7 +102,7 @@ pub fn answered() {
         return;
     };
     let away_secs = state.away_since.take().map_or(0, |t| t.elapsed().as_secs());
-    state.last_report = None;
+    REPORTS.reset();
     state.unreported = 0;
     tracing::info!(redis = %state.url, away_secs, "Redis at {} answers again", state.url);
 }

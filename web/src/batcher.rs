@@ -12,14 +12,12 @@ use iptrack_core::{
     queue::{JobQueue, QueueError},
     redis_status,
     settings::LogPipelineSettings,
+    throttle::RateLimitedWarning,
 };
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    metrics::PipelineMetrics,
-    pipeline::{FINAL_FLUSH_GRACE, RateLimitedWarning},
-};
+use crate::{metrics::PipelineMetrics, pipeline::FINAL_FLUSH_GRACE};
 
 /// How often a filling batch takes the events that have arrived. Awaiting the channel
 /// instead wakes this task for nearly every event, and waking a task that sleeps on another

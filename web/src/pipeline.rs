@@ -5,18 +5,13 @@
 //! serving at full speed and memory stays bounded. A batcher task (batcher.rs) drains the
 //! channel into batches and pushes them to Redis, retrying while Redis is away.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use iptrack_core::{
     jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
     queue::{self, JobQueue},
     settings::Settings,
+    throttle::RateLimitedWarning,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +43,7 @@ impl LogSink {
                 if self.drop_warning.should_fire() {
                     tracing::warn!(
                         capacity = self.tx.max_capacity(),
-                        dropped_total = self.metrics.events_dropped.load(Ordering::Relaxed),
+                        dropped_total = self.metrics.events_dropped.get(),
                         "request-log buffer full; dropping events until Redis catches up"
                     );
                 }
@@ -114,35 +109,5 @@ impl LogPipeline {
         if let Err(error) = self.batcher.await {
             tracing::error!(%error, "request-log batcher task failed");
         }
-    }
-}
-
-/// Lets a warning through at most once per interval, from any thread.
-#[derive(Debug)]
-pub(crate) struct RateLimitedWarning {
-    origin: Instant,
-    interval: Duration,
-    /// Milliseconds since `origin` of the last warning, plus one (0 = never warned).
-    last_ms: AtomicU64,
-}
-
-impl RateLimitedWarning {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Self {
-            origin: Instant::now(),
-            interval,
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn should_fire(&self) -> bool {
-        let now = self.origin.elapsed().as_millis() as u64 + 1;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if last != 0 && now - last < self.interval.as_millis() as u64 {
-            return false;
-        }
-        self.last_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
     }
 }
