@@ -101,7 +101,7 @@ impl PipelineMetrics {
     }
 }
 
-/// Counters of the rate limiter (`web/src/ratelimit/`), on the same `/metrics` page.
+/// Counters of the rate limiter (`ratelimit/`), on the same `/metrics` page.
 #[derive(Debug, Default)]
 pub struct RateLimitMetrics {
     /// Requests refused with 429.
