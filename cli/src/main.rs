@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use iptrack_core::{
     Settings,
     blocklist::{parse_block_target, service::BlockError},
+    jobs::WindowOutOfRange,
     telemetry,
 };
 
@@ -203,5 +204,5 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     matches!(
         error.downcast_ref::<BlockError>(),
         Some(BlockError::Refused(_))
-    )
+    ) || error.is::<WindowOutOfRange>()
 }

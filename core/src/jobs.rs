@@ -34,6 +34,41 @@ pub struct FlagSuspiciousIps {
     pub window_end: DateTime<Utc>,
 }
 
+impl FlagSuspiciousIps {
+    /// The window of length `window` that ends at `window_end`: what the scheduler pushes
+    /// at each tick and `iptrack flag-suspicious` pushes by hand.
+    ///
+    /// A window whose start cannot be represented (a length beyond `chrono`'s range, or an
+    /// end so early that the start would precede the earliest representable time) is an
+    /// error, never a shorter or empty window: an empty window would be enqueued and claimed
+    /// as done while it flags nothing. Settings bound the length to a week, so in practice
+    /// only a hand-given `--window-end` near year −262,144 meets it.
+    pub fn ending_at(
+        window_end: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<Self, WindowOutOfRange> {
+        let window_start = chrono::TimeDelta::from_std(window)
+            .ok()
+            .and_then(|length| window_end.checked_sub_signed(length))
+            .ok_or(WindowOutOfRange { window_end, window })?;
+        Ok(Self {
+            window_start,
+            window_end,
+        })
+    }
+}
+
+/// A flag window that would start before the earliest time `chrono` represents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a window of {} s ending at {window_end} starts before the earliest representable time",
+    window.as_secs()
+)]
+pub struct WindowOutOfRange {
+    pub window_end: DateTime<Utc>,
+    pub window: std::time::Duration,
+}
+
 /// Delete request logs (and batch ids) older than `older_than`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeLogs {
@@ -166,6 +201,32 @@ pub fn bounded_header(bytes: &[u8], max_bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flag_window_ends_where_asked_and_overflow_is_an_error() {
+        let hour = std::time::Duration::from_secs(3600);
+        let end: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap_or_default();
+        let job = FlagSuspiciousIps::ending_at(end, hour);
+        assert_eq!(
+            job.map(|j| (j.window_start.to_rfc3339(), j.window_end)),
+            Ok(("2026-11-21T09:00:00+00:00".to_owned(), end))
+        );
+        // The earliest end with a start: exactly one window after the minimum.
+        let earliest = DateTime::<Utc>::MIN_UTC;
+        let just = earliest + chrono::TimeDelta::seconds(3600);
+        assert_eq!(
+            FlagSuspiciousIps::ending_at(just, hour).map(|j| j.window_start),
+            Ok(earliest)
+        );
+        let too_early = earliest + chrono::TimeDelta::seconds(3599);
+        assert!(FlagSuspiciousIps::ending_at(too_early, hour).is_err());
+        // A length beyond chrono's range is refused, not cut to zero.
+        let error = FlagSuspiciousIps::ending_at(end, std::time::Duration::MAX);
+        assert!(
+            matches!(&error, Err(e) if e.to_string().contains("earliest representable time")),
+            "{error:?}"
+        );
+    }
 
     #[test]
     fn event_times_are_whole_microseconds() {

@@ -18,5 +18,6 @@ pub mod redis_status;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 
 pub use settings::{Settings, SettingsError};

@@ -11,7 +11,7 @@
 use std::{
     fmt::Display,
     sync::{
-        Mutex,
+        LazyLock, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -19,15 +19,17 @@ use std::{
 
 use crate::settings::SecretUrl;
 pub use crate::settings::redact_url as redact;
+use crate::throttle::RateLimitedWarning;
 
 /// How often, at most, a process says that Redis is away.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
 static AWAY: AtomicBool = AtomicBool::new(false);
+static REPORTS: LazyLock<RateLimitedWarning> =
+    LazyLock::new(|| RateLimitedWarning::new(REPORT_INTERVAL));
 static STATE: Mutex<State> = Mutex::new(State {
     url: String::new(),
     away_since: None,
-    last_report: None,
     unreported: 0,
 });
 
@@ -36,7 +38,6 @@ struct State {
     /// The redacted `REDIS_URL`.
     url: String,
     away_since: Option<Instant>,
-    last_report: Option<Instant>,
     /// Failures since the last warning.
     unreported: u64,
 }
@@ -77,10 +78,7 @@ pub fn unreachable(component: &str, error: &dyn Display) {
     let now = Instant::now();
     state.away_since.get_or_insert(now);
     state.unreported += 1;
-    if state
-        .last_report
-        .is_some_and(|last| now.duration_since(last) < REPORT_INTERVAL)
-    {
+    if !REPORTS.should_fire() {
         return;
     }
     let away_secs = state
@@ -94,7 +92,6 @@ pub fn unreachable(component: &str, error: &dyn Display) {
         state.url,
         REPORT_INTERVAL.as_secs()
     );
-    state.last_report = Some(now);
     state.unreported = 0;
 }
 
@@ -107,7 +104,7 @@ pub fn answered() {
         return;
     };
     let away_secs = state.away_since.take().map_or(0, |t| t.elapsed().as_secs());
-    state.last_report = None;
+    REPORTS.reset();
     state.unreported = 0;
     tracing::info!(redis = %state.url, away_secs, "Redis at {} answers again", state.url);
 }

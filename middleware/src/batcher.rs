@@ -12,11 +12,12 @@ use iptrack_core::{
     queue::{JobQueue, QueueError},
     redis_status,
     settings::LogPipelineSettings,
+    throttle::RateLimitedWarning,
 };
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::PipelineMetrics, warning::RateLimitedWarning};
+use crate::metrics::PipelineMetrics;
 
 /// Longest a stopping pipeline keeps trying to deliver what it holds.
 pub const FINAL_FLUSH_GRACE: Duration = Duration::from_secs(10);

@@ -46,7 +46,6 @@ mod pipeline;
 pub mod ratelimit;
 pub mod request_metrics;
 mod tracking;
-mod warning;
 
 pub use blocklist::SharedBlocklist;
 pub use decision::{Ruled, Verdict};

@@ -5,22 +5,20 @@
 //! serving at full speed and memory stays bounded. A batcher task (batcher.rs) drains the
 //! channel into batches and pushes them to Redis, retrying while Redis is away.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use iptrack_core::{
     jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
     queue::{self, JobQueue},
     settings::LogPipelineSettings,
+    throttle::RateLimitedWarning,
 };
 use redis::aio::ConnectionManager;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::batcher::FINAL_FLUSH_GRACE;
-use crate::{batcher, metrics::PipelineMetrics, warning::RateLimitedWarning};
+use crate::{batcher, metrics::PipelineMetrics};
 
 /// How often, at most, a full buffer is reported in the log.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -44,7 +42,7 @@ impl LogSink {
                 if self.drop_warning.should_fire() {
                     tracing::warn!(
                         capacity = self.tx.max_capacity(),
-                        dropped_total = self.metrics.events_dropped.load(Ordering::Relaxed),
+                        dropped_total = self.metrics.events_dropped.get(),
                         "request-log buffer full; dropping events until Redis catches up"
                     );
                 }

@@ -1,9 +1,19 @@
 //! Counters of the requests the middleware sees: by response status, and how many were
-//! refused because the client is blocked. Rendered at `/metrics` beside the pipeline's.
+//! refused because the client is blocked. Served at `/metrics` beside the pipeline's.
 
 use std::{
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+    registry::Registry,
 };
 
 /// Status codes are counted in a fixed array indexed by code: a relaxed add, no lock and
@@ -54,35 +64,47 @@ impl RequestMetrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Prometheus text exposition; statuses never seen are left out.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP iptrack_http_requests_total Requests answered, by status code.\n\
-             # TYPE iptrack_http_requests_total counter"
-        );
-        for (code, counter) in (FIRST_STATUS..=LAST_STATUS).zip(self.by_status.iter()) {
+    /// Registers the counters; statuses never seen are left out of the exposition.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.clone()));
+    }
+
+    /// These metrics alone, as text.
+    pub fn render(self: &Arc<Self>) -> String {
+        crate::metrics::exposition(|registry| self.register(registry))
+    }
+}
+
+/// Encoded at scrape time from the atomics, so that the request path never takes the lock
+/// a `prometheus-client` label family would.
+impl Collector for RequestMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let mut requests = encoder.encode_descriptor(
+            "iptrack_http_requests",
+            "Requests answered, by status code.",
+            None,
+            MetricType::Counter,
+        )?;
+        let by_code = (FIRST_STATUS..=LAST_STATUS)
+            .zip(self.by_status.iter())
+            .map(|(code, counter)| (code.to_string(), counter))
+            .chain(std::iter::once(("other".to_owned(), &self.other_status)));
+        for (status, counter) in by_code {
             let n = counter.load(Ordering::Relaxed);
             if n > 0 {
-                let _ = writeln!(out, "iptrack_http_requests_total{{status=\"{code}\"}} {n}");
+                requests
+                    .encode_family(&[("status", status)])?
+                    .encode_counter::<NoLabelSet, u64, u64>(&n, None)?;
             }
         }
-        let other = self.other_status.load(Ordering::Relaxed);
-        if other > 0 {
-            let _ = writeln!(
-                out,
-                "iptrack_http_requests_total{{status=\"other\"}} {other}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP iptrack_requests_blocked_total Requests refused with 403 because the client is blocked.\n\
-             # TYPE iptrack_requests_blocked_total counter\n\
-             iptrack_requests_blocked_total {}",
-            self.blocked.load(Ordering::Relaxed)
-        );
-        out
+        encoder
+            .encode_descriptor(
+                "iptrack_requests_blocked",
+                "Requests refused with 403 because the client is blocked.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, u64, u64>(&self.blocked.load(Ordering::Relaxed), None)
     }
 }
 
@@ -92,7 +114,7 @@ mod tests {
 
     #[test]
     fn statuses_are_counted_by_code_and_strange_codes_are_kept_apart() {
-        let metrics = RequestMetrics::default();
+        let metrics = Arc::new(RequestMetrics::default());
         metrics.count_status(200);
         metrics.count_status(200);
         metrics.count_status(599);

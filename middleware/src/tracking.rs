@@ -64,6 +64,8 @@ pub struct IpTrackingBuilder {
     blocklist: Option<(SecretUrl, BlocklistSettings)>,
     rate_limits: Option<RateLimitSettings>,
     identity: Option<Identity>,
+    /// A connection the embedding app already holds, for the log pipeline's pushes.
+    connection: Option<redis::aio::ConnectionManager>,
 }
 
 impl std::fmt::Debug for IpTrackingBuilder {
@@ -75,6 +77,7 @@ impl std::fmt::Debug for IpTrackingBuilder {
             .field("blocklist", &self.blocklist)
             .field("rate_limits", &self.rate_limits)
             .field("identity", &self.identity.is_some())
+            .field("connection", &self.connection.is_some())
             .finish()
     }
 }
@@ -148,6 +151,16 @@ impl IpTrackingBuilder {
         self
     }
 
+    /// Push the request logs over `connection` (a multiplexed connection to the same
+    /// Redis the app already holds) instead of opening one more. The rate limiter and the
+    /// blocklist sync still open their own: the limiter's round trip is on the request path
+    /// and must not queue behind a batch push, and a subscribed connection carries nothing
+    /// else.
+    pub fn redis_connection(mut self, connection: redis::aio::ConnectionManager) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
     /// Starts the background tasks (the batcher, the blocklist's) and returns their guard.
     /// Call it inside the Tokio runtime that will serve, and call
     /// [`TrackingGuard::shutdown`] after the server stops.
@@ -158,7 +171,12 @@ impl IpTrackingBuilder {
         };
         let connect = || queue::connect(self.redis.url.expose()).map_err(redis_error);
         let background = CancellationToken::new();
-        let pipeline = LogPipeline::to_redis(&self.log_pipeline, connect()?, &self.redis.prefix);
+        let pipeline_connection = match self.connection.clone() {
+            Some(connection) => connection,
+            None => connect()?,
+        };
+        let pipeline =
+            LogPipeline::to_redis(&self.log_pipeline, pipeline_connection, &self.redis.prefix);
         let mut middleware = IpTracking::new(self.client_ip.resolver(), pipeline.sink())
             .with_query_string(self.log_pipeline.log_query_string);
         let (blocklist, blocklist_task) = match &self.blocklist {

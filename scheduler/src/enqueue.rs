@@ -57,10 +57,14 @@ impl Enqueuer {
     /// Enqueues `flag-suspicious-ips` for the window ending at `window_end` unless some
     /// scheduler already did. Returns whether this call enqueued it.
     pub async fn flag_window(&mut self, window_end: DateTime<Utc>) -> Result<bool, QueueError> {
-        let window = chrono::Duration::from_std(self.rules.flag_window).unwrap_or_default();
-        let job = FlagSuspiciousIps {
-            window_start: window_end - window,
-            window_end,
+        let job = match FlagSuspiciousIps::ending_at(window_end, self.rules.flag_window) {
+            Ok(job) => job,
+            // Neither enqueued nor claimed: an empty window would flag nothing and count
+            // as done (see `FlagSuspiciousIps::ending_at`).
+            Err(error) => {
+                tracing::error!("{error}; flag-suspicious-ips not enqueued");
+                return Ok(false);
+            }
         };
         let claim = window_end.timestamp().to_string();
         let pushed = self.flag.push_once(&claim, CLAIM_TTL, &job).await?;

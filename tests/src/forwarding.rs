@@ -1,6 +1,6 @@
 //! Generated forwarding headers for property tests of `ClientIpResolver`, and a model of
-//! the address each must resolve to, written from the rules in DESIGN.md ("Client IP")
-//! rather than from the resolver's code.
+//! the address each must resolve to, written from the rules in docs/ARCHITECTURE.md
+//! ("Client IP") rather than from the resolver's code.
 //!
 //! A scenario is a peer, a set of trusted networks, the configured header, and request
 //! headers: `X-Forwarded-For` and `Forwarded` lines (both always present; only the

@@ -7,14 +7,16 @@ use std::{sync::Arc, time::Duration};
 
 use iptrack_middleware::{LogSink, metrics::RateLimitMetrics, request_metrics::RequestMetrics};
 
-use crate::queue_metrics;
+use crate::queue_metrics::ClusterSnapshot;
 
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What handlers share.
 pub(crate) struct AppState {
-    pub(crate) redis: deadpool_redis::Pool,
+    /// The process's shared multiplexed connection (the log pipeline and the admin API
+    /// use it too).
+    pub(crate) redis: redis::aio::ConnectionManager,
     /// `None` when the server runs with `--no-tracking`.
     pub(crate) log_sink: Option<LogSink>,
     /// For `/readyz`: the web writes nothing there itself, but the blocklist and the admin
@@ -92,9 +94,8 @@ async fn healthz() -> impl Responder {
 async fn readyz(state: web::Data<AppState>) -> impl Responder {
     let redis = async {
         let ping = async {
-            let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
             redis::cmd("PING")
-                .query_async::<String>(&mut *conn)
+                .query_async::<String>(&mut state.redis.clone())
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -120,8 +121,8 @@ async fn readyz(state: web::Data<AppState>) -> impl Responder {
     }
 }
 
-/// Prometheus text format: this process's request and pipeline counters, then the
-/// cluster-wide queue depths and worker counters read from Redis.
+/// Prometheus text format: this process's pipeline, request and rate-limit counters, then
+/// the cluster-wide queue depths and worker counters read from Redis.
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> impl Responder {
     let mut body = match &state.log_sink {
@@ -132,16 +133,13 @@ async fn metrics(state: web::Data<AppState>) -> impl Responder {
         body.push_str(&requests.render());
     }
     body.push_str(&state.rate_limit_metrics.render());
-    let cluster = async {
-        match state.redis.get().await {
-            Ok(mut conn) => queue_metrics::render(&mut *conn, &state.redis_prefix).await,
-            Err(_) => queue_metrics::render_unavailable(),
-        }
-    };
+    let mut conn = state.redis.clone();
+    let cluster = ClusterSnapshot::read(&mut conn, &state.redis_prefix);
     body.push_str(
         &tokio::time::timeout(READY_TIMEOUT, cluster)
             .await
-            .unwrap_or_else(|_| queue_metrics::render_unavailable()),
+            .unwrap_or_else(|_| ClusterSnapshot::unavailable())
+            .render(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

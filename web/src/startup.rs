@@ -1,11 +1,13 @@
 //! Building and running the reference server; used by `iptrack-web`, `iptrack up` and the
 //! tests alike.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{
     App, HttpServer,
-    dev::{Server, ServerHandle},
+    body::MessageBody,
+    dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse},
+    middleware::Condition,
     web,
 };
 use anyhow::Context;
@@ -62,20 +64,17 @@ impl Application {
     /// Binds `settings.web.bind` (port 0 picks a free port), and `settings.admin.bind` when
     /// set, and prepares the servers.
     pub async fn build(settings: &Settings, options: WebOptions) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.web.bind)
-            .with_context(|| format!("cannot listen on {} (IPTRACK_BIND)", settings.web.bind))?;
+        let listener = bind(settings.web.bind, "IPTRACK_BIND")?;
         let admin_listener = settings
             .admin
             .bind
-            .map(|address| {
-                TcpListener::bind(address)
-                    .with_context(|| format!("cannot listen on {address} (IPTRACK_ADMIN_BIND)"))
-            })
+            .map(|address| bind(address, "IPTRACK_ADMIN_BIND"))
             .transpose()?;
         let port = listener.local_addr()?.port();
-        let redis = deadpool_redis::Config::from_url(settings.redis.url.expose())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .context("cannot create the Redis pool (REDIS_URL)")?;
+        // One multiplexed connection for the log pipeline, the admin API's blocklist writes
+        // and attribution, `/readyz` and `/metrics`. The middleware's rate limiter and
+        // blocklist sync open their own (IpTrackingBuilder::redis_connection says why).
+        let redis = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
         // The middleware and its background tasks, as any embedding app gets them, plus the
         // login's notion of who is signed in. The blocklist's database connection is lazy:
         // the web serves (and logs) while the database is away, keeping its last good copy.
@@ -83,6 +82,7 @@ impl Application {
             Some(
                 IpTracking::from_settings(settings)
                     .identity(login::session_identity())
+                    .redis_connection(redis.clone())
                     .build()
                     .await?,
             )
@@ -92,114 +92,54 @@ impl Application {
         let db = db::connect_lazy(settings.database.url.expose())
             .await
             .context("DATABASE_URL")?;
-        let state_db = db.clone();
-        let admin = match &settings.admin.token {
-            Some(token) => {
-                let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
-                Some((
-                    web::Data::new(AdminToken(token.clone())),
-                    web::Data::new(AdminState {
-                        db,
-                        blocklist: BlocklistService::new(
-                            state_db.clone(),
-                            conn.clone(),
-                            settings.redis.prefix.clone(),
-                            &settings.blocklist.safelist,
-                        ),
-                        // DB-IP's licence asks for attribution wherever its data is shown;
-                        // the workers, which open the data, say whether it is theirs.
-                        geo_attribution: GeoAttribution::new(conn, &settings.redis.prefix),
-                    }),
-                ))
-            }
-            None => None,
-        };
-        // What operators use: the admin API and dashboard (when a token is set) and
-        // `/metrics`. Not site traffic (DESIGN.md): mounted outside the tracked scope, so
-        // never logged, counted by a rule or refused by the blocklist; the API keeps its
-        // token check.
-        let operator = move |cfg: &mut web::ServiceConfig| {
-            if let Some((token, state)) = &admin {
-                cfg.app_data(token.clone()).app_data(state.clone());
-                admin::configure(cfg);
-            }
-            routes::configure_metrics(cfg);
-        };
+        let admin = settings.admin.token.as_ref().map(|token| {
+            (
+                web::Data::new(AdminToken(token.clone())),
+                web::Data::new(AdminState {
+                    db: db.clone(),
+                    blocklist: BlocklistService::new(
+                        db.clone(),
+                        redis.clone(),
+                        settings.redis.prefix.clone(),
+                        &settings.blocklist.safelist,
+                    ),
+                    // DB-IP's licence asks for attribution wherever its data is shown; the
+                    // workers, which open the data, say whether it is theirs.
+                    geo_attribution: GeoAttribution::new(redis.clone(), &settings.redis.prefix),
+                }),
+            )
+        });
         // Rate limits and the login (see docs/ARCHITECTURE.md, "Rate limits").
         let rate_limit_metrics = tracking
             .as_ref()
             .map_or_else(Default::default, TrackingGuard::rate_limit_metrics);
-        let demo_account = web::Data::new(DemoAccount(settings.login.demo_user.clone()));
-        let session_key = login::session_key(&settings.login);
         let middleware = tracking.as_ref().map(TrackingGuard::middleware);
         let state = web::Data::new(AppState {
             redis,
             log_sink: tracking.as_ref().and_then(TrackingGuard::sink),
-            db: state_db,
+            db,
             redis_prefix: settings.redis.prefix.clone(),
             request_metrics: middleware.as_ref().map(IpTracking::metrics),
             rate_limit_metrics,
         });
-        let site = move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(demo_account.clone());
-            routes::configure_site(cfg);
+        let routes = Routes {
+            state,
+            admin,
+            demo_account: web::Data::new(DemoAccount(settings.login.demo_user.clone())),
+            session_key: login::session_key(&settings.login),
+            tracking: middleware,
         };
-        let separate_admin = admin_listener.is_some();
-        // `/forward-auth` for reverse proxies: outside the tracked scope, because it logs the
-        // request it decides about, not itself (forward_auth.rs).
-        let forward_auth = middleware.clone().map(forward_auth::configure);
 
-        let public_state = state.clone();
-        let public_operator = operator.clone();
-        let server = HttpServer::new(move || {
-            // The last `wrap` runs first: the session is decoded before tracking asks who
-            // the user is.
-            let app = App::new()
-                .wrap(login::session_middleware(session_key.clone()))
-                .app_data(public_state.clone())
-                .configure(routes::configure_health);
-            let app = if separate_admin {
-                app
-            } else {
-                app.configure(public_operator.clone())
-            };
-            let app = match &forward_auth {
-                Some(forward_auth) => app.configure(forward_auth.clone()),
-                None => app,
-            };
-            // Registered last, the site scope gets every request no route above took,
-            // unknown paths (404) included: those are site traffic, tracked like the rest.
-            match &middleware {
-                Some(tracking) => app.service(
-                    web::scope("")
-                        .wrap(tracking.clone())
-                        .configure(site.clone()),
-                ),
-                None => app.configure(site.clone()),
-            }
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .run();
-        let (admin_server, admin_port) = match admin_listener {
+        let (server, admin_server, admin_port) = match admin_listener {
+            None => (serve(listener, routes, Serves::Everything)?, None, None),
             Some(admin_listener) => {
                 let admin_port = admin_listener.local_addr()?.port();
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(state.clone())
-                        .configure(routes::configure_health)
-                        .configure(operator.clone())
-                })
-                // Operator traffic is light: one worker thread, not one per core.
-                .workers(1)
-                .listen(admin_listener)?
-                .disable_signals()
-                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-                .run();
-                (Some(server), Some(admin_port))
+                (
+                    serve(listener, routes.clone(), Serves::Site)?,
+                    Some(serve(admin_listener, routes, Serves::Operator)?),
+                    Some(admin_port),
+                )
             }
-            None => (None, None),
         };
         tracing::info!(
             address = %settings.web.bind.ip(),
@@ -257,4 +197,115 @@ impl Application {
         }
         Ok(())
     }
+}
+
+fn bind(address: SocketAddr, variable: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).with_context(|| format!("cannot listen on {address} ({variable})"))
+}
+
+/// What one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// The site and the operators' routes: no `IPTRACK_ADMIN_BIND`.
+    Everything,
+    /// The site only; the operators' routes are on their own listener.
+    Site,
+    /// The operators' routes only (`IPTRACK_ADMIN_BIND`).
+    Operator,
+}
+
+impl Serves {
+    fn site(self) -> bool {
+        self != Self::Operator
+    }
+
+    fn operator(self) -> bool {
+        self != Self::Site
+    }
+}
+
+/// Everything a listener's app is made of; cloned for each server worker thread.
+#[derive(Clone)]
+struct Routes {
+    state: web::Data<AppState>,
+    /// Set when `IPTRACK_ADMIN_TOKEN` is.
+    admin: Option<(web::Data<AdminToken>, web::Data<AdminState>)>,
+    demo_account: web::Data<DemoAccount>,
+    session_key: actix_web::cookie::Key,
+    /// `None` with `--no-tracking`.
+    tracking: Option<IpTracking>,
+}
+
+impl Routes {
+    /// The app of a listener that serves `serves`. The health endpoints are everywhere.
+    ///
+    /// What operators use (the admin API and dashboard when a token is set, and `/metrics`)
+    /// is not site traffic: it is mounted outside the tracked scope, so never logged,
+    /// counted by a rule or refused by the blocklist; the API keeps its token check.
+    /// Registered last, the tracked site scope gets every request no route above took,
+    /// unknown paths (404) included: those are site traffic, tracked like the rest.
+    fn app(
+        self,
+        serves: Serves,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        // The last `wrap` runs first: the session is decoded before tracking asks who the
+        // user is. Only the site has logins.
+        let app = App::new()
+            .wrap(Condition::new(
+                serves.site(),
+                login::session_middleware(self.session_key.clone()),
+            ))
+            .app_data(self.state.clone())
+            .configure(routes::configure_health)
+            .configure(|cfg| {
+                if !serves.operator() {
+                    return;
+                }
+                if let Some((token, state)) = &self.admin {
+                    cfg.app_data(token.clone()).app_data(state.clone());
+                    admin::configure(cfg);
+                }
+                routes::configure_metrics(cfg);
+            });
+        if !serves.site() {
+            return app;
+        }
+        // `/forward-auth` for reverse proxies: outside the tracked scope, because it logs the
+        // request it decides about, not itself (forward_auth.rs).
+        let app = match &self.tracking {
+            Some(tracking) => app.configure(forward_auth::configure(tracking.clone())),
+            None => app,
+        };
+        let site = |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(self.demo_account.clone());
+            routes::configure_site(cfg);
+        };
+        match &self.tracking {
+            Some(tracking) => app.service(web::scope("").wrap(tracking.clone()).configure(site)),
+            None => app.configure(site),
+        }
+    }
+}
+
+/// Runs `routes` for `serves` on `listener`, stopped by [`Application::run_until_stopped`].
+fn serve(listener: TcpListener, routes: Routes, serves: Serves) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || routes.clone().app(serves));
+    // Operator traffic is light: one worker thread, not one per core.
+    let server = match serves {
+        Serves::Operator => server.workers(1),
+        Serves::Everything | Serves::Site => server,
+    };
+    Ok(server
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .run())
 }

@@ -19,6 +19,6 @@ pub struct JobContext {
     pub redis_prefix: String,
     /// Automatic blocking writes and announces blocks through it, like every other caller.
     pub blocklist: BlocklistService,
-    /// Geolocation (provider, cache, counters); `None` when it is off.
+    /// Geolocation (provider, cache, the geolocate queue); `None` when it is off.
     pub geo: Option<Arc<Geo>>,
 }

@@ -24,14 +24,12 @@ use crate::{
     jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
     maintenance,
     poll::TickStrategy,
-    supervisor::{SupervisorStats, supervise},
+    supervisor::supervise,
 };
 
 /// The running workers of one process.
 #[derive(Debug)]
 pub struct RunningWorkers {
-    /// Starts of the supervised apalis workers (restarts included).
-    pub stats: Arc<SupervisorStats>,
     /// How many apalis workers are supervised (all queues).
     pub supervised: usize,
     tasks: JoinSet<()>,
@@ -58,7 +56,6 @@ macro_rules! spawn_queue {
             $tasks.spawn(supervise(
                 $queue,
                 index,
-                $env.stats.clone(),
                 $env.shutdown.clone(),
                 move |name| {
                     let backend = RedisStorage::<$job>::new(conn.clone())
@@ -145,7 +142,6 @@ struct QueueEnv<'a> {
     settings: &'a Settings,
     conn: redis::aio::ConnectionManager,
     context: JobContext,
-    stats: Arc<SupervisorStats>,
     shutdown: CancellationToken,
 }
 
@@ -200,7 +196,6 @@ pub async fn start(
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
         },
-        stats: Arc::new(SupervisorStats::default()),
         shutdown: shutdown.clone(),
     };
     let mut tasks = JoinSet::new();
@@ -257,7 +252,6 @@ pub async fn start(
         "iptrack-worker started"
     );
     Ok(RunningWorkers {
-        stats: env.stats,
         // One per request-log slot, plus the flag and purge workers (and geolocate).
         supervised: settings.worker.concurrency + 2 + geo_workers,
         tasks,

@@ -13,12 +13,13 @@ use std::{
     hint::black_box,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::Instant,
 };
 
 use iptrack_bench::{XorShift, median};
 use iptrack_core::{
+    job_metrics::ClusterCounters,
     jobs::{LogEvent, RequestLogBatch},
     queue,
     settings::GeoProviderChoice,
@@ -171,7 +172,7 @@ async fn cache_over_a_stream(files: Vec<PathBuf>) {
         );
         let (conn, batches) = (conn.clone(), batches.clone());
         tasks.push(tokio::spawn(async move {
-            let mut located_at_insert = 0;
+            let (mut lookups, mut located_at_insert) = (0, 0);
             loop {
                 let Some(batch) = batches.lock().await.next() else {
                     break;
@@ -186,22 +187,23 @@ async fn cache_over_a_stream(files: Vec<PathBuf>) {
                     .await
                     .unwrap();
                 let done = geo.after_commit(&conn, &prepared).await;
-                geo.locate(&conn, &done.claimed).await.unwrap();
+                // Only claimed addresses reach the provider: one call per address claimed.
+                lookups += done.enqueued.len();
+                geo.locate(&conn, &done.enqueued).await.unwrap();
             }
-            let stats = &geo.stats;
-            (
-                stats.cache_hits.load(Ordering::Relaxed),
-                stats.cache_misses.load(Ordering::Relaxed),
-                stats.lookups.load(Ordering::Relaxed),
-                located_at_insert,
-            )
+            (lookups, located_at_insert)
         }));
     }
-    let (mut hits, mut misses, mut lookups, mut at_insert) = (0, 0, 0, 0);
+    let (mut lookups, mut at_insert) = (0, 0);
     for task in tasks {
-        let (h, m, l, a) = task.await.unwrap();
-        (hits, misses, lookups, at_insert) = (hits + h, misses + m, lookups + l, at_insert + a);
+        let (l, a) = task.await.unwrap();
+        (lookups, at_insert) = (lookups + l, at_insert + a);
     }
+    // The cluster-wide cache counters `/metrics` shows.
+    let counters = ClusterCounters::read(&mut redis.connection().await, &settings.redis.prefix)
+        .await
+        .unwrap();
+    let (hits, misses) = (counters.geo_cache_hits, counters.geo_cache_misses);
     let elapsed = started.elapsed();
     let unlocated = db
         .count(&conn, "request_log WHERE country_code = '' AND city = ''")

@@ -12,13 +12,10 @@ use iptrack_core::{
 /// now). Re-running a window, or an overlapping one, is harmless: a flag is an incident that
 /// later windows extend (see `flag_suspicious_ips`).
 pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyhow::Result<()> {
-    let window_end = window_end.unwrap_or_else(Utc::now);
-    let window = chrono::Duration::from_std(settings.schedules.flag_window)
-        .context("IPTRACK_FLAG_WINDOW_SECS out of range")?;
-    let job = FlagSuspiciousIps {
-        window_start: window_end - window,
-        window_end,
-    };
+    let job = FlagSuspiciousIps::ending_at(
+        window_end.unwrap_or_else(Utc::now),
+        settings.schedules.flag_window,
+    )?;
     let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
     let mut jobs = JobQueue::new(
         conn,

@@ -6,8 +6,9 @@ use redis::{Script, aio::ConnectionManager};
 
 use super::Decision;
 
-/// A multiplexed connection (not the deadpool pool: its recycle check would add a `PING`
-/// round trip to every request) and the script, sent as `EVALSHA` and loaded by the redis
+/// A multiplexed connection of its own (a pool's recycle check would add a `PING` round
+/// trip to every request; a connection shared with the batcher would queue decisions
+/// behind batch pushes) and the script, sent as `EVALSHA` and loaded by the redis
 /// crate only when Redis answers `NOSCRIPT` (first use, or after a Redis restart).
 pub(super) struct RedisLog {
     conn: ConnectionManager,

@@ -1,7 +1,7 @@
 //! The bounded buffer: the application is served whatever Redis does; events wait while
 //! Redis is away and arrive when it returns; beyond the bound they are dropped and counted.
 
-use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpResponse, test, web};
 use iptrack_core::{
@@ -85,22 +85,8 @@ async fn events_wait_while_redis_is_away_and_arrive_when_it_returns() {
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        pipeline
-            .sink()
-            .metrics()
-            .push_failures
-            .load(Ordering::Relaxed)
-            > 0
-    );
-    assert_eq!(
-        pipeline
-            .sink()
-            .metrics()
-            .events_dropped
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert!(pipeline.sink().metrics().push_failures.get() > 0);
+    assert_eq!(pipeline.sink().metrics().events_dropped.get(), 0);
 
     redis.restart();
     eventually(
@@ -130,8 +116,8 @@ async fn a_full_buffer_drops_and_counts_events_and_the_app_is_still_served() {
     }
     let sink = pipeline.sink();
     let metrics = sink.metrics();
-    let accepted = metrics.events_buffered.load(Ordering::Relaxed);
-    let dropped = metrics.events_dropped.load(Ordering::Relaxed);
+    let accepted = metrics.events_buffered.get();
+    let dropped = metrics.events_dropped.get();
     assert_eq!(
         accepted + dropped,
         50,

@@ -3,7 +3,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -155,9 +155,9 @@ async fn the_sixth_anonymous_login_post_from_one_address_is_refused_and_another_
     .await;
     assert_eq!(form.status().as_u16(), 200);
     assert!(form.headers().get("ratelimit").is_none());
-    assert_eq!(limiter.metrics().limited.load(Ordering::Relaxed), 1);
+    assert_eq!(limiter.metrics().limited.get(), 1);
     assert_eq!(
-        limiter.metrics().fallback_decisions.load(Ordering::Relaxed),
+        limiter.metrics().fallback_decisions.get(),
         0,
         "decided by Redis"
     );
@@ -344,8 +344,8 @@ async fn with_redis_stopped_the_same_limits_hold_in_memory_and_redis_is_used_aga
         statuses!(&app, 6, || post_login("192.0.2.61")),
         [401, 401, 401, 401, 401, 429]
     );
-    assert!(metrics.fallback_decisions.load(Ordering::Relaxed) >= 6);
-    assert!(metrics.redis_failures.load(Ordering::Relaxed) >= 1);
+    assert!(metrics.fallback_decisions.get() >= 6);
+    assert!(metrics.redis_failures.get() >= 1);
     assert!(
         metrics
             .render()

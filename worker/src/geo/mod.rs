@@ -1,5 +1,7 @@
-//! Geolocation of logged addresses: providers, the cluster-wide Redis cache, and the steps
-//! the request-log job takes around its insert (docs/ARCHITECTURE.md, "Geolocation").
+//! Geolocation of logged addresses: providers, the cluster-wide Redis cache, and [`Geo`],
+//! what the jobs hold of it. The jobs' own steps are in their files: the cache read and the
+//! claims around the insert in `jobs/request_logs.rs`, the lookups in `jobs/geolocate.rs`
+//! (docs/ARCHITECTURE.md, "Geolocation").
 //!
 //! Providers: [`mmdb`] (MaxMind-format files: DB-IP City Lite by default, GeoIP2 City too)
 //! and [`http`] (ip-api or ipgeolocation.io). Only public addresses ever reach one
@@ -7,22 +9,63 @@
 
 pub mod cache;
 pub mod countries;
-pub mod enrich;
 pub mod http;
 pub mod mmdb;
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use iptrack_core::settings::{GeoProviderChoice, GeoSettings};
+use iptrack_core::{
+    jobs::{GEOLOCATE_QUEUE, GeolocateAddresses},
+    queue::{self, JobQueue},
+    settings::{GeoProviderChoice, GeoSettings, WorkerSettings},
+};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 pub use cache::GeoCache;
-pub use enrich::Geo;
 pub use http::HttpProvider;
 pub use mmdb::MmdbProvider;
+
+/// Geolocation as the jobs use it: provider, cache, and the geolocate queue.
+#[derive(Debug)]
+pub struct Geo {
+    pub provider: GeoProvider,
+    pub cache: GeoCache,
+    /// Where the request-log job pushes the addresses it claimed.
+    pub(crate) queue: JobQueue<GeolocateAddresses>,
+    /// For the cluster-wide hit and miss counters `/metrics` shows.
+    pub(crate) metrics: (ConnectionManager, String),
+}
+
+impl Geo {
+    /// Geolocation as `settings` configure it; `None` when it is off. Keys live under
+    /// `redis_prefix`; `worker` sets the geolocate queue's heartbeat.
+    pub fn from_settings(
+        settings: &GeoSettings,
+        redis_prefix: &str,
+        worker: &WorkerSettings,
+        conn: ConnectionManager,
+    ) -> Result<Option<Self>, GeoSetupError> {
+        Ok(GeoProvider::from_settings(settings)?
+            .map(|provider| Self::new(provider, settings, redis_prefix, worker, conn)))
+    }
+
+    pub fn new(
+        provider: GeoProvider,
+        settings: &GeoSettings,
+        redis_prefix: &str,
+        worker: &WorkerSettings,
+        conn: ConnectionManager,
+    ) -> Self {
+        let config = queue::queue_config(redis_prefix, worker, GEOLOCATE_QUEUE);
+        Self {
+            provider,
+            cache: GeoCache::new(conn.clone(), redis_prefix, settings),
+            queue: JobQueue::new(conn.clone(), config),
+            metrics: (conn, redis_prefix.to_owned()),
+        }
+    }
+}
 
 /// Where an address is. Any field may be empty when the source does not know it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,22 +282,6 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || unique_local
         || link_local
         || documentation)
-}
-
-/// Geo cache counters, for metrics: every address the request-log job checks is one hit or
-/// one miss; `lookups` counts addresses sent to the provider.
-#[derive(Debug, Default)]
-pub struct GeoStats {
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub lookups: AtomicU64,
-    pub lookup_failures: AtomicU64,
-}
-
-impl GeoStats {
-    pub(crate) fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]

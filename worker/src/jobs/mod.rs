@@ -1,4 +1,5 @@
-//! One module per job; each exposes the apalis handler and the plain function it wraps.
+//! One file per job, holding the whole job: its apalis handler and all the work it does
+//! (geolocation's steps included; `crate::geo` holds only the providers and the cache).
 
 pub mod flag_suspicious_ips;
 pub mod geolocate;

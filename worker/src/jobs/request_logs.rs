@@ -3,23 +3,46 @@
 //! Idempotent by batch id: the id goes into `log_batch` in the same transaction as the rows.
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
+//!
+//! With geolocation on, the job never waits on a provider before its rows are stored
+//! (docs/ARCHITECTURE.md, "Geolocation"):
+//! 1. before the insert, one MGET of the batch's distinct public addresses: cached
+//!    locations go straight into the new rows ([`Geo::before_insert`]);
+//! 2. the batch commits;
+//! 3. addresses with nothing cached are claimed (`SET NX EX`, cluster-wide); the ones this
+//!    worker wins are pushed as `geolocate` jobs ([`Geo::after_commit`]);
+//! 4. for the ones another worker had claimed, the cache is read again, and a location
+//!    found there is written onto this batch's rows.
+//!
+//! The geolocate job writes the cache *before* it updates rows. So for a batch that
+//! commits while another worker's lookup of the same address is in flight, either step 4
+//! sees the cached answer, or that job's UPDATE (which comes after its cache write, which
+//! comes after step 4's read, which comes after the commit) sees the rows.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
-use iptrack_core::jobs::{LogEvent, RequestLogBatch, bounded_method};
+use iptrack_core::{
+    job_metrics,
+    jobs::{
+        GEOLOCATE_MAX_ADDRESSES, GeolocateAddresses, LogEvent, RequestLogBatch, bounded_method,
+    },
+};
 use iptrack_entity::{log_batch, request_log};
 use sea_orm::{
+    ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Statement,
-    TransactionTrait, TryInsertResult, Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, IdenStatic,
+    Iterable, Statement, TransactionTrait, TryInsertResult, Value,
+    sea_query::ArrayType,
 };
 
+use super::geolocate::fill_rows;
 use crate::{
     context::JobContext,
-    geo::{Location, enrich::Prepared},
+    geo::{Geo, Location, Lookup, is_public},
 };
 
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
@@ -61,7 +84,8 @@ pub async fn handle(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(),
 }
 
 /// With geolocation on, cached locations go into the rows and the rest is handed to the
-/// `geolocate` queue after the commit (see `geo::enrich`); nothing here waits on a provider.
+/// `geolocate` queue after the commit (see the module documentation); nothing here waits
+/// on a provider.
 async fn run(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let prepared = match &ctx.geo {
         Some(geo) => geo.before_insert(&batch.events).await,
@@ -83,7 +107,13 @@ async fn run(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDyn
         }
     }
     if let Some(geo) = &ctx.geo {
-        geo.after_commit(&ctx.db, &prepared).await;
+        let done = geo.after_commit(&ctx.db, &prepared).await;
+        tracing::debug!(
+            batch_id = %batch.batch_id,
+            enqueued = done.enqueued.len(),
+            filled = done.filled,
+            "geolocation after insert"
+        );
     }
     Ok(())
 }
@@ -137,65 +167,70 @@ async fn insert_many(
     Ok(rows)
 }
 
-/// The whole batch as one `INSERT … SELECT FROM UNNEST` of twelve arrays (PostgreSQL).
-/// Twelve bind parameters instead of twelve per row: PostgreSQL parses and plans one small
-/// statement, and no batch size runs into the 65,535-parameter limit. It runs inside the
-/// batch's transaction, which `COPY` through SeaORM cannot.
+/// The whole batch as one `INSERT … SELECT FROM UNNEST` of one array per column
+/// (PostgreSQL). One bind parameter per column instead of one per cell: PostgreSQL parses
+/// and plans one small statement, and no batch size runs into the 65,535-parameter limit.
+/// It runs inside the batch's transaction, which `COPY` through SeaORM cannot.
+///
+/// The arrays are cut from the very rows [`to_row`] makes for SQLite, column by column in
+/// the entity's order, so the two inserts cannot disagree on what goes where.
 async fn insert_unnest(
     txn: &DatabaseTransaction,
     events: &[LogEvent],
     located: &HashMap<IpAddr, Location>,
 ) -> anyhow::Result<u64> {
-    let text = |f: &dyn Fn(&LogEvent) -> String| -> Value {
-        events.iter().map(f).collect::<Vec<_>>().into()
+    let rows: Vec<request_log::ActiveModel> = events.iter().map(|e| to_row(e, located)).collect();
+    let Some(first) = rows.first() else {
+        return Ok(0);
     };
-    // Empty while unknown: the geolocate job fills them in.
-    let place = |field: fn(&Location) -> &String| -> Value {
-        text(&|e: &LogEvent| located.get(&e.ip).map(field).cloned().unwrap_or_default())
-    };
-    let values = [
-        text(&|e| e.ip.to_string()),
-        events
+    let (mut names, mut arrays, mut parameters) = (Vec::new(), Vec::new(), Vec::new());
+    // Every column `to_row` sets: all but the generated id.
+    for column in request_log::Column::iter().filter(|&c| first.get(c).is_set()) {
+        let cells: Vec<Value> = rows
             .iter()
-            .map(|e| e.timestamp)
-            .collect::<Vec<_>>()
-            .into(),
-        // Bounded again here: a queued event may come from any producer of the queue.
-        text(&|e| bounded_method(&e.method)),
-        text(&|e| e.path.clone()),
-        events
-            .iter()
-            .map(|e| i32::from(e.status))
-            .collect::<Vec<_>>()
-            .into(),
-        events
-            .iter()
-            .map(|e| i64::try_from(e.duration_us).unwrap_or(i64::MAX))
-            .collect::<Vec<_>>()
-            .into(),
-        text(&|e| e.user_agent.clone()),
-        text(&|e| e.user_id.clone().unwrap_or_default()),
-        text(&|e| e.query_string.clone().unwrap_or_default()),
-        place(|l| &l.country_code),
-        place(|l| &l.country),
-        place(|l| &l.city),
-    ];
+            .filter_map(|row| row.get(column).into_value())
+            .collect();
+        let element = cells.first().map(Value::array_type);
+        let sql_type = element.as_ref().and_then(postgres_type).with_context(|| {
+            format!(
+                "no PostgreSQL array type for request_log.{}",
+                column.as_str()
+            )
+        })?;
+        names.push(column.as_str());
+        parameters.push(format!("${}::{sql_type}[]", parameters.len() + 1));
+        arrays.push(Value::Array(
+            element.unwrap_or(ArrayType::String),
+            Some(Box::new(cells)),
+        ));
+    }
     let result = txn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO request_log \
-             (ip_address, timestamp, method, path, status, duration_us, user_agent, user_id, \
-             query_string, country_code, country, city) \
-             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], \
-             $5::int4[], $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], \
-             $11::text[], $12::text[])",
-            values,
+            format!(
+                "INSERT INTO request_log ({}) SELECT * FROM UNNEST({})",
+                names.join(", "),
+                parameters.join(", ")
+            ),
+            arrays,
         ))
         .await
         .context("cannot insert request_log rows")?;
     Ok(result.rows_affected())
 }
 
+/// The PostgreSQL element type of the columns `request_log` has.
+fn postgres_type(element: &ArrayType) -> Option<&'static str> {
+    match element {
+        ArrayType::String => Some("text"),
+        ArrayType::Int => Some("int4"),
+        ArrayType::BigInt => Some("int8"),
+        ArrayType::ChronoDateTimeUtc => Some("timestamptz"),
+        _ => None,
+    }
+}
+
+/// The one mapping from a logged request to its `request_log` row, for both inserts.
 fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log::ActiveModel {
     // Empty while unknown: the geolocate job fills them in. Always set (never NotSet) so
     // every row of a multi-row INSERT has the same columns.
@@ -207,6 +242,7 @@ fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log:
         id: NotSet,
         ip_address: Set(event.ip.to_string()),
         timestamp: Set(event.timestamp),
+        // Bounded again here: a queued event may come from any producer of the queue.
         method: Set(bounded_method(&event.method)),
         path: Set(event.path.clone()),
         status: Set(i32::from(event.status)),
@@ -217,5 +253,117 @@ fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log:
         country_code: column(|l| &l.country_code),
         country: column(|l| &l.country),
         city: column(|l| &l.city),
+    }
+}
+
+/// What the cache said about a batch's addresses before its insert.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Cached locations, written into the new rows.
+    pub located: HashMap<IpAddr, Location>,
+    /// Public addresses with nothing cached: to be claimed after the commit.
+    pub unknown: Vec<IpAddr>,
+}
+
+/// What happened after the commit.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AfterCommit {
+    /// Addresses this worker claimed and pushed for lookup.
+    pub enqueued: Vec<IpAddr>,
+    /// Addresses claimed elsewhere whose location was cached by now and written here.
+    pub filled: usize,
+}
+
+/// The request-log job's steps around its insert (see the module documentation).
+impl Geo {
+    /// Step 1: the cache's answers for the batch's distinct public addresses. Redis
+    /// trouble is logged and leaves every address unknown: the rows are stored anyway.
+    pub async fn before_insert(&self, events: &[LogEvent]) -> Prepared {
+        let mut addresses: Vec<IpAddr> = events
+            .iter()
+            .map(|e| e.ip)
+            .filter(|&ip| is_public(ip))
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let cached = match self.cache.get_many(&addresses).await {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(%error, "geo cache unreadable; storing rows without location");
+                vec![None; addresses.len()]
+            }
+        };
+        let distinct = addresses.len();
+        let mut prepared = Prepared::default();
+        for (ip, answer) in addresses.into_iter().zip(cached) {
+            match answer {
+                Some(Lookup::Found(location)) => {
+                    prepared.located.insert(ip, location);
+                }
+                Some(Lookup::NotFound) => {}
+                None => prepared.unknown.push(ip),
+            }
+        }
+        let (hits, misses) = (distinct - prepared.unknown.len(), prepared.unknown.len());
+        let (mut conn, prefix) = self.metrics.clone();
+        // A lost sample is all a metrics failure costs; the batch is stored regardless.
+        if let Err(error) =
+            job_metrics::record_geo_cache(&mut conn, &prefix, hits as u64, misses as u64).await
+        {
+            tracing::debug!("geo cache counters not recorded: {error}");
+        }
+        prepared
+    }
+
+    /// Steps 3 and 4, after the batch committed. Failures are logged, not returned: the
+    /// rows are stored, and an address left without a job is claimed again after
+    /// `IPTRACK_GEO_CLAIM_SECS`.
+    pub async fn after_commit(&self, db: &DatabaseConnection, prepared: &Prepared) -> AfterCommit {
+        match self.claim_and_fill(db, &prepared.unknown).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::warn!("geolocation after insert incomplete: {error:#}");
+                AfterCommit::default()
+            }
+        }
+    }
+
+    async fn claim_and_fill(
+        &self,
+        db: &DatabaseConnection,
+        unknown: &[IpAddr],
+    ) -> anyhow::Result<AfterCommit> {
+        let won = self.cache.claim_many(unknown).await?;
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for (&ip, won) in unknown.iter().zip(won) {
+            if won { mine.push(ip) } else { theirs.push(ip) }
+        }
+
+        let jobs: Vec<GeolocateAddresses> = mine
+            .chunks(GEOLOCATE_MAX_ADDRESSES)
+            .map(|chunk| GeolocateAddresses {
+                addresses: chunk.to_vec(),
+            })
+            .collect();
+        if let Err(error) = self.queue.clone().push(&jobs).await {
+            // Give the claims back so the next batch with these addresses tries again.
+            if let Err(release) = self.cache.release(&mine).await {
+                tracing::debug!(%release, "cannot release geo claims");
+            }
+            return Err(anyhow::Error::new(error).context("cannot enqueue geolocate jobs"));
+        }
+
+        let mut filled = 0;
+        let cached = self.cache.get_many(&theirs).await?;
+        for (ip, answer) in theirs.into_iter().zip(cached) {
+            if let Some(Lookup::Found(location)) = answer {
+                fill_rows(db, ip, &location).await?;
+                filled += 1;
+            }
+        }
+        Ok(AfterCommit {
+            enqueued: mine,
+            filled,
+        })
     }
 }

@@ -44,7 +44,7 @@ async fn pauses_before_restarts(runs: &[Duration]) -> Vec<Duration> {
             }
         }
     };
-    supervisor::supervise("test-queue", 0, Arc::default(), shutdown, worker).await;
+    supervisor::supervise("test-queue", 0, shutdown, worker).await;
     let (starts, ends) = (starts.lock().unwrap(), ends.lock().unwrap());
     assert_eq!(starts.len(), runs.len() + 1);
     ends.iter()
@@ -108,7 +108,7 @@ async fn a_shutdown_during_the_back_off_stops_at_once() {
             shutdown.cancel();
         })
     };
-    supervisor::supervise("test-queue", 0, Arc::default(), shutdown, |_name| async {
+    supervisor::supervise("test-queue", 0, shutdown, |_name| async {
         Err::<(), _>("connection refused")
     })
     .await;
