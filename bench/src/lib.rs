@@ -135,3 +135,58 @@ pub async fn plan(
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes) on a benchmark's
+/// keep-alive connection; returns its status and whether the server closes the connection
+/// after it. A closed connection or an unreadable head is an error.
+pub fn read_response(
+    stream: &mut std::net::TcpStream,
+    buffer: &mut [u8],
+) -> std::io::Result<(u16, bool)> {
+    use std::io::{Error, ErrorKind, Read};
+    /// Reads more into `buffer` after `filled`; a closed connection is an error.
+    fn read_more(
+        stream: &mut std::net::TcpStream,
+        buffer: &mut [u8],
+        filled: &mut usize,
+    ) -> std::io::Result<()> {
+        match stream.read(&mut buffer[*filled..])? {
+            0 => Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )),
+            n => {
+                *filled += n;
+                Ok(())
+            }
+        }
+    }
+    let invalid = |what: &str| Error::new(ErrorKind::InvalidData, what.to_owned());
+    let mut filled = 0;
+    let end = loop {
+        read_more(stream, buffer, &mut filled)?;
+        if let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+    let length: usize = match head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+    {
+        Some(value) => value
+            .trim()
+            .parse()
+            .map_err(|_| invalid("bad content-length"))?,
+        None => 0,
+    };
+    while filled < end + 4 + length {
+        read_more(stream, buffer, &mut filled)?;
+    }
+    let closing = head.lines().any(|line| line == "connection: close");
+    let status = head
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no status line"))?;
+    Ok((status, closing))
+}

@@ -19,7 +19,7 @@
 
 use std::{
     collections::HashMap,
-    io::{Read, Write},
+    io::Write,
     net::{SocketAddr, TcpStream},
     process::Command,
     time::{Duration, Instant},
@@ -27,7 +27,7 @@ use std::{
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser;
-use iptrack_bench::median;
+use iptrack_bench::{median, read_response};
 use iptrack_tests::{Backend, TestDb, TestRedis, free_port, process::Service, proxies::Proxy};
 
 #[derive(Debug, Parser)]
@@ -266,7 +266,7 @@ fn constant_rate(port: u16, rate: u64, connections: u64, seconds: u64) -> Round 
                         std::thread::sleep(wait);
                     }
                     stream.write_all(request.as_bytes()).unwrap();
-                    let (status, closing) = read_response(&mut stream, &mut buffer);
+                    let (status, closing) = read_response(&mut stream, &mut buffer).unwrap();
                     assert_eq!(status, 200, "GET /hello answered {status}");
                     if closing {
                         // nginx ends a keep-alive connection after `keepalive_requests`
@@ -291,32 +291,6 @@ fn constant_rate(port: u16, rate: u64, connections: u64, seconds: u64) -> Round 
         rate: latencies.len() as f64 / elapsed,
         p50_us: at(0.50),
         p99_us: at(0.99),
-    }
-}
-
-/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes); returns its status
-/// and whether the server closes the connection after it.
-fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> (u16, bool) {
-    let mut filled = 0;
-    loop {
-        let n = stream.read(&mut buffer[filled..]).unwrap();
-        assert!(n > 0, "the server closed the connection");
-        filled += n;
-        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        while filled < end + 4 + length {
-            let n = stream.read(&mut buffer[filled..]).unwrap();
-            assert!(n > 0, "the server closed the connection");
-            filled += n;
-        }
-        let closing = head.lines().any(|line| line == "connection: close");
-        return (head[9..12].parse().unwrap(), closing);
     }
 }
 

@@ -18,14 +18,14 @@
 
 use std::{
     collections::HashMap,
-    io::{Read, Write},
+    io::Write,
     net::TcpStream,
     process::Command,
     time::{Duration, Instant},
 };
 
 use clap::Parser;
-use iptrack_bench::{median, process_resident_mib};
+use iptrack_bench::{median, process_resident_mib, read_response};
 use iptrack_tests::{Backend, TestDb, TestRedis, free_port, process::Service};
 
 #[derive(Debug, Parser)]
@@ -262,7 +262,7 @@ fn open_loop(url: &str, rate: u64, seconds: u64) -> Round {
             std::thread::sleep(wait);
         }
         stream.write_all(request.as_bytes()).unwrap();
-        let status = read_response(&mut stream, &mut buffer);
+        let (status, _) = read_response(&mut stream, &mut buffer).unwrap();
         assert_eq!(status, 200, "GET / answered {status}");
         latencies.push(due.elapsed().as_secs_f64() * 1e6);
     }
@@ -273,30 +273,6 @@ fn open_loop(url: &str, rate: u64, seconds: u64) -> Round {
         requests_per_sec: total as f64 / elapsed,
         p50_us: at(0.50),
         p99_us: at(0.99),
-    }
-}
-
-/// Reads one HTTP/1.1 response (headers, then `Content-Length` bytes); returns its status.
-fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> u16 {
-    let mut filled = 0;
-    loop {
-        let n = stream.read(&mut buffer[filled..]).unwrap();
-        assert!(n > 0, "the server closed the connection");
-        filled += n;
-        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        while filled < end + 4 + length {
-            let n = stream.read(&mut buffer[filled..]).unwrap();
-            assert!(n > 0, "the server closed the connection");
-            filled += n;
-        }
-        return head[9..12].parse().unwrap();
     }
 }
 
