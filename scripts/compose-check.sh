@@ -9,7 +9,11 @@
 #   4. README.md's compose commands, run as printed (LLEN, queues, block, then 403);
 #   5. `down` stops every process with its stop signal and exit code 0, and after `up`
 #      the rows, the blocks and the jobs queued before `down` are all still there;
-#   6. the dashboard and admin API in the stack (token from the environment; off without).
+#   6. the dashboard and admin API in the stack (token from the environment; off without);
+#   7. the `nginx` profile: nginx asking iptrack (forward-auth) in front of the Python demo
+#      app: allowed requests reach the app and are logged with the client, a blocked client
+#      gets 403, the sixth POST /login in a minute 429 with Retry-After, and a peer other
+#      than nginx cannot ask.
 # The last line of output is `compose-check: PASS ...` or `compose-check: FAIL ...`.
 #
 # Compose here is v1 (docker-compose 1.29, the only one Debian packages); users run v2
@@ -119,7 +123,7 @@ cleanup() {
     dc logs --no-color --tail 30 >&2 2>/dev/null || true
   fi
   if ! $keep; then
-    dc down -v --remove-orphans -t 30 >/dev/null 2>&1 || true
+    COMPOSE_PROFILES=nginx dc down -v --remove-orphans -t 30 >/dev/null 2>&1 || true
   fi
   rm -f "$v1_file"
   rm -rf "$shims"
@@ -177,7 +181,7 @@ events_since() { # events_since UNIX_TIME -> one JSON line per event of the proj
 }
 
 # Start from nothing (a previous run stopped half-way may have left its stack).
-dc down -v --remove-orphans -t 30 >/dev/null 2>&1 || true
+COMPOSE_PROFILES=nginx dc down -v --remove-orphans -t 30 >/dev/null 2>&1 || true
 
 # --- stand-in base images ----------------------------------------------------------------
 step=stand-ins
@@ -470,8 +474,66 @@ for path in /dashboard /api/v1/blocked; do
 done
 log "without IPTRACK_ADMIN_TOKEN: /dashboard and /api/v1/* answer 404"
 
+# --- 7. the nginx profile ----------------------------------------------------------------------
+# README's `docker compose --profile nginx up`: nginx (auth_request, deploy/nginx's template)
+# asks the forward-auth service about every request to the Python demo app.
+step=7-nginx
+nginx_port=${IPTRACK_CHECK_NGINX_PORT:-18080}
+export IPTRACK_NGINX_PUBLISH="127.0.0.1:$nginx_port"
+nginx_url="http://127.0.0.1:$nginx_port"
+quiet dc --profile nginx up -d || fail "docker compose --profile nginx up failed"
+wait_healthy forward-auth 120
+wait_healthy demo-app 60
+wait_healthy nginx 60
+answer=""
+for _ in $(seq 1 30); do
+  answer=$(curl -fsS -H 'X-Forwarded-For: 192.0.2.66' "$nginx_url/compose-check/s7/hello?x=1" 2>/dev/null) && break
+  sleep 1
+done
+# The app answered, and was told the client address iptrack resolved: nginx's peer (the
+# host, through the edge network's gateway), never what the client wrote.
+edge_client=$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); print(a["client"] or "")' "$answer") ||
+  fail "the demo app did not answer through nginx: $answer"
+[ -n "$edge_client" ] && [ "$edge_client" != 192.0.2.66 ] ||
+  fail "the app was told the client is '$edge_client' (a spoofed X-Forwarded-For must not count)"
+wait_rows /compose-check/s7/hello 1 60
+logged=$(sql "select ip_address || ' ' || method || ' ' || status from request_log where path = '/compose-check/s7/hello'")
+[ "$logged" = "$edge_client GET 200" ] || fail "the decision was logged as '$logged', expected '$edge_client GET 200'"
+# The sixth anonymous POST /login within a minute: 429 with Retry-After, from nginx.
+codes=""
+for i in $(seq 1 6); do
+  codes+="$(curl -s -o /dev/null -w '%{http_code}' -X POST "$nginx_url/login") "
+done
+[ "$codes" = "200 200 200 200 200 429 " ] || fail "POST /login six times through nginx answered: $codes"
+retry_after=$(curl -s -o /dev/null -D - -X POST "$nginx_url/login" | tr -d '\r' | awk -F': ' 'tolower($1)=="retry-after" {print $2}')
+[ -n "$retry_after" ] && [ "$retry_after" -ge 1 ] || fail "the 429 through nginx has no Retry-After"
+# A block made with the CLI applies through nginx at once.
+quiet dc run --rm -T migrate iptrack block "$edge_client" --reason compose-check-nginx --for 10m ||
+  fail "iptrack block $edge_client failed"
+code=""
+for _ in $(seq 1 20); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$nginx_url/compose-check/s7/blocked")
+  [ "$code" = 403 ] && break
+  sleep 0.5
+done
+[ "$code" = 403 ] || fail "the blocked client gets $code through nginx, not 403"
+quiet dc run --rm -T migrate iptrack unblock "$edge_client" || fail "iptrack unblock $edge_client failed"
+# Only nginx may ask: the web container (on the default network, not 172.31.119.10) asking
+# forward-auth directly about a blocked-looking request is refused and logged as itself.
+code=$(dc exec -T web curl -s -o /dev/null -w '%{http_code}' \
+  -H 'X-Original-Method: GET' -H 'X-Original-URI: /compose-check/s7/untrusted' \
+  -H 'X-Forwarded-For: 203.0.113.77' "http://forward-auth:8000/forward-auth")
+[ "$code" = 403 ] || fail "an untrusted peer asking /forward-auth got $code, not 403"
+# Logged as what it is, an ordinary request to /forward-auth refused with 403.
+wait_rows /forward-auth 1 60
+[ "$(sql "select count(*) from request_log where path = '/compose-check/s7/untrusted' or ip_address = '203.0.113.77'")" = 0 ] ||
+  fail "an untrusted peer's question was logged as the request it described"
+[ "$(sql "select status from request_log where path = '/forward-auth'")" = 403 ] ||
+  fail "the untrusted peer's question was not logged as a 403 to /forward-auth"
+log "app reached through nginx (client $edge_client, spoof ignored, logged); 6th POST /login 429 (Retry-After $retry_after); CLI block 403 through nginx; untrusted peer 403"
+
 step=done
 # Images left untagged by rebuilds (the build cache itself is kept: it makes the next run fast).
 docker image prune -f >/dev/null
 result=PASS
-echo "compose-check: PASS (steps 1-6; build $build_secs s, image $size_mb MB, whole check $(($(date +%s) - started)) s)"
+echo "compose-check: PASS (steps 1-7; build $build_secs s, image $size_mb MB, whole check $(($(date +%s) - started)) s)"
