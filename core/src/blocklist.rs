@@ -70,6 +70,48 @@ pub fn display_network(net: &IpNet) -> String {
     }
 }
 
+/// Who made a block (`blocked_ip.source`). Automatic blocks never change a manual one, and
+/// a feed's re-import withdraws only its own entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BlockSource {
+    /// A person: `iptrack block`, the admin API, the dashboard. Stored as `manual`.
+    Manual,
+    /// A detection rule, or the hourly flag job's rule (`volume`, `sensitive-path`).
+    /// Stored as `rule:NAME`.
+    Rule(String),
+    /// An imported blocklist. Stored as `feed:NAME`.
+    Feed(String),
+}
+
+impl BlockSource {
+    /// What `blocked_ip.source` holds for this source.
+    pub fn stored(&self) -> String {
+        match self {
+            Self::Manual => "manual".to_owned(),
+            Self::Rule(name) => format!("rule:{name}"),
+            Self::Feed(name) => format!("feed:{name}"),
+        }
+    }
+
+    /// The source a stored `blocked_ip.source` names; anything unknown counts as manual,
+    /// the side nothing automatic changes.
+    pub fn from_stored(stored: &str) -> Self {
+        if let Some(name) = stored.strip_prefix("rule:") {
+            Self::Rule(name.to_owned())
+        } else if let Some(name) = stored.strip_prefix("feed:") {
+            Self::Feed(name.to_owned())
+        } else {
+            Self::Manual
+        }
+    }
+}
+
+impl std::fmt::Display for BlockSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.stored())
+    }
+}
+
 /// A change to the blocklist, announced to every web instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]

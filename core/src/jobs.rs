@@ -18,6 +18,9 @@ pub const FLAG_SUSPICIOUS_IPS_QUEUE: &str = "flag-suspicious-ips";
 pub const PURGE_LOGS_QUEUE: &str = "purge-logs";
 /// Queue of [`GeolocateAddresses`] jobs: worker (request-logs, on a cache miss) → worker.
 pub const GEOLOCATE_QUEUE: &str = "geolocate";
+/// Queue of [`Notice`] jobs: worker (a new flag or ban) → worker (webhook delivery). Only
+/// filled when `IPTRACK_WEBHOOK_URL` is set.
+pub const NOTIFICATIONS_QUEUE: &str = "notifications";
 
 /// Every queue iptrack uses; the worker keeps each one's sets in bounds.
 pub const ALL_QUEUES: &[&str] = &[
@@ -25,6 +28,7 @@ pub const ALL_QUEUES: &[&str] = &[
     FLAG_SUSPICIOUS_IPS_QUEUE,
     PURGE_LOGS_QUEUE,
     GEOLOCATE_QUEUE,
+    NOTIFICATIONS_QUEUE,
 ];
 
 /// Flag the addresses that misbehaved in `[window_start, window_end)`.
@@ -84,6 +88,49 @@ pub const GEOLOCATE_MAX_ADDRESSES: usize = 100;
 pub struct GeolocateAddresses {
     /// At most [`GEOLOCATE_MAX_ADDRESSES`].
     pub addresses: Vec<IpAddr>,
+}
+
+/// What a [`Notice`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeKind {
+    /// An address was flagged (a new `suspicious_ip` incident).
+    Flag,
+    /// An address was blocked automatically.
+    Ban,
+}
+
+/// One new flag or ban, to be delivered to `IPTRACK_WEBHOOK_URL`. Pushed once per event
+/// cluster-wide (the pusher claims `id` first), delivered with retries by one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Unique per event, also sent to the receiver so that it can drop a delivery repeated
+    /// after a lost reply.
+    pub id: Uuid,
+    pub kind: NoticeKind,
+    /// The flagged or banned address or network, as `blocked_ip` and `suspicious_ip` show it.
+    pub address: String,
+    /// The rule that fired: a streaming rule's name, or `volume` / `sensitive-path`.
+    pub rule: String,
+    /// Why, in words ("12 POST /login status 401 in 5m (threshold 10)").
+    pub reason: String,
+    /// Requests the rule counted.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// The rule's window, in seconds.
+    #[serde(default)]
+    pub window_secs: Option<u64>,
+    /// When a ban ends (`None`: a flag, or a ban until unblocked).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many times the address has been banned, this ban included (bans only).
+    #[serde(default)]
+    pub ban_count: Option<u32>,
+    /// The rule is in dry-run mode: flagged and notified, never blocked.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// When the event happened.
+    pub at: DateTime<Utc>,
 }
 
 /// One logged request.

@@ -26,6 +26,7 @@ mod database;
 pub mod docs;
 mod geo;
 mod login;
+mod notify;
 mod parse;
 mod pipeline;
 mod rate_limit;
@@ -43,6 +44,7 @@ pub use client_ip::ClientIpSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use geo::{GeoHttpFormat, GeoProviderChoice, GeoSettings};
 pub use login::{DemoUser, LoginSettings};
+pub use notify::{NotifySettings, WebhookFormat};
 pub use parse::parse_networks;
 pub use pipeline::LogPipelineSettings;
 pub use rate_limit::{
@@ -86,6 +88,8 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Geolocation of logged addresses (worker side).
     pub geo: GeoSettings,
+    /// Webhook notifications of new flags and bans (worker side).
+    pub notify: NotifySettings,
 }
 
 /// Why settings could not be loaded. Each variant names what to fix.
@@ -157,6 +161,7 @@ impl Settings {
             rate_limit: RateLimitSettings::from_values(values)?,
             login: LoginSettings::from_values(values)?,
             geo: GeoSettings::from_values(values)?,
+            notify: NotifySettings::from_values(values)?,
             database,
             web,
         })

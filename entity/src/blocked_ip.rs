@@ -22,6 +22,9 @@ pub struct Model {
     /// The block stops applying at this time; `None` blocks until unblocked.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<DateTimeUtc>,
+    /// Who made it: `manual` (a person), `rule:NAME` (a detection rule, or the hourly flag
+    /// job's `rule:volume` / `rule:sensitive-path`) or `feed:NAME` (an imported blocklist).
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

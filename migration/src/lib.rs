@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_tables;
 mod m20261121_000002_request_log_details;
 mod m20261201_000003_suspicious_incidents;
+mod m20261201_000004_block_sources;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_tables::Migration),
             Box::new(m20261121_000002_request_log_details::Migration),
             Box::new(m20261201_000003_suspicious_incidents::Migration),
+            Box::new(m20261201_000004_block_sources::Migration),
         ]
     }
 }

@@ -77,8 +77,8 @@ both_backends!(
             .unwrap()
             .unwrap();
         assert_eq!(
-            (row.ip_address.as_str(), row.expires_at),
-            ("203.0.113.0/24", None)
+            (row.ip_address.as_str(), row.expires_at, row.source.as_str()),
+            ("203.0.113.0/24", None, "manual")
         );
 
         let flagged = suspicious_ip::ActiveModel {

@@ -6,7 +6,7 @@ use iptrack_core::{blocklist::service::BlocklistService, settings::ScheduleSetti
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
-use crate::geo::Geo;
+use crate::{geo::Geo, notify::Notifier};
 
 /// Dependencies of every job, handed to apalis as worker data.
 #[derive(Debug, Clone)]
@@ -21,4 +21,6 @@ pub struct JobContext {
     pub blocklist: BlocklistService,
     /// Geolocation (provider, cache, the geolocate queue); `None` when it is off.
     pub geo: Option<Arc<Geo>>,
+    /// New flags and bans go to the webhook through it (a no-op when none is set).
+    pub notifier: Notifier,
 }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod geo;
 pub mod jobs;
 pub mod maintenance;
+pub mod notify;
 pub mod poll;
 pub mod startup;
 pub mod supervisor;

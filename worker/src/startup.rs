@@ -23,6 +23,7 @@ use crate::{
     geo::Geo,
     jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
     maintenance,
+    notify::Notifier,
     poll::TickStrategy,
     supervisor::supervise,
 };
@@ -195,6 +196,7 @@ pub async fn start(
             redis: conn.clone(),
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
+            notifier: Notifier::from_settings(settings, conn.clone()),
         },
         shutdown: shutdown.clone(),
     };

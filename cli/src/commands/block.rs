@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use iptrack_core::{
     Settings,
     blocklist::{
-        display_network,
+        BlockSource, display_network,
         service::{BlockMode, BlockRequest, BlocklistService},
     },
     queue,
@@ -40,6 +40,7 @@ pub async fn block(
             expires_at,
             allow_wide,
             mode: BlockMode::Replace,
+            source: BlockSource::Manual,
         })
         .await?;
     warn_if_unannounced(settings, blocked.notice);

@@ -18,7 +18,7 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::{
-    BlocklistChange, canonical_network, display_network,
+    BlockSource, BlocklistChange, canonical_network, display_network,
     policy::{BlockPolicy, Refusal},
     publish_change,
 };
@@ -28,8 +28,8 @@ use super::{
 pub enum BlockMode {
     /// A person's decision: reason and expiry are replaced, also by a shorter block.
     Replace,
-    /// Automatic blocking: the stored block is only ever extended, never shortened, so a
-    /// manual permanent block survives any automatic one.
+    /// Automatic blocking: the stored block is only ever extended, never shortened, and a
+    /// manual block is never changed at all (its reason, expiry and source stay).
     Extend,
 }
 
@@ -45,6 +45,8 @@ pub struct BlockRequest {
     /// addresses stay refused).
     pub allow_wide: bool,
     pub mode: BlockMode,
+    /// Stored as `blocked_ip.source`; replaced along with reason and expiry.
+    pub source: BlockSource,
 }
 
 /// What a block left in the table.
@@ -110,14 +112,7 @@ impl BlocklistService {
         let network = canonical_network(request.network.trunc());
         self.policy.check(&network, request.allow_wide)?;
         let address = display_network(&network);
-        let (block, created) = write_block(
-            &self.db,
-            &address,
-            &request.reason,
-            request.expires_at,
-            request.mode,
-        )
-        .await?;
+        let (block, created) = write_block(&self.db, &address, &request).await?;
         let notice = self
             .announce(&BlocklistChange::Block {
                 network,
@@ -159,9 +154,7 @@ impl BlocklistService {
 async fn write_block(
     db: &DatabaseConnection,
     address: &str,
-    reason: &str,
-    expires_at: Option<DateTime<Utc>>,
-    mode: BlockMode,
+    request: &BlockRequest,
 ) -> Result<(blocked_ip::Model, bool), DbErr> {
     let txn = db.begin().await?;
     // A write first, so that SQLite takes its write lock now (waiting on its busy timeout)
@@ -175,19 +168,21 @@ async fn write_block(
         .rows_affected
         > 0;
     let mut on_conflict = OnConflict::column(Column::IpAddress);
-    on_conflict.update_columns([Column::Reason, Column::ExpiresAt]);
-    if mode == BlockMode::Extend {
+    on_conflict.update_columns([Column::Reason, Column::ExpiresAt, Column::Source]);
+    if request.mode == BlockMode::Extend {
         let (table, excluded) = (Entity.table_name(), "excluded");
+        let manual = BlockSource::Manual.stored();
         on_conflict.action_and_where(Expr::cust(format!(
-            "{table}.expires_at IS NOT NULL AND ({excluded}.expires_at IS NULL \
-             OR {table}.expires_at < {excluded}.expires_at)"
+            "{table}.source <> '{manual}' AND {table}.expires_at IS NOT NULL \
+             AND ({excluded}.expires_at IS NULL OR {table}.expires_at < {excluded}.expires_at)"
         )));
     }
     let row = blocked_ip::ActiveModel {
         ip_address: Set(address.to_owned()),
-        reason: Set(reason.to_owned()),
+        reason: Set(request.reason.clone()),
         created_at: Set(Utc::now()),
-        expires_at: Set(expires_at),
+        expires_at: Set(request.expires_at),
+        source: Set(request.source.stored()),
         ..Default::default()
     };
     Entity::insert(row)

@@ -116,6 +116,7 @@ pub static VARIABLES: LazyLock<Vec<&'static Variable>> = LazyLock::new(|| {
         super::rate_limit::VARIABLES,
         super::login::VARIABLES,
         super::geo::VARIABLES,
+        super::notify::VARIABLES,
     ]
     .concat()
 });

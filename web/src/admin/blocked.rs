@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use iptrack_core::blocklist::{
-    display_network, parse_block_target,
+    BlockSource, display_network, parse_block_target,
     service::{BlockError, BlockMode, BlockRequest},
 };
 use iptrack_entity::blocked_ip;
@@ -131,6 +131,7 @@ pub(super) async fn add(
             expires_at,
             allow_wide,
             mode: BlockMode::Replace,
+            source: BlockSource::Manual,
         })
         .await
         .map_err(block_error)?;

@@ -22,7 +22,7 @@ use apalis::prelude::{BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use iptrack_core::{
     blocklist::{
-        parse_block_target,
+        BlockSource, parse_block_target,
         service::{BlockError, BlockMode, BlockRequest, BlocklistService},
     },
     jobs::FlagSuspiciousIps,
@@ -121,6 +121,8 @@ pub async fn block_flagged(
                 expires_at: Some(expires_at),
                 allow_wide: false,
                 mode: BlockMode::Extend,
+                // The addresses of both rules arrive merged; the job's name says who.
+                source: BlockSource::Rule("flag-suspicious-ips".to_owned()),
             })
             .await;
         match result {

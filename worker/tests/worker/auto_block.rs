@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use iptrack_core::{
     blocklist::{
-        BlocklistChange, change_channel, parse_block_target,
+        BlockSource, BlocklistChange, change_channel, parse_block_target,
         service::{BlockMode, BlockRequest, BlocklistService},
     },
     queue,
@@ -59,6 +59,7 @@ both_backends!(
                 expires_at: None,
                 allow_wide: false,
                 mode: BlockMode::Replace,
+                source: BlockSource::Manual,
             })
             .await
             .unwrap();
