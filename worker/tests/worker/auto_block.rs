@@ -60,7 +60,6 @@ both_backends!(
                 allow_wide: false,
                 mode: BlockMode::Replace,
                 source: BlockSource::Manual,
-                source: BlockSource::Manual,
             })
             .await
             .unwrap();
