@@ -351,7 +351,9 @@ async fn write_feed(
     if wanted.is_empty() && !request.allow_empty {
         return Err(FeedRefusal::Empty { feed }.into());
     }
-    if wanted.len() * 2 < current.len() && !request.allow_shrink {
+    // An empty list that is allowed is the deliberate withdrawal of the whole feed.
+    let allow_shrink = request.allow_shrink || (wanted.is_empty() && request.allow_empty);
+    if wanted.len() * 2 < current.len() && !allow_shrink {
         return Err(FeedRefusal::Shrunk {
             feed,
             entries: wanted.len(),

@@ -174,7 +174,7 @@ mod tests {
         for (text, expected) in [
             ("firehol1", "expected NAME=URL@INTERVAL"),
             ("Bad=http://h/x@1h", "is not a feed name"),
-            ("a=http://h/x", "is not an interval"),
+            ("a=http://h/x", "expected NAME=URL@INTERVAL, e.g. @6h"),
             ("a=ftp://h/x@1h", "is not an http:// or https:// URL"),
             ("a=http:///x@1h", "is not a valid URL"),
             ("a=http://h/x@0s", "is not an interval"),
