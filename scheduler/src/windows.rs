@@ -67,10 +67,7 @@ mod tests {
             slot,
             "a slot starts at its boundary"
         );
-        assert_eq!(
-            feed_slot(at("2026-11-21T05:59:59Z"), six_hours).0,
-            slot - 1
-        );
+        assert_eq!(feed_slot(at("2026-11-21T05:59:59Z"), six_hours).0, slot - 1);
     }
 
     #[test]

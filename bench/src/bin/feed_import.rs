@@ -53,7 +53,11 @@ fn list_text(rng: &mut XorShift, count: usize) -> (String, Vec<IpNet>) {
         let network = if roll < 7 {
             IpNet::from(IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)))
         } else if roll < 9 {
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(rng.next_u64() as u32), 24).unwrap().trunc())
+            IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::from(rng.next_u64() as u32), 24)
+                    .unwrap()
+                    .trunc(),
+            )
         } else {
             let high = 0x2001_0db8_0000_0000_u64 | (rng.next_u64() & 0xffff_ffff);
             IpNet::V6(
@@ -185,7 +189,10 @@ async fn run(backend: Backend, args: &Args) {
     let rss_loaded = web_rss(&db, &redis, &probe).await;
 
     println!("== {backend:?}: a {}-entry feed", args.entries);
-    println!("parse:                     {:>8.0} ms", parse.as_secs_f64() * 1e3);
+    println!(
+        "parse:                     {:>8.0} ms",
+        parse.as_secs_f64() * 1e3
+    );
     println!(
         "first import:              {:>8.0} ms  ({} added)",
         first_time.as_secs_f64() * 1e3,

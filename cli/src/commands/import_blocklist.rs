@@ -45,9 +45,10 @@ pub async fn run(
     allow_empty: bool,
     allow_shrink: bool,
 ) -> anyhow::Result<()> {
-    let is_url = ["http://", "https://"]
-        .iter()
-        .any(|scheme| list.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)));
+    let is_url = ["http://", "https://"].iter().any(|scheme| {
+        list.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
     let (body, origin) = if is_url {
         let fetcher = FeedFetcher::new(&settings.feeds)?;
         (fetcher.fetch(list).await?, redact_url(list))
@@ -69,10 +70,7 @@ pub async fn run(
         })
         .await?;
     for (network, refusal) in imported.skipped.iter().take(SKIPPED_SHOWN) {
-        eprintln!(
-            "iptrack: skipped {}: {refusal}",
-            display_network(network)
-        );
+        eprintln!("iptrack: skipped {}: {refusal}", display_network(network));
     }
     if imported.skipped.len() > SKIPPED_SHOWN {
         eprintln!(

@@ -81,7 +81,9 @@ pub enum FeedListError {
         reason: BlockTargetError,
     },
     /// A list that blocks everyone is broken or hostile, never meant.
-    #[error("line {line}: {network} covers every IPv4 or every IPv6 address; iptrack never blocks everyone")]
+    #[error(
+        "line {line}: {network} covers every IPv4 or every IPv6 address; iptrack never blocks everyone"
+    )]
     Everyone { line: usize, network: String },
     #[error("the list has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
@@ -152,12 +154,7 @@ mod tests {
         let list = parse_list(text).unwrap();
         assert_eq!(
             shown(&list),
-            [
-                "0.0.0.0/8",
-                "1.10.16.0/20",
-                "203.0.113.7",
-                "223.254.0.0/16"
-            ]
+            ["0.0.0.0/8", "1.10.16.0/20", "203.0.113.7", "223.254.0.0/16"]
         );
     }
 

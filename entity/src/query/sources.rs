@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    prelude::DateTimeUtc,
-    sea_query::Expr,
+    prelude::DateTimeUtc, sea_query::Expr,
 };
 use serde::Serialize;
 

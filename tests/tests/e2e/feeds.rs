@@ -95,8 +95,10 @@ both_backends!(
         assert_eq!(code, 0, "{stderr}");
 
         let firehol = write(dir.path(), "firehol_level1.netset", FIREHOL);
-        let (code, stdout, stderr) =
-            iptrack(&stack, &["import-blocklist", "--source", "firehol1", &firehol]);
+        let (code, stdout, stderr) = iptrack(
+            &stack,
+            &["import-blocklist", "--source", "firehol1", &firehol],
+        );
         assert_eq!(code, 0, "{stderr}");
         assert!(
             stdout.contains(
@@ -150,22 +152,32 @@ both_backends!(
             "fewer.netset",
             "# firehol_level1, later\n203.0.113.0/24\n2001:db8:bad::/48\n",
         );
-        let (code, stdout, stderr) =
-            iptrack(&stack, &["import-blocklist", "--source", "firehol1", &fewer]);
+        let (code, stdout, stderr) = iptrack(
+            &stack,
+            &["import-blocklist", "--source", "firehol1", &fewer],
+        );
         assert_eq!(code, 0, "{stderr}");
         assert!(
             stdout.contains("2 entries; 0 added, 1 withdrawn, 2 unchanged, 0 kept"),
             "{stdout}"
         );
         wait_for_status(&client, &stack, "192.0.2.1", 200).await;
-        for ip in ["203.0.113.50", "198.51.100.7", "198.19.255.1", "2001:db8:bad::1"] {
+        for ip in [
+            "203.0.113.50",
+            "198.51.100.7",
+            "198.19.255.1",
+            "2001:db8:bad::1",
+        ] {
             assert_eq!(status_for(&client, &stack, ip).await, 403, "{ip}");
         }
         // 192.0.2.1 was firehol1's; drop, which lists it too, takes it at its next import.
         let (code, stdout, stderr) =
             iptrack(&stack, &["import-blocklist", "--source", "drop", &drop]);
         assert_eq!(code, 0, "{stderr}");
-        assert!(stdout.contains("1 added, 0 withdrawn, 1 unchanged"), "{stdout}");
+        assert!(
+            stdout.contains("1 added, 0 withdrawn, 1 unchanged"),
+            "{stdout}"
+        );
         wait_for_status(&client, &stack, "192.0.2.1", 403).await;
 
         // What the admin API says of the sources.
@@ -204,8 +216,10 @@ both_backends!(
         let stack = Stack::new(&db, &redis);
         let dir = tempfile::tempdir().unwrap();
         let firehol = write(dir.path(), "firehol.netset", FIREHOL);
-        let (code, _, stderr) =
-            iptrack(&stack, &["import-blocklist", "--source", "firehol1", &firehol]);
+        let (code, _, stderr) = iptrack(
+            &stack,
+            &["import-blocklist", "--source", "firehol1", &firehol],
+        );
         assert_eq!(code, 0, "{stderr}");
         let before = blocked(&stack, None);
         assert_eq!(before.len(), 5);
@@ -239,12 +253,21 @@ both_backends!(
             assert_eq!(code, 2, "{name}: {stdout}{stderr}");
             assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
             assert!(stderr.contains(expected), "{name}: {stderr}");
-            assert_eq!(blocked(&stack, None), before, "{name} changed the blocklist");
+            assert_eq!(
+                blocked(&stack, None),
+                before,
+                "{name} changed the blocklist"
+            );
         }
-        let (code, _, stderr) =
-            iptrack(&stack, &["import-blocklist", "--source", "firehol1", &shrunk]);
+        let (code, _, stderr) = iptrack(
+            &stack,
+            &["import-blocklist", "--source", "firehol1", &shrunk],
+        );
         assert_eq!(code, 2, "{stderr}");
-        assert!(stderr.contains("has 1 entries, fewer than half of the 5 it holds"), "{stderr}");
+        assert!(
+            stderr.contains("has 1 entries, fewer than half of the 5 it holds"),
+            "{stderr}"
+        );
         assert_eq!(blocked(&stack, None), before);
         for (args, expected) in [
             (
@@ -266,14 +289,26 @@ both_backends!(
         // The operator may accept a list that really shrank, or withdraw a feed whole.
         let (code, stdout, stderr) = iptrack(
             &stack,
-            &["import-blocklist", "--source", "firehol1", "--allow-shrink", &shrunk],
+            &[
+                "import-blocklist",
+                "--source",
+                "firehol1",
+                "--allow-shrink",
+                &shrunk,
+            ],
         );
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("4 withdrawn"), "{stdout}");
         let empty = write(dir.path(), "none.netset", "");
         let (code, stdout, stderr) = iptrack(
             &stack,
-            &["import-blocklist", "--source", "firehol1", "--allow-empty", &empty],
+            &[
+                "import-blocklist",
+                "--source",
+                "firehol1",
+                "--allow-empty",
+                &empty,
+            ],
         );
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("1 withdrawn"), "{stdout}");
@@ -356,7 +391,12 @@ both_backends!(
         }
 
         // A real change: 203.0.113.9 leaves the list, 2001:db8::/32 joins it.
-        serve(&server, 200, "198.51.100.0/24\n192.0.2.0/28\n2001:db8::/32\n").await;
+        serve(
+            &server,
+            200,
+            "198.51.100.0/24\n192.0.2.0/28\n2001:db8::/32\n",
+        )
+        .await;
         wait_for_status(&client, &stack, "203.0.113.9", 200).await;
         wait_for_status(&client, &stack, "2001:db8::77", 403).await;
         assert_eq!(status_for(&client, &stack, "198.51.100.200").await, 403);
@@ -414,9 +454,21 @@ both_backends!(
         );
         let now = chrono::Utc::now();
         for (address, source, expires_at) in [
-            ("10.0.0.1", BlockSource::Rule("volume".into()), now + chrono::Duration::hours(1)),
-            ("10.0.0.2", BlockSource::Rule("volume".into()), now - chrono::Duration::hours(1)),
-            ("10.0.0.3", BlockSource::Manual, now - chrono::Duration::hours(1)),
+            (
+                "10.0.0.1",
+                BlockSource::Rule("volume".into()),
+                now + chrono::Duration::hours(1),
+            ),
+            (
+                "10.0.0.2",
+                BlockSource::Rule("volume".into()),
+                now - chrono::Duration::hours(1),
+            ),
+            (
+                "10.0.0.3",
+                BlockSource::Manual,
+                now - chrono::Duration::hours(1),
+            ),
         ] {
             service
                 .block(BlockRequest {
@@ -435,7 +487,10 @@ both_backends!(
             .get_async_pubsub()
             .await
             .unwrap();
-        pubsub.subscribe(change_channel(&redis.prefix)).await.unwrap();
+        pubsub
+            .subscribe(change_channel(&redis.prefix))
+            .await
+            .unwrap();
 
         // More rows than one SQLite statement takes (6,000).
         let entries = |count: u32| {
@@ -452,17 +507,28 @@ both_backends!(
         };
         let imported = service.import_feed(request(20_000)).await.unwrap();
         assert_eq!(
-            (imported.entries, imported.added, imported.kept, imported.withdrawn),
+            (
+                imported.entries,
+                imported.added,
+                imported.kept,
+                imported.withdrawn
+            ),
             (20_000, 19_999, 1, 0)
         );
         assert_eq!(
-            db.count(&conn, "blocked_ip WHERE source = 'feed:big' AND expires_at IS NULL")
-                .await,
+            db.count(
+                &conn,
+                "blocked_ip WHERE source = 'feed:big' AND expires_at IS NULL"
+            )
+            .await,
             19_999
         );
         assert_eq!(
-            db.count(&conn, "blocked_ip WHERE ip_address = '10.0.0.1' AND source = 'rule:volume'")
-                .await,
+            db.count(
+                &conn,
+                "blocked_ip WHERE ip_address = '10.0.0.1' AND source = 'rule:volume'"
+            )
+            .await,
             1,
             "a live block of a rule was changed"
         );
@@ -492,9 +558,20 @@ both_backends!(
 
         // Three quarters of the list: a quarter withdrawn, the rule's block untouched.
         let imported = service.import_feed(request(15_000)).await.unwrap();
-        assert_eq!((imported.added, imported.withdrawn, imported.unchanged), (0, 5_000, 14_999));
-        assert_eq!(db.count(&conn, "blocked_ip WHERE source = 'feed:big'").await, 14_999);
-        assert_eq!(db.count(&conn, "blocked_ip WHERE source = 'rule:volume'").await, 1);
+        assert_eq!(
+            (imported.added, imported.withdrawn, imported.unchanged),
+            (0, 5_000, 14_999)
+        );
+        assert_eq!(
+            db.count(&conn, "blocked_ip WHERE source = 'feed:big'")
+                .await,
+            14_999
+        );
+        assert_eq!(
+            db.count(&conn, "blocked_ip WHERE source = 'rule:volume'")
+                .await,
+            1
+        );
         // Nothing changed: no notice, nothing written.
         let again = service.import_feed(request(15_000)).await.unwrap();
         assert_eq!((again.added, again.withdrawn), (0, 0));
