@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use iptrack_core::{
     Settings,
-    blocklist::{parse_block_target, service::BlockError},
+    blocklist::{
+        feed::FeedName,
+        parse_block_target,
+        service::{BlockError, FeedImportError},
+    },
     jobs::WindowOutOfRange,
     telemetry,
 };
@@ -55,11 +59,31 @@ enum Command {
         #[arg(value_parser = parse_target)]
         target: IpNet,
     },
-    /// List the blocks in force.
+    /// List the blocks in force, with who made each (manual, rule:NAME, feed:NAME).
     Blocked {
+        /// Only the blocks of this source, e.g. manual, rule:volume, feed:firehol1.
+        #[arg(long, value_parser = parse_source)]
+        source: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Make a blocklist (one address or network a line, `#`/`;` comments: plain, FireHOL
+    /// .netset/.ipset, Spamhaus DROP) the whole of feed NAME's blocks: adds what is new,
+    /// withdraws what the list no longer has, never touches other sources' blocks.
+    ImportBlocklist {
+        /// The feed's name (lower-case letters, digits, '-'); its blocks are feed:NAME.
+        #[arg(long, value_parser = parse_feed_name)]
+        source: FeedName,
+        /// A file, or an http:// or https:// URL.
+        #[arg(value_name = "FILE|URL")]
+        list: String,
+        /// Accept a list with no entries, withdrawing all of the feed's blocks.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Accept a list with fewer than half of the feed's current entries.
+        #[arg(long)]
+        allow_shrink: bool,
     },
     /// Enqueue flag-suspicious-ips now for the window ending at --window-end.
     FlagSuspicious {
@@ -105,6 +129,31 @@ fn parse_ip(text: &str) -> Result<std::net::IpAddr, String> {
 
 fn parse_target(text: &str) -> Result<IpNet, String> {
     parse_block_target(text).map_err(|e| e.to_string())
+}
+
+fn parse_feed_name(text: &str) -> Result<FeedName, String> {
+    FeedName::parse(text).map_err(|e| e.to_string())
+}
+
+/// A source as `blocked_ip.source` holds it: `manual`, `rule:NAME` or `feed:NAME`.
+fn parse_source(text: &str) -> Result<String, String> {
+    let valid = text == "manual"
+        || ["rule:", "feed:"].iter().any(|prefix| {
+            text.strip_prefix(prefix).is_some_and(|name| {
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+        });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a source; expected manual, rule:NAME or feed:NAME"
+        ))
+    }
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -169,7 +218,16 @@ async fn main() -> ExitCode {
             allow_wide,
         } => commands::block::block(&settings, target, reason, duration, allow_wide).await,
         Command::Unblock { target } => commands::block::unblock(&settings, target).await,
-        Command::Blocked { json } => commands::block::list(&settings, json).await,
+        Command::Blocked { source, json } => commands::block::list(&settings, source, json).await,
+        Command::ImportBlocklist {
+            source,
+            list,
+            allow_empty,
+            allow_shrink,
+        } => {
+            commands::import_blocklist::run(&settings, source, &list, allow_empty, allow_shrink)
+                .await
+        }
         Command::FlagSuspicious { window_end } => {
             commands::flag_suspicious::run(&settings, window_end).await
         }
@@ -204,5 +262,14 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     matches!(
         error.downcast_ref::<BlockError>(),
         Some(BlockError::Refused(_))
+    ) || matches!(
+        error.downcast_ref::<FeedImportError>(),
+        Some(FeedImportError::Refused(_))
+    ) || matches!(
+        error.downcast_ref::<iptrack_worker::feeds::FetchError>(),
+        Some(iptrack_worker::feeds::FetchError::TooLarge { .. })
     ) || error.is::<WindowOutOfRange>()
+        || error.is::<commands::import_blocklist::ListRefused>()
+        || error.is::<commands::import_blocklist::BadFile>()
+        || error.is::<iptrack_worker::feeds::FeedSetupError>()
 }

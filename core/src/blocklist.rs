@@ -7,6 +7,7 @@
 //! lost notice missed. Every change goes through [`service::BlocklistService`], which
 //! checks it against [`policy::BlockPolicy`] first.
 
+pub mod feed;
 pub mod policy;
 pub mod service;
 
@@ -123,6 +124,10 @@ pub enum BlocklistChange {
     Unblock {
         network: IpNet,
     },
+    /// Many rows changed at once (a feed import): reload the whole table. One notice
+    /// instead of one per entry, which for a 100,000-entry list would be 100,000 copies of
+    /// the matcher on every instance.
+    Reload,
 }
 
 /// The Redis channel blocklist changes are published on.
@@ -185,7 +190,8 @@ impl Blocklist {
         }
     }
 
-    /// Applies an announced change.
+    /// Applies an announced change. [`BlocklistChange::Reload`] changes nothing here: the
+    /// holder of the list reloads it from `blocked_ip` (`iptrack-middleware`'s sync).
     pub fn apply(&mut self, change: &BlocklistChange) {
         match change {
             BlocklistChange::Block {
@@ -195,6 +201,7 @@ impl Blocklist {
             BlocklistChange::Unblock { network } => {
                 self.remove(network);
             }
+            BlocklistChange::Reload => {}
         }
     }
 
@@ -331,5 +338,9 @@ mod tests {
         });
         assert!(!list.blocks(ip("2001:db8::1"), now));
         assert!(list.is_empty());
+        assert_eq!(
+            serde_json::to_string(&BlocklistChange::Reload).unwrap(),
+            r#"{"op":"reload"}"#
+        );
     }
 }

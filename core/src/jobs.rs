@@ -22,6 +22,9 @@ pub const GEOLOCATE_QUEUE: &str = "geolocate";
 /// filled when `IPTRACK_WEBHOOK_URL` is set.
 pub const NOTIFICATIONS_QUEUE: &str = "notifications";
 
+/// Queue of [`RefreshBlocklistFeed`] jobs: scheduler → worker.
+pub const BLOCKLIST_FEEDS_QUEUE: &str = "blocklist-feeds";
+
 /// Every queue iptrack uses; the worker keeps each one's sets in bounds.
 pub const ALL_QUEUES: &[&str] = &[
     REQUEST_LOGS_QUEUE,
@@ -29,7 +32,21 @@ pub const ALL_QUEUES: &[&str] = &[
     PURGE_LOGS_QUEUE,
     GEOLOCATE_QUEUE,
     NOTIFICATIONS_QUEUE,
+    BLOCKLIST_FEEDS_QUEUE,
 ];
+
+/// Fetch the list at `url` and make it the whole of feed `source`'s entries
+/// (`IPTRACK_BLOCKLIST_FEEDS`). Pushed once per feed and interval, cluster-wide. A fetch
+/// that fails, or a list that is refused (a bad line, empty, less than half of the
+/// feed's entries), leaves the feed's entries as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshBlocklistFeed {
+    /// The feed's name (`firehol1`; its rows are `feed:firehol1`). Checked again by the
+    /// worker: the payload crossed Redis.
+    pub source: String,
+    /// `http://` or `https://`, as configured (credentials included).
+    pub url: String,
+}
 
 /// Flag the addresses that misbehaved in `[window_start, window_end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ mod client_ip;
 mod config_file;
 mod database;
 pub mod docs;
+mod feeds;
 mod geo;
 mod login;
 mod notify;
@@ -42,6 +43,7 @@ pub use admin::AdminSettings;
 pub use blocklist::BlocklistSettings;
 pub use client_ip::ClientIpSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
+pub use feeds::{FeedSchedule, FeedSettings, check_url as check_feed_url};
 pub use geo::{GeoHttpFormat, GeoProviderChoice, GeoSettings};
 pub use login::{DemoUser, LoginSettings};
 pub use notify::{NotifySettings, WebhookFormat};
@@ -90,6 +92,8 @@ pub struct Settings {
     pub geo: GeoSettings,
     /// Webhook notifications of new flags and bans (worker side).
     pub notify: NotifySettings,
+    /// Blocklist feeds: what the scheduler refreshes, how lists are fetched.
+    pub feeds: FeedSettings,
 }
 
 /// Why settings could not be loaded. Each variant names what to fix.
@@ -162,6 +166,7 @@ impl Settings {
             login: LoginSettings::from_values(values)?,
             geo: GeoSettings::from_values(values)?,
             notify: NotifySettings::from_values(values)?,
+            feeds: FeedSettings::from_values(values)?,
             database,
             web,
         })

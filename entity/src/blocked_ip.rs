@@ -34,14 +34,24 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// Blocks in force at `now`, oldest first.
 pub async fn active<C: ConnectionTrait>(db: &C, now: DateTimeUtc) -> Result<Vec<Model>, DbErr> {
+    active_of_source(db, now, None).await
+}
+
+/// Blocks in force at `now` made by `source` (`manual`, `rule:NAME`, `feed:NAME`; all
+/// when `None`), oldest first.
+pub async fn active_of_source<C: ConnectionTrait>(
+    db: &C,
+    now: DateTimeUtc,
+    source: Option<&str>,
+) -> Result<Vec<Model>, DbErr> {
     use sea_orm::{Condition, QueryFilter, QueryOrder};
-    Entity::find()
-        .filter(
-            Condition::any()
-                .add(Column::ExpiresAt.is_null())
-                .add(Column::ExpiresAt.gt(now)),
-        )
-        .order_by_asc(Column::Id)
-        .all(db)
-        .await
+    let mut query = Entity::find().filter(
+        Condition::any()
+            .add(Column::ExpiresAt.is_null())
+            .add(Column::ExpiresAt.gt(now)),
+    );
+    if let Some(source) = source {
+        query = query.filter(Column::Source.eq(source));
+    }
+    query.order_by_asc(Column::Id).all(db).await
 }

@@ -2,6 +2,7 @@
 //! its tests check that these entities match what the migrations build.
 
 pub mod blocked_ip;
+pub mod blocklist_feed;
 pub mod log_batch;
 pub mod query;
 pub mod request_log;

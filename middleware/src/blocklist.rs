@@ -2,8 +2,9 @@
 //!
 //! Readers (the middleware) load the current [`Blocklist`] from an `ArcSwap`: no lock, no
 //! I/O. One task here writes it: a full load from `blocked_ip` at start, then every change
-//! notice from Redis applied at once, plus a full reload every `IPTRACK_BLOCKLIST_RELOAD_SECS`
-//! and after every (re)subscription, which repairs notices lost while disconnected.
+//! notice from Redis applied at once, plus a full reload every `IPTRACK_BLOCKLIST_RELOAD_SECS`,
+//! after every (re)subscription (which repairs notices lost while disconnected), and when a
+//! notice asks for one (a feed import: one notice for any number of rows).
 
 use std::{sync::Arc, time::Duration};
 
@@ -81,7 +82,11 @@ async fn run(
                                 while let Some(Some(more)) = messages.next().now_or_never() {
                                     batch.push(more);
                                 }
-                                apply(&shared, &batch);
+                                if apply(&shared, &batch) == Applied::ReloadAsked {
+                                    // The table holds every change announced so far, this
+                                    // batch's included (each is published after its commit).
+                                    reload(&shared, &db).await;
+                                }
                             }
                             None => break, // connection lost: subscribe again
                         },
@@ -116,7 +121,15 @@ async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::P
     Ok(pubsub)
 }
 
-fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
+/// What [`apply`] did with a batch of notices.
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    Done,
+    /// A notice asked for a full reload (a feed import changed many rows).
+    ReloadAsked,
+}
+
+fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) -> Applied {
     let changes: Vec<BlocklistChange> = messages
         .iter()
         .filter_map(|message| {
@@ -128,11 +141,22 @@ fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
         })
         .filter(|change| match change {
             BlocklistChange::Block { network, .. } => enforceable(network),
-            BlocklistChange::Unblock { .. } => true,
+            BlocklistChange::Unblock { .. } | BlocklistChange::Reload => true,
         })
         .collect();
+    // The other changes are applied all the same: should the reload fail (the database
+    // away), the list still has them.
+    let outcome = if changes.contains(&BlocklistChange::Reload) {
+        Applied::ReloadAsked
+    } else {
+        Applied::Done
+    };
+    let changes: Vec<BlocklistChange> = changes
+        .into_iter()
+        .filter(|change| *change != BlocklistChange::Reload)
+        .collect();
     if changes.is_empty() {
-        return;
+        return outcome;
     }
     shared.rcu(|current| {
         let mut next = Blocklist::clone(current);
@@ -142,17 +166,26 @@ fn apply(shared: &SharedBlocklist, messages: &[redis::Msg]) {
         next
     });
     tracing::debug!(changes = changes.len(), "blocklist changes applied");
+    outcome
 }
 
 /// Replaces the blocklist with what `blocked_ip` holds. On failure the old list stays.
 async fn reload(shared: &SharedBlocklist, db: &DatabaseConnection) {
-    let rows = match blocked_ip::active(db, Utc::now()).await {
-        Ok(rows) => rows,
+    match load(db).await {
+        Ok(list) => {
+            tracing::debug!(entries = list.len(), "blocklist reloaded");
+            shared.store(Arc::new(list));
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot reload the blocklist; keeping the current one");
-            return;
         }
-    };
+    }
+}
+
+/// The matcher built from the blocks in force in `blocked_ip`: what every (re)load does,
+/// public for the benchmark of its cost (`bench/src/bin/feed_import.rs`).
+pub async fn load(db: &DatabaseConnection) -> Result<Blocklist, sea_orm::DbErr> {
+    let rows = blocked_ip::active(db, Utc::now()).await?;
     let mut list = Blocklist::new();
     for row in rows {
         match parse_block_target(&row.ip_address) {
@@ -163,8 +196,7 @@ async fn reload(shared: &SharedBlocklist, db: &DatabaseConnection) {
             }
         }
     }
-    tracing::debug!(entries = list.len(), "blocklist reloaded");
-    shared.store(Arc::new(list));
+    Ok(list)
 }
 
 /// The blocklist service refuses blocks of everyone; a row or notice from before that rule

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{SubsecRound, Utc};
-use iptrack_entity::{blocked_ip, log_batch, request_log, suspicious_ip};
+use iptrack_entity::{blocked_ip, blocklist_feed, log_batch, request_log, suspicious_ip};
 use iptrack_migration::{Migrator, MigratorTrait, SchemaManager};
 use iptrack_tests::{TestDb, both_backends};
 use sea_orm::{ActiveValue::Set, EntityTrait};
@@ -144,6 +144,28 @@ both_backends!(
         .await
         .unwrap();
         assert_eq!(db.count(&conn, "log_batch").await, 1);
+
+        let feed = blocklist_feed::Model {
+            name: "firehol1".into(),
+            origin: "https://iplists.firehol.org/files/firehol_level1.netset".into(),
+            imported_at: now,
+            entries: 4_500,
+            added: 4_400,
+            withdrawn: 3,
+            kept: 99,
+            skipped: 1,
+        };
+        blocklist_feed::Entity::insert(blocklist_feed::ActiveModel::from(feed.clone()))
+            .exec_without_returning(&conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            blocklist_feed::Entity::find_by_id("firehol1")
+                .one(&conn)
+                .await
+                .unwrap(),
+            Some(feed)
+        );
     }
 );
 
@@ -165,14 +187,26 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
     let manager = SchemaManager::new(&conn);
     Migrator::up(&conn, None).await.unwrap();
     Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "blocklist_feed",
+    ] {
         assert!(
             manager.has_table(table).await.unwrap(),
             "{table} missing after up"
         );
     }
     Migrator::down(&conn, None).await.unwrap();
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "blocklist_feed",
+    ] {
         assert!(
             !manager.has_table(table).await.unwrap(),
             "{table} left after down"

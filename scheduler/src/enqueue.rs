@@ -5,9 +5,12 @@ use std::{sync::LazyLock, time::Duration};
 use chrono::{DateTime, TimeZone, Utc};
 use cron::Schedule;
 use iptrack_core::{
-    jobs::{FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE, PurgeLogs},
+    jobs::{
+        BLOCKLIST_FEEDS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE,
+        PurgeLogs, RefreshBlocklistFeed,
+    },
     queue::{self, JobQueue, QueueError},
-    settings::ScheduleSettings,
+    settings::{FeedSchedule, ScheduleSettings},
 };
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 
@@ -32,6 +35,7 @@ pub struct Enqueuer {
     conn: ConnectionManager,
     flag: JobQueue<FlagSuspiciousIps>,
     purge: JobQueue<PurgeLogs>,
+    feeds: JobQueue<RefreshBlocklistFeed>,
     rules: ScheduleSettings,
     /// Redis key holding the end (unix seconds) of the latest window enqueued by anyone.
     last_window_key: String,
@@ -47,6 +51,10 @@ impl Enqueuer {
             purge: JobQueue::new(
                 conn.clone(),
                 queue::producer_config(redis_prefix, PURGE_LOGS_QUEUE),
+            ),
+            feeds: JobQueue::new(
+                conn.clone(),
+                queue::producer_config(redis_prefix, BLOCKLIST_FEEDS_QUEUE),
             ),
             conn,
             rules: rules.clone(),
@@ -99,6 +107,29 @@ impl Enqueuer {
             if self.flag_window(window_end).await? {
                 pushed += 1;
             }
+        }
+        Ok(pushed)
+    }
+
+    /// Enqueues a refresh of `feed` for its refresh slot `slot` (`windows::feed_slot`)
+    /// unless some scheduler already did. The claim names the interval too, so a changed
+    /// interval starts its own slots. Returns whether this call enqueued it.
+    pub async fn feed_refresh(
+        &mut self,
+        feed: &FeedSchedule,
+        slot: i64,
+    ) -> Result<bool, QueueError> {
+        let claim = format!("{}:{}:{slot}", feed.name, feed.interval.as_secs());
+        // The slot's length, plus a minute for clocks that disagree a little: a scheduler
+        // whose clock lags must not find the slot unclaimed after it ended elsewhere.
+        let ttl = feed.interval + Duration::from_secs(60);
+        let job = RefreshBlocklistFeed {
+            source: feed.name.to_string(),
+            url: feed.url.expose().to_owned(),
+        };
+        let pushed = self.feeds.push_once(&claim, ttl, &job).await?;
+        if pushed {
+            tracing::info!(feed = %feed.name, url = %feed.url.redacted(), "blocklist feed refresh enqueued");
         }
         Ok(pushed)
     }

@@ -7,11 +7,14 @@ use apalis::prelude::{BoxDynError, Data, WorkerBuilder};
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, TimeZone, Utc};
 use cron::Schedule;
-use iptrack_core::{queue, redis_status, settings::Settings};
+use iptrack_core::{
+    queue, redis_status,
+    settings::{FeedSchedule, Settings},
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::enqueue::Enqueuer;
+use crate::{enqueue::Enqueuer, windows::feed_slot};
 
 /// The scheduler's running cron loops.
 #[derive(Debug)]
@@ -55,11 +58,18 @@ pub async fn start(
         }
     }
 
+    let mut tasks = JoinSet::new();
+    for feed in &settings.feeds.feeds {
+        tasks.spawn(refresh_feed(
+            feed.clone(),
+            enqueuer.clone(),
+            shutdown.clone(),
+        ));
+    }
     let context = TickContext {
         enqueuer,
         flag_schedule: flag_schedule.clone(),
     };
-    let mut tasks = JoinSet::new();
     tasks.spawn(run_cron(
         "iptrack-scheduler-flag-suspicious-ips",
         flag_schedule,
@@ -77,6 +87,7 @@ pub async fn start(
     tracing::info!(
         flag_schedule = %settings.schedules.flag_schedule,
         purge_schedule = %settings.schedules.purge_schedule,
+        blocklist_feeds = settings.feeds.feeds.len(),
         "iptrack-scheduler started"
     );
     Ok(RunningScheduler { tasks })
@@ -109,6 +120,36 @@ async fn run_cron<F, Fut>(
         }
         tracing::warn!(cron = name, ?result, "cron loop ended; restarting in 1 s");
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How soon a refresh whose enqueue failed (Redis away) is tried again, within its slot.
+const FEED_RETRY: Duration = Duration::from_secs(5);
+
+/// Enqueues a refresh of `feed` at start and at the start of each of its slots, once per
+/// slot cluster-wide (`Enqueuer::feed_refresh`). An interval, not a cron expression:
+/// `@90m` has no cron spelling. A scheduler (re)started within a slot enqueues that slot's
+/// refresh unless another did, so a feed is loaded soon after a first deployment.
+async fn refresh_feed(feed: FeedSchedule, mut enqueuer: Enqueuer, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let (slot, next_slot) = feed_slot(Utc::now(), feed.interval);
+        let wait = match enqueuer.feed_refresh(&feed, slot).await {
+            Ok(_) => {
+                redis_status::answered();
+                // Just past the next slot's start, so the clock has reached it.
+                let millis = next_slot.saturating_mul(1000) - Utc::now().timestamp_millis();
+                Duration::from_millis(u64::try_from(millis).unwrap_or(0) + 10)
+                    .min(feed.interval + Duration::from_millis(10))
+            }
+            Err(error) => {
+                redis_status::report_queue("scheduler, blocklist feed refresh retried", &error);
+                FEED_RETRY.min(feed.interval)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -32,6 +32,16 @@ pub fn missed_ticks(
     recent.into()
 }
 
+/// The refresh slot of a feed refreshed every `interval` at `now`: slots are aligned to
+/// the Unix epoch (a 6 h feed refreshes at 00:00, 06:00, … UTC), so every scheduler,
+/// whenever it started, agrees on them. Returns the slot's number and when the next one
+/// starts (unix seconds).
+pub fn feed_slot(now: DateTime<Utc>, interval: std::time::Duration) -> (i64, i64) {
+    let length = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+    let slot = now.timestamp().div_euclid(length);
+    (slot, slot.saturating_add(1).saturating_mul(length))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -39,6 +49,25 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn feed_slots_are_aligned_to_the_epoch() {
+        let six_hours = std::time::Duration::from_secs(6 * 3600);
+        let (slot, next) = feed_slot(at("2026-11-21T07:30:00Z"), six_hours);
+        assert_eq!(
+            (slot, next),
+            (
+                at("2026-11-21T06:00:00Z").timestamp() / (6 * 3600),
+                at("2026-11-21T12:00:00Z").timestamp()
+            )
+        );
+        assert_eq!(
+            feed_slot(at("2026-11-21T06:00:00Z"), six_hours).0,
+            slot,
+            "a slot starts at its boundary"
+        );
+        assert_eq!(feed_slot(at("2026-11-21T05:59:59Z"), six_hours).0, slot - 1);
     }
 
     #[test]

@@ -131,3 +131,52 @@ async fn a_first_start_enqueues_nothing_until_its_first_tick() {
     scheduler.wait().await;
     assert!(enqueued_windows(&redis, &settings).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_enqueue_one_feed_refresh_per_slot() {
+    use iptrack_core::{
+        blocklist::feed::FeedName,
+        jobs::{BLOCKLIST_FEEDS_QUEUE, RefreshBlocklistFeed},
+        settings::FeedSchedule,
+    };
+    use iptrack_scheduler::enqueue::Enqueuer;
+
+    let (db, redis) = (TestDb::empty(Backend::Sqlite).await, TestRedis::new());
+    let settings = iptrack_tests::settings(&db, &redis);
+    let feed = FeedSchedule {
+        name: FeedName::parse("firehol1").unwrap(),
+        url: "http://127.0.0.1:9/level1.netset".into(),
+        interval: Duration::from_secs(3600),
+    };
+    let connect = || queue::connect(&redis.url).unwrap();
+    let mut first = Enqueuer::new(&settings.schedules, &settings.redis.prefix, connect());
+    let mut second = Enqueuer::new(&settings.schedules, &settings.redis.prefix, connect());
+    assert!(first.feed_refresh(&feed, 100).await.unwrap());
+    assert!(!second.feed_refresh(&feed, 100).await.unwrap());
+    assert!(!first.feed_refresh(&feed, 100).await.unwrap());
+    assert!(second.feed_refresh(&feed, 101).await.unwrap());
+    // Another interval is another series of slots.
+    let daily = FeedSchedule {
+        interval: Duration::from_secs(86_400),
+        ..feed.clone()
+    };
+    assert!(first.feed_refresh(&daily, 100).await.unwrap());
+
+    let config = queue::queue_config(
+        &settings.redis.prefix,
+        &settings.worker,
+        BLOCKLIST_FEEDS_QUEUE,
+    );
+    let mut conn = redis.connection().await;
+    let ids: Vec<String> = conn.lrange(config.active_jobs_list(), 0, -1).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    let data: Vec<u8> = conn.hget(config.job_data_hash(), &ids[0]).await.unwrap();
+    let job: RefreshBlocklistFeed = serde_json::from_slice(&data).unwrap();
+    assert_eq!(
+        job,
+        RefreshBlocklistFeed {
+            source: "firehol1".into(),
+            url: "http://127.0.0.1:9/level1.netset".into(),
+        }
+    );
+}

@@ -6,7 +6,7 @@ use iptrack_core::{blocklist::service::BlocklistService, settings::ScheduleSetti
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
-use crate::{geo::Geo, notify::Notifier};
+use crate::{feeds::FeedFetcher, geo::Geo, notify::Notifier};
 
 /// Dependencies of every job, handed to apalis as worker data.
 #[derive(Debug, Clone)]
@@ -23,4 +23,6 @@ pub struct JobContext {
     pub geo: Option<Arc<Geo>>,
     /// New flags and bans go to the webhook through it (a no-op when none is set).
     pub notifier: Notifier,
+    /// Fetches blocklist feeds' lists (`blocklist-feeds` jobs).
+    pub feeds: FeedFetcher,
 }

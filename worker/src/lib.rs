@@ -5,6 +5,7 @@
 //! [`maintenance`] loop that keeps apalis-redis's sets within bounds.
 
 pub mod context;
+pub mod feeds;
 pub mod geo;
 pub mod jobs;
 pub mod maintenance;
@@ -12,6 +13,7 @@ pub mod notify;
 pub mod poll;
 pub mod startup;
 pub mod supervisor;
+pub mod tls;
 
 pub use context::JobContext;
 pub use startup::{RunningWorkers, start};

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::Parser;
 use iptrack_core::{Settings, db, process, shutdown};
 use iptrack_migration::{Migrator, MigratorTrait};
-use iptrack_worker::geo::GeoSetupError;
+use iptrack_worker::{feeds::FeedSetupError, geo::GeoSetupError};
 use tokio_util::sync::CancellationToken;
 
 /// iptrack's job worker. Configuration comes from the environment (see README).
@@ -28,8 +28,12 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     match run(args, settings).await {
-        // A geolocation database that does not open is a bad setting: one line, status 2.
-        Err(error) if error.downcast_ref::<GeoSetupError>().is_some() => {
+        // A geolocation database or a feed CA file that does not open is a bad setting:
+        // one line, status 2.
+        Err(error)
+            if error.downcast_ref::<GeoSetupError>().is_some()
+                || error.downcast_ref::<FeedSetupError>().is_some() =>
+        {
             eprintln!("iptrack-worker: {error}");
             ExitCode::from(2)
         }

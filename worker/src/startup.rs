@@ -9,8 +9,9 @@ use iptrack_core::{
     blocklist::service::BlocklistService,
     db,
     jobs::{
-        ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, GEOLOCATE_QUEUE,
-        GeolocateAddresses, PURGE_LOGS_QUEUE, PurgeLogs, REQUEST_LOGS_QUEUE, RequestLogBatch,
+        ALL_QUEUES, BLOCKLIST_FEEDS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps,
+        GEOLOCATE_QUEUE, GeolocateAddresses, PURGE_LOGS_QUEUE, PurgeLogs, REQUEST_LOGS_QUEUE,
+        RefreshBlocklistFeed, RequestLogBatch,
     },
     queue,
     settings::Settings,
@@ -20,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     context::JobContext,
+    feeds::FeedFetcher,
     geo::Geo,
-    jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
+    jobs::{flag_suspicious_ips, geolocate, purge_logs, refresh_feed, request_logs},
     maintenance,
     notify::Notifier,
     poll::TickStrategy,
@@ -160,6 +162,8 @@ pub async fn start(
         &settings.worker,
         conn.clone(),
     )?;
+    // Likewise a feed CA file that cannot be read.
+    let feeds = FeedFetcher::new(&settings.feeds)?;
     let geo_workers = usize::from(geo.is_some());
     let dbip = geo
         .as_ref()
@@ -197,6 +201,7 @@ pub async fn start(
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
             notifier: Notifier::from_settings(settings, conn.clone()),
+            feeds,
         },
         shutdown: shutdown.clone(),
     };
@@ -233,6 +238,16 @@ pub async fn start(
         purge_logs::handle,
         1
     );
+    // One feed worker per process: refreshes come once per feed and interval, and two
+    // imports write one after the other anyway (the service serialises them).
+    spawn_queue!(
+        tasks,
+        env,
+        BLOCKLIST_FEEDS_QUEUE,
+        RefreshBlocklistFeed,
+        refresh_feed::handle,
+        1
+    );
     // One geolocate worker per process: each job carries up to 100 addresses, and an
     // HTTP provider's rate limit is per client, not per worker.
     spawn_queue!(
@@ -254,8 +269,8 @@ pub async fn start(
         "iptrack-worker started"
     );
     Ok(RunningWorkers {
-        // One per request-log slot, plus the flag and purge workers (and geolocate).
-        supervised: settings.worker.concurrency + 2 + geo_workers,
+        // One per request-log slot, plus the flag, purge and feed workers (and geolocate).
+        supervised: settings.worker.concurrency + 3 + geo_workers,
         tasks,
     })
 }

@@ -69,9 +69,9 @@ pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
+pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
-    let blocks = blocked_ip::active(&db, Utc::now())
+    let blocks = blocked_ip::active_of_source(&db, Utc::now(), source.as_deref())
         .await
         .context("cannot read blocked_ip")?;
     if json {
@@ -79,13 +79,23 @@ pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if blocks.is_empty() {
-        println!("nothing is blocked");
+        match source {
+            Some(source) => println!("nothing is blocked by {source}"),
+            None => println!("nothing is blocked"),
+        }
         return Ok(());
     }
-    let mut table = super::table(&["address", "reason", "created (UTC)", "expires (UTC)"]);
+    let mut table = super::table(&[
+        "address",
+        "source",
+        "reason",
+        "created (UTC)",
+        "expires (UTC)",
+    ]);
     for block in blocks {
         table.add_row(vec![
             block.ip_address,
+            block.source,
             block.reason,
             block.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             block
@@ -98,7 +108,7 @@ pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
+pub(crate) async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
     let db = super::connect_db(settings).await?;
     let redis = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
     Ok(BlocklistService::new(
@@ -110,7 +120,7 @@ async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
 }
 
 /// A lost notice is reported, not fatal (see the module comment).
-fn warn_if_unannounced(settings: &Settings, notice: Result<(), impl std::fmt::Display>) {
+pub(crate) fn warn_if_unannounced(settings: &Settings, notice: Result<(), impl std::fmt::Display>) {
     if let Err(error) = notice {
         eprintln!(
             "iptrack: warning: Redis unreachable ({error}); web instances apply the change at their next reload (within {} s)",

@@ -1,5 +1,6 @@
 pub mod block;
 pub mod flag_suspicious;
+pub mod import_blocklist;
 pub mod logs;
 pub mod migrate;
 pub mod queues;

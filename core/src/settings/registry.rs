@@ -109,6 +109,7 @@ pub static VARIABLES: LazyLock<Vec<&'static Variable>> = LazyLock::new(|| {
         super::client_ip::VARIABLES,
         super::admin::VARIABLES,
         super::blocklist::VARIABLES,
+        super::feeds::VARIABLES,
         super::pipeline::VARIABLES,
         super::worker::VARIABLES,
         super::schedules::VARIABLES,

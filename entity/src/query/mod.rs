@@ -6,6 +6,7 @@
 //! `bench/src/bin/stats_query.rs` measures them and prints their plans on a large table.
 
 pub mod logs;
+pub mod sources;
 pub mod stats;
 pub mod suspicious;
 

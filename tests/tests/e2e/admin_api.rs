@@ -292,6 +292,7 @@ async fn every_admin_endpoint_refuses_every_wrong_token_and_changes_nothing() {
         (reqwest::Method::GET, "/api/v1/logs"),
         (reqwest::Method::GET, "/api/v1/stats"),
         (reqwest::Method::GET, "/api/v1/meta"),
+        (reqwest::Method::GET, "/api/v1/blocklist/sources"),
     ];
     let mut authorizations: Vec<Option<Vec<u8>>> = wrong_tokens()
         .into_iter()

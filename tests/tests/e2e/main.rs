@@ -16,6 +16,7 @@ mod client_ip_props;
 mod compose;
 mod dashboard;
 mod faults;
+mod feeds;
 mod flagging;
 mod forward_auth;
 mod geolocation;

@@ -21,18 +21,36 @@ const MAX_DURATION_SECS: u64 = 10 * 365 * 86_400;
 /// Longest reason kept.
 const MAX_REASON_CHARS: usize = 500;
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct BlockedQuery {
+    /// Only the blocks of this source: `manual`, `rule:NAME` or `feed:NAME`.
+    #[param(schema_with = schema::block_source)]
+    source: Option<String>,
+}
+
 #[utoipa::path(
     operation_id = "list_blocks",
     tag = "blocked",
+    params(BlockedQuery),
     responses(
-        (status = 200, description = "Blocks in force, oldest first", body = Vec<blocked_ip::Model>),
+        (status = 200, description = "Blocks in force, oldest first, each with its source", body = Vec<blocked_ip::Model>),
+        (status = 400, description = "`source` is not manual, rule:NAME or feed:NAME", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/blocked")]
-pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let blocks = blocked_ip::active(&state.db, Utc::now())
+pub(super) async fn list(
+    _: Admin,
+    state: web::Data<AdminState>,
+    query: web::Query<BlockedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(source) = &query.source {
+        schema::check_block_source("source", source)?;
+    }
+    let blocks = blocked_ip::active_of_source(&state.db, Utc::now(), query.source.as_deref())
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(blocks))

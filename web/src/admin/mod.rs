@@ -17,6 +17,7 @@ macro_rules! api_scope {
             .service($crate::admin::blocked::list)
             .service($crate::admin::blocked::add)
             .service($crate::admin::blocked::remove)
+            .service($crate::admin::sources::list)
             .service($crate::admin::suspicious::list)
             .service($crate::admin::logs::list)
             .service($crate::admin::stats::show)
@@ -32,6 +33,7 @@ mod meta;
 mod openapi;
 mod params;
 mod schema;
+mod sources;
 mod stats;
 mod suspicious;
 

@@ -80,11 +80,15 @@ pub(super) static BLOCK_TARGET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A block's source as `blocked_ip.source` holds it.
+pub(super) const BLOCK_SOURCE: &str = "^(?:manual|(?:rule|feed):[A-Za-z0-9_.-]{1,64})$";
+
 /// Text that PostgreSQL's `text` can hold: anything but NUL (see `params::storable_text`).
 pub(super) const NO_NUL: &str = "^[^\\x00]*$";
 
 static IP_ADDRESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(&IP_ADDRESS));
 static BLOCK_TARGET_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(&BLOCK_TARGET));
+static BLOCK_SOURCE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(BLOCK_SOURCE));
 
 fn compile(pattern: &str) -> Option<Regex> {
     Regex::new(pattern)
@@ -120,6 +124,24 @@ pub(super) fn check_block_target(name: &str, text: &str) -> Result<(), ApiError>
         text,
         "an IP address or a CIDR network such as 203.0.113.0/24",
     )
+}
+
+pub(super) fn check_block_source(name: &str, text: &str) -> Result<(), ApiError> {
+    conforms(
+        &BLOCK_SOURCE_RE,
+        name,
+        text,
+        "a source: manual, rule:NAME or feed:NAME",
+    )
+}
+
+/// Schema of a `source` parameter.
+pub(super) fn block_source() -> Object {
+    string_with_pattern(
+        BLOCK_SOURCE,
+        "Who made the block: manual, rule:NAME or feed:NAME",
+    )
+    .build()
 }
 
 fn string_with_pattern(pattern: &str, description: &str) -> ObjectBuilder {

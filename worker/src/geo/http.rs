@@ -43,9 +43,12 @@ impl HttpProvider {
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout)
             .user_agent(concat!("iptrack/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &settings.http_ca_file {
-            builder = builder.tls_certs_merge(extra_roots(path)?);
-        }
+        builder = crate::tls::with_extra_roots(builder, settings.http_ca_file.as_deref()).map_err(
+            |error| GeoSetupError::CaFile {
+                path: error.path,
+                reason: error.reason,
+            },
+        )?;
         let client = builder.build().map_err(GeoSetupError::HttpClient)?;
         Ok(Self {
             client,
@@ -197,21 +200,6 @@ impl HttpProvider {
             backoff *= 2;
         }
     }
-}
-
-/// The certificates of a PEM file; a file without any is an error, not an empty trust.
-fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, GeoSetupError> {
-    let failed = |reason: String| GeoSetupError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
-    let certificates =
-        reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| failed(error.to_string()))?;
-    if certificates.is_empty() {
-        return Err(failed("no PEM certificate in it".to_owned()));
-    }
-    Ok(certificates)
 }
 
 /// How long a 429 asks to wait: `Retry-After` (seconds), else ip-api's `X-Ttl` (seconds

@@ -4,6 +4,7 @@
 pub mod flag_suspicious_ips;
 pub mod geolocate;
 pub mod purge_logs;
+pub mod refresh_feed;
 pub mod request_logs;
 
 use std::time::Instant;

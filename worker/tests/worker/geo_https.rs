@@ -25,14 +25,14 @@ use wiremock::{
 
 use crate::geo_fixtures::http_settings;
 
-/// A CA, and a certificate for `localhost` it signed.
-struct TestPki {
-    ca_pem: String,
+/// A CA, and a certificate for `localhost` it signed (the feed fetcher's tests use it too).
+pub(crate) struct TestPki {
+    pub(crate) ca_pem: String,
     leaf_der: Vec<u8>,
     leaf_key_der: Vec<u8>,
 }
 
-fn test_pki() -> TestPki {
+pub(crate) fn test_pki() -> TestPki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().unwrap();
@@ -50,7 +50,7 @@ fn test_pki() -> TestPki {
 }
 
 /// Accepts TLS on a free port and forwards the decrypted bytes to `backend`.
-async fn tls_front(backend: SocketAddr, pki: &TestPki) -> SocketAddr {
+pub(crate) async fn tls_front(backend: SocketAddr, pki: &TestPki) -> SocketAddr {
     let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -124,6 +124,7 @@ async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_o
         blocklist: BlocklistService::new(conn.clone(), redis_conn, redis.prefix.clone(), &[]),
         geo: None,
         notifier: iptrack_worker::notify::Notifier::off(),
+        feeds: iptrack_worker::feeds::FeedFetcher::new(&Default::default()).unwrap(),
     };
     // A separate connection watches the sessions of this database.
     let observer = db.connect().await;
