@@ -28,6 +28,7 @@ mod processes;
 mod queues;
 mod rate_limits;
 mod redis_keys;
+mod redis_tls;
 mod scale;
 mod spoofing;
 mod up;
