@@ -14,6 +14,7 @@ pub mod path;
 pub mod process;
 pub mod queue;
 pub mod queue_stats;
+pub mod redis_client;
 pub mod redis_status;
 pub mod settings;
 pub mod shutdown;

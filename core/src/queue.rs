@@ -13,7 +13,7 @@ use std::{
 use redis::{Script, aio::ConnectionManager};
 use serde::Serialize;
 
-use crate::settings::WorkerSettings;
+use crate::settings::{RedisSettings, WorkerSettings};
 
 pub use apalis_redis::Config as QueueConfig;
 
@@ -85,10 +85,21 @@ pub fn queue_config(prefix: &str, worker: &WorkerSettings, queue: &str) -> Queue
         .emit_events(false)
 }
 
-/// A Redis connection for queue work. Lazy: a process starts even while Redis is down, and
-/// each command fails within the timeouts instead of hanging, so callers can retry.
+/// A Redis connection for queue work to `redis_url`, trusting the system's roots for
+/// `rediss://`; see [`connect_to`] for the one a process's settings name.
 pub fn connect(redis_url: &str) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(redis_url)?;
+    connect_client(crate::redis_client::open(redis_url, None)?)
+}
+
+/// A Redis connection for queue work to the Redis of `settings` (`REDIS_URL`, and
+/// `IPTRACK_REDIS_CA_FILE` for a `rediss://` one).
+pub fn connect_to(settings: &RedisSettings) -> Result<ConnectionManager, redis::RedisError> {
+    connect_client(crate::redis_client::client(settings)?)
+}
+
+/// Lazy: a process starts even while Redis is down, and each command fails within the
+/// timeouts instead of hanging, so callers can retry.
+fn connect_client(client: redis::Client) -> Result<ConnectionManager, redis::RedisError> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))

@@ -15,7 +15,7 @@ use iptrack_core::{
     blocklist::{
         Blocklist, BlocklistChange, change_channel, parse_block_target, policy::covers_everyone,
     },
-    settings::{BlocklistSettings, SecretUrl},
+    settings::{BlocklistSettings, RedisSettings},
 };
 use iptrack_entity::blocked_ip;
 use sea_orm::DatabaseConnection;
@@ -29,21 +29,20 @@ pub type SharedBlocklist = Arc<ArcSwap<Blocklist>>;
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// Starts keeping a blocklist current from `db`'s `blocked_ip` and the change notices
-/// published under `redis_prefix` at `redis_url`; returns it (empty until the first load)
-/// and the task, which ends when `shutdown` is cancelled.
+/// published under the prefix of the Redis `redis` names; returns it (empty until the first
+/// load) and the task, which ends when `shutdown` is cancelled.
 pub fn start(
     settings: &BlocklistSettings,
     db: DatabaseConnection,
-    redis_url: &SecretUrl,
-    redis_prefix: &str,
+    redis: &RedisSettings,
     shutdown: CancellationToken,
 ) -> (SharedBlocklist, JoinHandle<()>) {
     let shared: SharedBlocklist = Arc::new(ArcSwap::from_pointee(Blocklist::new()));
     let task = tokio::spawn(run(
         shared.clone(),
         db,
-        redis_url.clone(),
-        change_channel(redis_prefix),
+        redis.clone(),
+        change_channel(&redis.prefix),
         settings.reload,
         shutdown,
     ));
@@ -53,14 +52,14 @@ pub fn start(
 async fn run(
     shared: SharedBlocklist,
     db: DatabaseConnection,
-    redis_url: SecretUrl,
+    redis: RedisSettings,
     channel: String,
     reload_every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut redis_failing = false;
     loop {
-        let subscription = subscribe(redis_url.expose(), &channel).await;
+        let subscription = subscribe(&redis, &channel).await;
         // Whatever happened while not subscribed is in the table.
         reload(&shared, &db).await;
         let mut reload_timer = tokio::time::interval(reload_every);
@@ -112,8 +111,8 @@ async fn run(
     }
 }
 
-async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = redis::Client::open(url)?;
+async fn subscribe(redis: &RedisSettings, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = iptrack_core::redis_client::client(redis)?;
     let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;

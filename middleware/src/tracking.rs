@@ -169,7 +169,7 @@ impl IpTrackingBuilder {
             url: self.redis.url.redacted(),
             source,
         };
-        let connect = || queue::connect(self.redis.url.expose()).map_err(redis_error);
+        let connect = || queue::connect_to(&self.redis).map_err(redis_error);
         let background = CancellationToken::new();
         let pipeline_connection = match self.connection.clone() {
             Some(connection) => connection,
@@ -187,13 +187,7 @@ impl IpTrackingBuilder {
                         url: database_url.redacted(),
                         source,
                     })?;
-                let (list, task) = blocklist::start(
-                    settings,
-                    db,
-                    &self.redis.url,
-                    &self.redis.prefix,
-                    background.clone(),
-                );
+                let (list, task) = blocklist::start(settings, db, &self.redis, background.clone());
                 middleware = middleware.with_blocklist(list.clone(), settings.safelist.clone());
                 (Some(list), Some(task))
             }

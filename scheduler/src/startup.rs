@@ -43,7 +43,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningScheduler> {
     let flag_schedule = settings.schedules.flag_schedule.clone();
     let purge_schedule = settings.schedules.purge_schedule.clone();
-    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let conn = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     let mut enqueuer = Enqueuer::new(&settings.schedules, &settings.redis.prefix, conn);
 
     // Windows that ended while no scheduler ran.

@@ -19,6 +19,7 @@ pub mod process;
 pub mod proxies;
 pub mod redis_server;
 pub mod tcp_proxy;
+pub mod tls_redis;
 
 pub use db::{Backend, TestDb};
 pub use redis_server::{PrivateRedis, TestRedis};

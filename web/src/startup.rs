@@ -74,7 +74,7 @@ impl Application {
         // One multiplexed connection for the log pipeline, the admin API's blocklist writes
         // and attribution, `/readyz` and `/metrics`. The middleware's rate limiter and
         // blocklist sync open their own (IpTrackingBuilder::redis_connection says why).
-        let redis = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+        let redis = queue::connect_to(&settings.redis).context("REDIS_URL")?;
         // The middleware and its background tasks, as any embedding app gets them, plus the
         // login's notion of who is signed in. The blocklist's database connection is lazy:
         // the web serves (and logs) while the database is away, keeping its last good copy.

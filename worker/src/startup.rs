@@ -153,7 +153,7 @@ pub async fn start(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningWorkers> {
-    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let conn = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     // First, before any connection is made: an explicit provider that cannot start stops
     // the worker (exit status 2, one line).
     let geo = Geo::from_settings(

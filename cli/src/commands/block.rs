@@ -110,7 +110,7 @@ pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> an
 
 pub(crate) async fn service(settings: &Settings) -> anyhow::Result<BlocklistService> {
     let db = super::connect_db(settings).await?;
-    let redis = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let redis = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     Ok(BlocklistService::new(
         db,
         redis,

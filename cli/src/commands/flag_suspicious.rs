@@ -16,7 +16,7 @@ pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyh
         window_end.unwrap_or_else(Utc::now),
         settings.schedules.flag_window,
     )?;
-    let conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let conn = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     let mut jobs = JobQueue::new(
         conn,
         queue::queue_config(

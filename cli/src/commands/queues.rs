@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use iptrack_core::{Settings, jobs::ALL_QUEUES, queue, queue_stats::QueueStats};
 
 pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let mut conn = queue::connect(settings.redis.url.expose()).context("REDIS_URL")?;
+    let mut conn = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     let stats = QueueStats::read_all(&mut conn, &settings.redis.prefix, ALL_QUEUES)
         .await
         .context("cannot read the queues from Redis (REDIS_URL)")?;

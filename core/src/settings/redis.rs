@@ -1,5 +1,7 @@
 //! Where queues, counters, the geo cache and blocklist notices live.
 
+use std::path::PathBuf;
+
 use super::{
     SecretUrl, SettingsError,
     parse::{invalid, required},
@@ -23,7 +25,18 @@ const REDIS_PREFIX: Variable = Variable::new(
     "every Redis key starts with it",
 );
 
-pub(super) const VARIABLES: &[&Variable] = &[&REDIS_URL, &UP_REDIS_PROBE_URL, &REDIS_PREFIX];
+const REDIS_CA_FILE: Variable = Variable::unset(
+    "IPTRACK_REDIS_CA_FILE",
+    "(none: the system's roots)",
+    "PEM certificates that sign a `rediss://` server's certificate, trusted instead of the system's roots (a private CA)",
+);
+
+pub(super) const VARIABLES: &[&Variable] = &[
+    &REDIS_URL,
+    &UP_REDIS_PROBE_URL,
+    &REDIS_PREFIX,
+    &REDIS_CA_FILE,
+];
 
 /// The Redis every process uses, and the prefix of every key iptrack writes there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +54,11 @@ pub struct RedisSettings {
     pub up_probe_url: SecretUrl,
     /// `IPTRACK_REDIS_PREFIX`: every Redis key iptrack writes starts with this.
     pub prefix: String,
+    /// `IPTRACK_REDIS_CA_FILE`: the certificates (PEM) that a `rediss://` server's
+    /// certificate must chain to, instead of the system's roots: managed Redis services
+    /// and operators often sign with a CA of their own. Checked at load (it must hold a
+    /// certificate), so a wrong path stops start-up instead of every connection.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisSettings {
@@ -56,12 +74,37 @@ impl RedisSettings {
                 "must not contain spaces or glob characters",
             ));
         }
+        let url = redis_url(&REDIS_URL, values)?;
+        let ca_file = ca_file(values.get(&REDIS_CA_FILE))?;
+        if ca_file.is_some() && !url.expose().starts_with("rediss://") {
+            // A CA for a connection that never uses TLS would leave the user believing
+            // the traffic to Redis is encrypted and authenticated.
+            return Err(invalid(
+                &REDIS_CA_FILE,
+                values.get(&REDIS_CA_FILE).unwrap_or_default(),
+                "applies to TLS only, but REDIS_URL is not a rediss:// URL",
+            ));
+        }
         Ok(Self {
-            url: redis_url(&REDIS_URL, values)?,
+            url,
             url_given: values.given(&REDIS_URL).is_some(),
             up_probe_url: redis_url(&UP_REDIS_PROBE_URL, values)?,
             prefix: prefix.to_owned(),
+            ca_file,
         })
+    }
+}
+
+fn ca_file(value: Option<&str>) -> Result<Option<PathBuf>, SettingsError> {
+    let Some(path) = value else {
+        return Ok(None);
+    };
+    match std::fs::read(path) {
+        Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+            Ok(Some(PathBuf::from(path)))
+        }
+        Ok(_) => Err(invalid(&REDIS_CA_FILE, path, "holds no PEM certificate")),
+        Err(error) => Err(invalid(&REDIS_CA_FILE, path, error.to_string())),
     }
 }
 

@@ -355,3 +355,49 @@ fn cron_schedules_stay_parsed() {
         .collect();
     assert_eq!((next[1] - next[0]).num_minutes(), 5);
 }
+
+#[test]
+fn a_redis_ca_file_must_hold_a_certificate_and_goes_with_a_tls_url_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let ca = ca.to_str().unwrap();
+    let tls = "rediss://redis.example.internal:6380";
+
+    let s = Settings::from_sources(
+        None,
+        env(&[("REDIS_URL", tls), ("IPTRACK_REDIS_CA_FILE", ca)]),
+    )
+    .unwrap();
+    assert_eq!(s.redis.ca_file.as_deref(), Some(std::path::Path::new(ca)));
+    assert_eq!(Settings::default().redis.ca_file, None);
+
+    // Plain redis:// with a CA: the user believes in a TLS that never happens.
+    let error = Settings::from_sources(None, env(&[("IPTRACK_REDIS_CA_FILE", ca)]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("IPTRACK_REDIS_CA_FILE") && error.contains("rediss://"),
+        "{error}"
+    );
+
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("key.pem");
+    std::fs::write(&not_pem, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    for bad in [&missing, &not_pem] {
+        let error = Settings::from_sources(
+            None,
+            env(&[
+                ("REDIS_URL", tls),
+                ("IPTRACK_REDIS_CA_FILE", bad.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("IPTRACK_REDIS_CA_FILE"), "{error}");
+    }
+}
