@@ -156,8 +156,17 @@ pub async fn jobs_in_flight(redis: &TestRedis, pid: Option<u32>) -> u64 {
     jobs
 }
 
-/// Forwards a free local port to `target`; while `hold` is set, what the server sends waits
-/// in the proxy. So a command runs on Redis while its caller still waits for the reply.
+/// Replies longer than this are held by [`holding_proxy`]: a fetched request-log job is
+/// kilobytes of JSON, an empty poll's reply or a push's count a few bytes.
+const HELD_REPLY_BYTES: usize = 256;
+
+/// Forwards a free local port to `target`; while `hold` is set, a reply that carries jobs
+/// (any read of more than [`HELD_REPLY_BYTES`]) and everything after it on its connection
+/// waits in the proxy. So a fetch runs on Redis while its caller still waits for the reply.
+///
+/// Small replies (an empty poll, a push's count) pass: holding them too would leave every
+/// poller waiting on an empty answer sent before the jobs arrived, and no fetch with jobs
+/// would ever run (the race the stop tests need, lost under load).
 pub async fn holding_proxy(target: &str, hold: Arc<AtomicBool>) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = target.to_owned();
@@ -180,7 +189,7 @@ pub async fn holding_proxy(target: &str, hold: Arc<AtomicBool>) -> u16 {
                         if n == 0 {
                             return Ok::<_, std::io::Error>(());
                         }
-                        while hold.load(Ordering::SeqCst) {
+                        while n > HELD_REPLY_BYTES && hold.load(Ordering::SeqCst) {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                         client_write.write_all(&buf[..n]).await?;

@@ -143,7 +143,7 @@ both_backends!(
         let statuses = send_requests(&stack, 0..300).await;
         assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
         eventually(
-            Duration::from_secs(3),
+            Duration::from_secs(15),
             "the worker to fetch jobs",
             || async { (jobs_in_flight(&redis, Some(pid)).await > 0).then_some(()) },
         )

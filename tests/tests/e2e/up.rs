@@ -179,7 +179,7 @@ both_backends!(
         let statuses = send_requests(&stack, 200..400).await;
         assert!(statuses.iter().all(|s| *s == 404), "unexpected statuses");
         eventually(
-            Duration::from_secs(3),
+            Duration::from_secs(15),
             "iptrack up to fetch jobs",
             || async { (jobs_in_flight(&redis, Some(up.pid())).await > 0).then_some(()) },
         )
