@@ -23,6 +23,7 @@ mod blocklist;
 mod client_ip;
 mod config_file;
 mod database;
+mod detect;
 pub mod docs;
 mod geo;
 mod login;
@@ -42,13 +43,17 @@ pub use admin::AdminSettings;
 pub use blocklist::BlocklistSettings;
 pub use client_ip::ClientIpSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
+pub use detect::{
+    DEFAULT_DETECT_RULES, DetectRule, DetectSettings, MAX_RULE_COUNT, StatusMatch,
+    parse_detect_rules,
+};
 pub use geo::{GeoHttpFormat, GeoProviderChoice, GeoSettings};
 pub use login::{DemoUser, LoginSettings};
 pub use notify::{NotifySettings, WebhookFormat};
 pub use parse::parse_networks;
 pub use pipeline::LogPipelineSettings;
 pub use rate_limit::{
-    DEFAULT_RATE_LIMITS, PathPattern, RateLimitRule, RateLimitSettings, parse_rules,
+    DEFAULT_RATE_LIMITS, PathPattern, RateLimitRule, RateLimitSettings, method_matches, parse_rules,
 };
 pub use redis::RedisSettings;
 pub use registry::{KNOWN_VARIABLES, VARIABLES, Variable};
@@ -90,6 +95,8 @@ pub struct Settings {
     pub geo: GeoSettings,
     /// Webhook notifications of new flags and bans (worker side).
     pub notify: NotifySettings,
+    /// Streaming detection rules and ban escalation (worker side; listed by the web).
+    pub detect: DetectSettings,
 }
 
 /// Why settings could not be loaded. Each variant names what to fix.
@@ -162,6 +169,7 @@ impl Settings {
             login: LoginSettings::from_values(values)?,
             geo: GeoSettings::from_values(values)?,
             notify: NotifySettings::from_values(values)?,
+            detect: DetectSettings::from_values(values)?,
             database,
             web,
         })

@@ -8,6 +8,7 @@ mod m20261121_000001_create_tables;
 mod m20261121_000002_request_log_details;
 mod m20261201_000003_suspicious_incidents;
 mod m20261201_000004_block_sources;
+mod m20261201_000005_ban_history;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_request_log_details::Migration),
             Box::new(m20261201_000003_suspicious_incidents::Migration),
             Box::new(m20261201_000004_block_sources::Migration),
+            Box::new(m20261201_000005_ban_history::Migration),
         ]
     }
 }

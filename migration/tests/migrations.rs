@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{SubsecRound, Utc};
-use iptrack_entity::{blocked_ip, log_batch, request_log, suspicious_ip};
+use iptrack_entity::{ban_history, blocked_ip, log_batch, request_log, suspicious_ip};
 use iptrack_migration::{Migrator, MigratorTrait, SchemaManager};
 use iptrack_tests::{TestDb, both_backends};
 use sea_orm::{ActiveValue::Set, EntityTrait};
@@ -144,6 +144,53 @@ both_backends!(
         .await
         .unwrap();
         assert_eq!(db.count(&conn, "log_batch").await, 1);
+
+        let ban = |event_key: Option<&str>| ban_history::ActiveModel {
+            ip_address: Set("198.51.100.7".into()),
+            rule: Set("failed-login".into()),
+            banned_at: Set(now),
+            duration_secs: Set(600),
+            expires_at: Set(now + chrono::Duration::minutes(10)),
+            event_key: Set(event_key.map(str::to_owned)),
+            ..Default::default()
+        };
+        let id = ban_history::Entity::insert(ban(Some("failed-login:198.51.100.7:1")))
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = ban_history::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.duration_secs, row.expires_at, row.event_key.as_deref()),
+            (
+                600,
+                now + chrono::Duration::minutes(10),
+                Some("failed-login:198.51.100.7:1")
+            )
+        );
+        // One ban per event; bans without an event name never conflict.
+        assert!(
+            ban_history::Entity::insert(ban(Some("failed-login:198.51.100.7:1")))
+                .exec(&conn)
+                .await
+                .is_err()
+        );
+        for _ in 0..2 {
+            ban_history::Entity::insert(ban(None))
+                .exec(&conn)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            ban_history::counts(&conn, &["198.51.100.7".to_owned()])
+                .await
+                .unwrap()["198.51.100.7"],
+            3
+        );
     }
 );
 
@@ -165,14 +212,26 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
     let manager = SchemaManager::new(&conn);
     Migrator::up(&conn, None).await.unwrap();
     Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "ban_history",
+    ] {
         assert!(
             manager.has_table(table).await.unwrap(),
             "{table} missing after up"
         );
     }
     Migrator::down(&conn, None).await.unwrap();
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "ban_history",
+    ] {
         assert!(
             !manager.has_table(table).await.unwrap(),
             "{table} left after down"

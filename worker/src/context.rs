@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use iptrack_core::{blocklist::service::BlocklistService, settings::ScheduleSettings};
+use iptrack_core::{
+    blocklist::service::BlocklistService,
+    settings::{DetectSettings, ScheduleSettings},
+};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
-use crate::{geo::Geo, notify::Notifier};
+use crate::{bans::Bans, geo::Geo, notify::Notifier};
 
 /// Dependencies of every job, handed to apalis as worker data.
 #[derive(Debug, Clone)]
@@ -23,4 +26,8 @@ pub struct JobContext {
     pub geo: Option<Arc<Geo>>,
     /// New flags and bans go to the webhook through it (a no-op when none is set).
     pub notifier: Notifier,
+    /// The streaming rules the request-log job applies (`crate::detect`).
+    pub detect: Arc<DetectSettings>,
+    /// Automatic bans (streaming rules and auto-block), escalated for repeat offenders.
+    pub bans: Bans,
 }

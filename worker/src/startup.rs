@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    bans::Bans,
     context::JobContext,
     geo::Geo,
     jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
@@ -190,13 +191,20 @@ pub async fn start(
         settings,
         conn: conn.clone(),
         context: JobContext {
-            db,
-            blocklist,
+            db: db.clone(),
+            blocklist: blocklist.clone(),
             rules: Arc::new(settings.schedules.clone()),
             redis: conn.clone(),
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
             notifier: Notifier::from_settings(settings, conn.clone()),
+            detect: Arc::new(settings.detect.clone()),
+            bans: Bans::new(
+                db.clone(),
+                blocklist.clone(),
+                &settings.detect,
+                &settings.client_ip.trusted_proxies,
+            ),
         },
         shutdown: shutdown.clone(),
     };

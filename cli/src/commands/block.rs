@@ -71,7 +71,7 @@ pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
 
 pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
-    let blocks = blocked_ip::active(&db, Utc::now())
+    let blocks = blocked_ip::active_listed(&db, Utc::now())
         .await
         .context("cannot read blocked_ip")?;
     if json {
@@ -82,11 +82,20 @@ pub async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
         println!("nothing is blocked");
         return Ok(());
     }
-    let mut table = super::table(&["address", "reason", "created (UTC)", "expires (UTC)"]);
+    let mut table = super::table(&[
+        "address",
+        "reason",
+        "source",
+        "bans",
+        "created (UTC)",
+        "expires (UTC)",
+    ]);
     for block in blocks {
         table.add_row(vec![
             block.ip_address,
             block.reason,
+            block.source,
+            block.ban_count.to_string(),
             block.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             block
                 .expires_at

@@ -25,14 +25,14 @@ const MAX_REASON_CHARS: usize = 500;
     operation_id = "list_blocks",
     tag = "blocked",
     responses(
-        (status = 200, description = "Blocks in force, oldest first", body = Vec<blocked_ip::Model>),
+        (status = 200, description = "Blocks in force, oldest first, each with its address's automatic ban count", body = Vec<blocked_ip::Listed>),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/blocked")]
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let blocks = blocked_ip::active(&state.db, Utc::now())
+    let blocks = blocked_ip::active_listed(&state.db, Utc::now())
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(blocks))
