@@ -4,17 +4,17 @@
 //! 1. **Count.** The batch's requests that match a rule are grouped by (rule, address) and
 //!    counted in Redis by one Lua script (`count.lua`), shared by every worker: a sorted
 //!    set `{prefix}:detect:count:{rule}:{address}` per group, member `{batch id}:{index}`
-//!    (so a batch delivered again adds nothing), score the request's time. The script trims
+//!    (so a batch delivered again adds nothing), score the request's time in µs. The script trims
 //!    what left the window (by Redis's clock) and sets the TTL to the window; a group holds
 //!    fewer than `count` members at rest (memory per address is bounded by the rule). Scripts run one at a
 //!    time, so two workers counting one address's batches at once see one crossing.
 //! 2. **Cross.** The call that brings a group to `count` empties it and leaves a mark,
-//!    `{prefix}:detect:crossed:{rule}:{address}` = `{time of the last request}:{batch id}`,
+//!    `{prefix}:detect:crossed:{rule}:{address}` = `{time of the last request, µs}:{batch id}`,
 //!    for one window. Members at or before the mark never count again; a re-delivery of
 //!    the batch that crossed is told so and acts again on the same crossing, idempotently.
 //! 3. **Act** ([`act`]): ban (`crate::bans`, escalated; not for `dry-run` rules), flag (a
 //!    `suspicious_ip` incident, the hourly job's `record`), queue notices; each keyed by
-//!    the crossing `{rule}:{address}:{ms}`, so it happens once however often it runs.
+//!    the crossing `{rule}:{address}:{µs}`, so it happens once however often it runs.
 //!
 //! Redis away: the batch is stored anyway, detection skips it (logged through the
 //! Redis-away report). A database failure while acting fails the job, so apalis runs it
@@ -103,7 +103,7 @@ pub async fn count(
                 groups
                     .entry((r, event.ip))
                     .or_default()
-                    .push((event.timestamp.timestamp_millis(), index));
+                    .push((event.timestamp.timestamp_micros(), index));
             }
         }
     }
@@ -118,11 +118,11 @@ pub async fn count(
             let (counter, mark) = keys(prefix, &rule.name, *ip);
             invocation.key(counter).key(mark);
             invocation
-                .arg(u64::try_from(rule.window.as_millis()).unwrap_or(u64::MAX))
+                .arg(u64::try_from(rule.window.as_micros()).unwrap_or(u64::MAX))
                 .arg(rule.count)
                 .arg(members.len());
-            for (ms, index) in members {
-                invocation.arg(*ms).arg(format!("{batch_id}:{index}"));
+            for (us, index) in members {
+                invocation.arg(*us).arg(format!("{batch_id}:{index}"));
             }
         }
         let answers: Vec<(i64, i64, i64, i64)> =
@@ -131,7 +131,7 @@ pub async fn count(
             if state == 0 {
                 continue;
             }
-            let time = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+            let time = |us: i64| DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default();
             crossings.push(Crossing {
                 rule: *r,
                 ip: *ip,
@@ -152,7 +152,7 @@ pub async fn act(ctx: &JobContext, crossing: &Crossing) -> anyhow::Result<()> {
     let crossing_key = format!(
         "{}:{address}:{}",
         rule.name,
-        crossing.last_seen.timestamp_millis()
+        crossing.last_seen.timestamp_micros()
     );
     let reason = format!(
         "{} {} in {} (threshold {})",
