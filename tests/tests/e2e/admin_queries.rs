@@ -117,6 +117,7 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
         ("GET", "/api/v1/logs"),
         ("GET", "/api/v1/stats"),
         ("GET", "/api/v1/meta"),
+        ("GET", "/api/v1/rules"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

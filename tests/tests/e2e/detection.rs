@@ -10,7 +10,7 @@ use iptrack_tests::{
 use redis::AsyncCommands;
 
 use crate::{
-    Stack,
+    ADMIN_TOKEN, Stack, admin_json,
     blocking::{status_for, wait_for_status},
     iptrack,
 };
@@ -54,7 +54,7 @@ both_backends!(
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
         // The default rules: failed-login, 10 failures (401, or 429 from the login rate
         // limit) in 10 minutes ban for 10 minutes.
-        let stack = quick_stack(&db, &redis);
+        let stack = quick_stack(&db, &redis).with("IPTRACK_ADMIN_TOKEN", ADMIN_TOKEN);
         let _web = Service::start("iptrack-web", &[], &stack.env);
         let _worker = Service::start("iptrack-worker", &[], &stack.env);
         stack.wait_until_listening().await;
@@ -102,6 +102,28 @@ both_backends!(
         .await;
         assert_eq!(db.count(&conn, "suspicious_ip").await, 1);
         assert_eq!(db.count(&conn, "blocked_ip").await, 1);
+
+        // The admin API: the ban with its rule and count, and the rules in force.
+        let blocked = admin_json(&client, &stack.url("/api/v1/blocked")).await;
+        assert_eq!(
+            (&blocked[0]["source"], &blocked[0]["ban_count"]),
+            (
+                &serde_json::json!("rule:failed-login"),
+                &serde_json::json!(1)
+            )
+        );
+        let rules = admin_json(&client, &stack.url("/api/v1/rules")).await;
+        assert_eq!(
+            rules,
+            serde_json::json!({
+                "rules": [{
+                    "name": "failed-login", "methods": ["POST"], "path": "/login",
+                    "statuses": ["401", "429"], "count": 10, "window_secs": 600,
+                    "ban_secs": 600, "dry_run": false
+                }],
+                "escalation": {"factor": 2.0, "max_secs": 86400, "memory_secs": 604800}
+            })
+        );
 
         let (code, stdout, stderr) = iptrack(&stack, &["blocked"]);
         assert_eq!(code, 0, "{stderr}");
