@@ -23,6 +23,7 @@ mod blocklist;
 mod client_ip;
 mod config_file;
 mod database;
+mod detect;
 pub mod docs;
 mod feeds;
 mod geo;
@@ -43,6 +44,10 @@ pub use admin::AdminSettings;
 pub use blocklist::BlocklistSettings;
 pub use client_ip::ClientIpSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
+pub use detect::{
+    DEFAULT_DETECT_RULES, DetectRule, DetectSettings, MAX_RULE_COUNT, StatusMatch,
+    parse_detect_rules,
+};
 pub use feeds::{FeedSchedule, FeedSettings, check_url as check_feed_url};
 pub use geo::{GeoHttpFormat, GeoProviderChoice, GeoSettings};
 pub use login::{DemoUser, LoginSettings};
@@ -50,7 +55,7 @@ pub use notify::{NotifySettings, WebhookFormat};
 pub use parse::parse_networks;
 pub use pipeline::LogPipelineSettings;
 pub use rate_limit::{
-    DEFAULT_RATE_LIMITS, PathPattern, RateLimitRule, RateLimitSettings, parse_rules,
+    DEFAULT_RATE_LIMITS, PathPattern, RateLimitRule, RateLimitSettings, method_matches, parse_rules,
 };
 pub use redis::RedisSettings;
 pub use registry::{KNOWN_VARIABLES, VARIABLES, Variable};
@@ -94,6 +99,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Blocklist feeds: what the scheduler refreshes, how lists are fetched.
     pub feeds: FeedSettings,
+    /// Streaming detection rules and ban escalation (worker side; listed by the web).
+    pub detect: DetectSettings,
 }
 
 /// Why settings could not be loaded. Each variant names what to fix.
@@ -167,6 +174,7 @@ impl Settings {
             geo: GeoSettings::from_values(values)?,
             notify: NotifySettings::from_values(values)?,
             feeds: FeedSettings::from_values(values)?,
+            detect: DetectSettings::from_values(values)?,
             database,
             web,
         })

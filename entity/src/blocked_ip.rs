@@ -55,3 +55,48 @@ pub async fn active_of_source<C: ConnectionTrait>(
     }
     query.order_by_asc(Column::Id).all(db).await
 }
+
+/// A block in force as the API and `iptrack blocked` list it: the row, and how many
+/// times its address has been banned automatically (`ban_history`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Listed {
+    pub id: i64,
+    /// A single address or a network in canonical CIDR form.
+    pub ip_address: String,
+    pub reason: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTimeUtc,
+    /// `None`: until unblocked.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<DateTimeUtc>,
+    /// `manual`, `rule:NAME` (the rule that banned it) or `feed:NAME`.
+    pub source: String,
+    /// Automatic bans of this address so far (streaming rules and auto-block), this one
+    /// included when it is one; escalation makes each longer than the last.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub ban_count: i64,
+}
+
+/// [`active_of_source`], each with its address's ban count: what the API and the CLI list.
+pub async fn active_listed<C: ConnectionTrait>(
+    db: &C,
+    now: DateTimeUtc,
+    source: Option<&str>,
+) -> Result<Vec<Listed>, DbErr> {
+    let blocks = active_of_source(db, now, source).await?;
+    let addresses: Vec<String> = blocks.iter().map(|b| b.ip_address.clone()).collect();
+    let counts = super::ban_history::counts(db, &addresses).await?;
+    Ok(blocks
+        .into_iter()
+        .map(|b| Listed {
+            ban_count: counts.get(&b.ip_address).copied().unwrap_or(0),
+            id: b.id,
+            ip_address: b.ip_address,
+            reason: b.reason,
+            created_at: b.created_at,
+            expires_at: b.expires_at,
+            source: b.source,
+        })
+        .collect())
+}

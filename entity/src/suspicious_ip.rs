@@ -1,4 +1,5 @@
-//! Addresses flagged by the hourly `flag-suspicious-ips` job (Django's `SuspiciousIP`).
+//! Addresses flagged by the hourly `flag-suspicious-ips` job (Django's `SuspiciousIP`) or
+//! by a streaming detection rule as its threshold is crossed.
 //!
 //! A row is an incident: one per address and rule while the activity goes on. A later
 //! window that sees the same address break the same rule within one flag window
@@ -16,7 +17,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub ip_address: String,
-    /// Which rule flagged it: `volume` (too many requests) or `sensitive-path`.
+    /// Which rule flagged it: the hourly job's `volume` (too many requests) or
+    /// `sensitive-path`, or a streaming rule's name (`IPTRACK_DETECT_RULES`).
     pub rule: String,
     /// Why, in words: "412 requests in 1h (threshold 100)".
     pub reason: String,

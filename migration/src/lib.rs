@@ -9,6 +9,7 @@ mod m20261121_000002_request_log_details;
 mod m20261201_000003_suspicious_incidents;
 mod m20261201_000004_block_sources;
 mod m20261201_000005_blocklist_feeds;
+mod m20261201_000006_ban_history;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_suspicious_incidents::Migration),
             Box::new(m20261201_000004_block_sources::Migration),
             Box::new(m20261201_000005_blocklist_feeds::Migration),
+            Box::new(m20261201_000006_ban_history::Migration),
         ]
     }
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{SubsecRound, Utc};
-use iptrack_entity::{blocked_ip, blocklist_feed, log_batch, request_log, suspicious_ip};
+use iptrack_entity::{
+    ban_history, blocked_ip, blocklist_feed, log_batch, request_log, suspicious_ip,
+};
 use iptrack_migration::{Migrator, MigratorTrait, SchemaManager};
 use iptrack_tests::{TestDb, both_backends};
 use sea_orm::{ActiveValue::Set, EntityTrait};
@@ -166,6 +168,52 @@ both_backends!(
                 .unwrap(),
             Some(feed)
         );
+        let ban = |event_key: Option<&str>| ban_history::ActiveModel {
+            ip_address: Set("198.51.100.7".into()),
+            rule: Set("failed-login".into()),
+            banned_at: Set(now),
+            duration_secs: Set(600),
+            expires_at: Set(now + chrono::Duration::minutes(10)),
+            event_key: Set(event_key.map(str::to_owned)),
+            ..Default::default()
+        };
+        let id = ban_history::Entity::insert(ban(Some("failed-login:198.51.100.7:1")))
+            .exec(&conn)
+            .await
+            .unwrap()
+            .last_insert_id;
+        let row = ban_history::Entity::find_by_id(id)
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.duration_secs, row.expires_at, row.event_key.as_deref()),
+            (
+                600,
+                now + chrono::Duration::minutes(10),
+                Some("failed-login:198.51.100.7:1")
+            )
+        );
+        // One ban per event; bans without an event name never conflict.
+        assert!(
+            ban_history::Entity::insert(ban(Some("failed-login:198.51.100.7:1")))
+                .exec(&conn)
+                .await
+                .is_err()
+        );
+        for _ in 0..2 {
+            ban_history::Entity::insert(ban(None))
+                .exec(&conn)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            ban_history::counts(&conn, &["198.51.100.7".to_owned()])
+                .await
+                .unwrap()["198.51.100.7"],
+            3
+        );
     }
 );
 
@@ -193,6 +241,7 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "suspicious_ip",
         "log_batch",
         "blocklist_feed",
+        "ban_history",
     ] {
         assert!(
             manager.has_table(table).await.unwrap(),
@@ -206,6 +255,7 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "suspicious_ip",
         "log_batch",
         "blocklist_feed",
+        "ban_history",
     ] {
         assert!(
             !manager.has_table(table).await.unwrap(),

@@ -106,6 +106,7 @@ impl Application {
                     // DB-IP's licence asks for attribution wherever its data is shown; the
                     // workers, which open the data, say whether it is theirs.
                     geo_attribution: GeoAttribution::new(redis.clone(), &settings.redis.prefix),
+                    detect: std::sync::Arc::new(settings.detect.clone()),
                 }),
             )
         });

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use iptrack_core::{blocklist::service::BlocklistService, settings::ScheduleSettings};
+use iptrack_core::{
+    blocklist::service::BlocklistService,
+    settings::{DetectSettings, ScheduleSettings},
+};
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
-use crate::{feeds::FeedFetcher, geo::Geo, notify::Notifier};
+use crate::{bans::Bans, feeds::FeedFetcher, geo::Geo, notify::Notifier};
 
 /// Dependencies of every job, handed to apalis as worker data.
 #[derive(Debug, Clone)]
@@ -25,4 +28,8 @@ pub struct JobContext {
     pub notifier: Notifier,
     /// Fetches blocklist feeds' lists (`blocklist-feeds` jobs).
     pub feeds: FeedFetcher,
+    /// The streaming rules the request-log job applies (`crate::detect`).
+    pub detect: Arc<DetectSettings>,
+    /// Automatic bans (streaming rules and auto-block), escalated for repeat offenders.
+    pub bans: Bans,
 }

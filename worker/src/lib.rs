@@ -4,7 +4,9 @@
 //! under a [`supervisor`] that restarts it with back-off and a fresh unique name) plus the
 //! [`maintenance`] loop that keeps apalis-redis's sets within bounds.
 
+pub mod bans;
 pub mod context;
+pub mod detect;
 pub mod feeds;
 pub mod geo;
 pub mod jobs;

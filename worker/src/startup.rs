@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    bans::Bans,
     context::JobContext,
     feeds::FeedFetcher,
     geo::Geo,
@@ -194,14 +195,21 @@ pub async fn start(
         settings,
         conn: conn.clone(),
         context: JobContext {
-            db,
-            blocklist,
+            db: db.clone(),
+            blocklist: blocklist.clone(),
             rules: Arc::new(settings.schedules.clone()),
             redis: conn.clone(),
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
             notifier: Notifier::from_settings(settings, conn.clone()),
             feeds,
+            detect: Arc::new(settings.detect.clone()),
+            bans: Bans::new(
+                db.clone(),
+                blocklist.clone(),
+                &settings.detect,
+                &settings.client_ip.trusted_proxies,
+            ),
         },
         shutdown: shutdown.clone(),
     };

@@ -71,7 +71,7 @@ pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
 
 pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> anyhow::Result<()> {
     let db = super::connect_db(settings).await?;
-    let blocks = blocked_ip::active_of_source(&db, Utc::now(), source.as_deref())
+    let blocks = blocked_ip::active_listed(&db, Utc::now(), source.as_deref())
         .await
         .context("cannot read blocked_ip")?;
     if json {
@@ -88,6 +88,7 @@ pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> an
     let mut table = super::table(&[
         "address",
         "source",
+        "bans",
         "reason",
         "created (UTC)",
         "expires (UTC)",
@@ -96,6 +97,7 @@ pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> an
         table.add_row(vec![
             block.ip_address,
             block.source,
+            block.ban_count.to_string(),
             block.reason,
             block.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             block

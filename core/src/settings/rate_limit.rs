@@ -83,8 +83,62 @@ impl PathPattern {
 
 impl RateLimitRule {
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && self.path.matches(path)
+        method_matches(&self.methods, method) && self.path.matches(path)
+    }
+}
+
+/// Whether `method` is one of `methods` (upper case, from [`parse_methods`]; empty means
+/// every method). Compared exactly: HTTP methods are case-sensitive, and the router sends
+/// a `post` request to no `POST` handler.
+pub fn method_matches(methods: &[String], method: &str) -> bool {
+    methods.is_empty() || methods.iter().any(|m| m == method)
+}
+
+/// A rule's methods: `*` (every method, returned as an empty list) or a comma-separated
+/// list, upper-cased (`post,GET` is `POST`, `GET`). Shared by `IPTRACK_RATE_LIMITS` and
+/// `IPTRACK_DETECT_RULES`, so both read methods the same way.
+pub(super) fn parse_methods(word: &str) -> Result<Vec<String>, String> {
+    match word {
+        "*" => Ok(Vec::new()),
+        list => list
+            .split(',')
+            .map(|m| {
+                if !m.is_empty() && m.len() <= 16 && m.chars().all(|c| c.is_ascii_alphabetic()) {
+                    Ok(m.to_ascii_uppercase())
+                } else {
+                    Err(format!("{m:?} is not an HTTP method"))
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A rule's path: exact, or a final `/*` for a prefix; kept canonical, as the request
+/// paths it is matched against are (`/%6cogin` is `/login`). A query or fragment is
+/// refused: request paths are matched without them, so such a rule would match nothing.
+pub(super) fn parse_path_pattern(path: &str) -> Result<PathPattern, String> {
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} does not start with /"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(format!(
+            "path {path:?} holds ? or #: rules match the path without query or fragment"
+        ));
+    }
+    match path.strip_suffix("/*") {
+        Some(prefix) => Ok(PathPattern::Prefix(canonical_path(prefix).into_owned())),
+        None if path.contains('*') => Err("* is only allowed as a final /*".to_owned()),
+        None => Ok(PathPattern::Exact(canonical_path(path).into_owned())),
+    }
+}
+
+impl std::fmt::Display for PathPattern {
+    /// As a rule spells it: `/login`, or `/api/*` for a prefix.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathPattern::Exact(path) => f.write_str(path),
+            PathPattern::Prefix(prefix) => write!(f, "{prefix}/*"),
+        }
     }
 }
 
@@ -138,29 +192,8 @@ fn parse_rule(text: &str) -> Result<RateLimitRule, String> {
         return Err("the name must be 1-64 letters, digits, - or _".to_owned());
     }
     let mut words = rest.split_whitespace();
-    let methods = match words.next().ok_or("missing methods")? {
-        "*" => Vec::new(),
-        list => list
-            .split(',')
-            .map(|m| {
-                if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) {
-                    Ok(m.to_ascii_uppercase())
-                } else {
-                    Err(format!("{m:?} is not an HTTP method"))
-                }
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let path = words.next().ok_or("missing path")?;
-    if !path.starts_with('/') {
-        return Err(format!("path {path:?} does not start with /"));
-    }
-    // Kept canonical, as the paths they are matched against are.
-    let path = match path.strip_suffix("/*") {
-        Some(prefix) => PathPattern::Prefix(canonical_path(prefix).into_owned()),
-        None if path.contains('*') => return Err("* is only allowed as a final /*".to_owned()),
-        None => PathPattern::Exact(canonical_path(path).into_owned()),
-    };
+    let methods = parse_methods(words.next().ok_or("missing methods")?)?;
+    let path = parse_path_pattern(words.next().ok_or("missing path")?)?;
     let (mut anonymous_limit, mut user_limit, mut window) = (None, None, None);
     for word in words {
         let (key, value) = word
@@ -196,6 +229,17 @@ fn parse_limit(value: &str) -> Result<u32, String> {
 }
 
 fn parse_window(value: &str) -> Result<Duration, String> {
+    parse_duration(value, MAX_WINDOW_SECS).ok_or_else(|| {
+        format!(
+            "window {value:?}: expected whole seconds (60s), minutes (5m) or hours (1h), up to 24h"
+        )
+    })
+}
+
+/// `90`, `90s`, `5m`, `1h` or `7d`, from 1 s up to `max_secs`; `None` otherwise (the
+/// caller says what was expected). Digits only: no sign, no fraction, no overflow (a huge
+/// number saturates and is then refused by the bound).
+pub(super) fn parse_duration(value: &str, max_secs: u64) -> Option<Duration> {
     let (digits, unit) = value.split_at(
         value
             .find(|c: char| !c.is_ascii_digit())
@@ -205,17 +249,15 @@ fn parse_window(value: &str) -> Result<Duration, String> {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => 0,
+        "d" => 86_400,
+        _ => return None,
     };
     digits
         .parse::<u64>()
         .ok()
         .map(|n| n.saturating_mul(scale))
-        .filter(|secs| (1..=MAX_WINDOW_SECS).contains(secs))
+        .filter(|secs| (1..=max_secs).contains(secs))
         .map(Duration::from_secs)
-        .ok_or_else(|| {
-            format!("window {value:?}: expected whole seconds (60s), minutes (5m) or hours (1h), up to 24h")
-        })
 }
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ pub static VARIABLES: LazyLock<Vec<&'static Variable>> = LazyLock::new(|| {
         super::login::VARIABLES,
         super::geo::VARIABLES,
         super::notify::VARIABLES,
+        super::detect::VARIABLES,
     ]
     .concat()
 });

@@ -118,6 +118,7 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
         ("GET", "/api/v1/stats"),
         ("GET", "/api/v1/meta"),
         ("GET", "/api/v1/blocklist/sources"),
+        ("GET", "/api/v1/rules"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -562,13 +563,15 @@ both_backends!(
             ("ip=198.51.100.5&rule=volume", 1),
             (&format!("since={since}"), 2),
             ("limit=1", 1),
+            // A streaming rule's name: none flagged here.
+            ("rule=failed-login", 0),
         ] {
             let (status, body) = get(&client, &stack, &format!("/api/v1/suspicious?{query}")).await;
             assert_eq!(status, 200, "{query}");
             assert_eq!(body.as_array().unwrap().len(), expected, "{query}");
         }
         for (query, message) in [
-            ("rule=speed", "rule must be one of volume, sensitive-path"),
+            ("rule=Speed%21", "rule must be a rule name"),
             ("limit=5000", "limit must be"),
             ("ip=1.2.3", "is not an IP address"),
             ("until=tomorrow", "until:"),

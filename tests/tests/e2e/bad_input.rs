@@ -278,7 +278,14 @@ both_backends!(
         ] {
             cases.push(("GET", format!("/api/v1/logs?{query}"), None, 400));
         }
-        for query in ["rule=bogus", "rule=%00", "limit=0", "ip=nope", "since=%FF"] {
+        for query in [
+            "rule=Bogus",
+            "rule=bo_gus",
+            "rule=%00",
+            "limit=0",
+            "ip=nope",
+            "since=%FF",
+        ] {
             cases.push(("GET", format!("/api/v1/suspicious?{query}"), None, 400));
         }
         for query in [

@@ -386,7 +386,7 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
         format!(
             "return [...document.querySelectorAll('#blocked tbody tr')] \
              .filter(r => r.cells[0].textContent === {address:?}) \
-             .map(r => r.cells[2].textContent)[0] ?? null;"
+             .map(r => r.cells[4].textContent)[0] ?? null;"
         )
     };
     assert_eq!(browser.script(&expires("203.0.113.0/24")).await, "never");

@@ -84,6 +84,24 @@ fn unknown_shape(rest: &str) -> Option<String> {
                 .then(|| format!("{address:?} is no address"));
         }
     }
+    for kind in ["detect:count:", "detect:crossed:"] {
+        if let Some(tail) = rest.strip_prefix(kind) {
+            let Some((rule, address)) = tail.split_once(':') else {
+                return Some("no rule".to_owned());
+            };
+            if !iptrack_core::settings::DetectSettings::default()
+                .rules
+                .iter()
+                .any(|r| r.name == rule)
+            {
+                return Some(format!("unknown detection rule {rule:?}"));
+            }
+            return address
+                .parse::<IpAddr>()
+                .is_err()
+                .then(|| format!("{address:?} is no address"));
+        }
+    }
     if rest == "metrics" || rest == "geo:attribution" {
         return None;
     }

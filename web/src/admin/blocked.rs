@@ -35,7 +35,7 @@ pub(super) struct BlockedQuery {
     tag = "blocked",
     params(BlockedQuery),
     responses(
-        (status = 200, description = "Blocks in force, oldest first, each with its source", body = Vec<blocked_ip::Model>),
+        (status = 200, description = "Blocks in force, oldest first, each with its source and its address's automatic ban count", body = Vec<blocked_ip::Listed>),
         (status = 400, description = "`source` is not manual, rule:NAME or feed:NAME", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
     ),
@@ -50,7 +50,7 @@ pub(super) async fn list(
     if let Some(source) = &query.source {
         schema::check_block_source("source", source)?;
     }
-    let blocks = blocked_ip::active_of_source(&state.db, Utc::now(), query.source.as_deref())
+    let blocks = blocked_ip::active_listed(&state.db, Utc::now(), query.source.as_deref())
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(blocks))

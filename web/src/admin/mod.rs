@@ -22,6 +22,7 @@ macro_rules! api_scope {
             .service($crate::admin::logs::list)
             .service($crate::admin::stats::show)
             .service($crate::admin::meta::show)
+            .service($crate::admin::rules::list)
     };
 }
 
@@ -32,6 +33,7 @@ mod logs;
 mod meta;
 mod openapi;
 mod params;
+mod rules;
 mod schema;
 mod sources;
 mod stats;
@@ -58,6 +60,8 @@ pub struct AdminState {
     /// for the line "IP Geolocation by DB-IP" wherever its data is shown: `/api/v1/meta`
     /// then returns it and the dashboard displays it.
     pub geo_attribution: GeoAttribution,
+    /// The streaming rules and ban escalation, listed by `/api/v1/rules`.
+    pub detect: std::sync::Arc<iptrack_core::settings::DetectSettings>,
 }
 
 /// What the workers published about their geolocation data

@@ -1,4 +1,5 @@
-//! `GET /api/v1/suspicious`: addresses the hourly job flagged, newest first.
+//! `GET /api/v1/suspicious`: flagged addresses (by the hourly job or a streaming rule),
+//! newest first.
 
 use actix_web::{HttpResponse, get, web};
 use iptrack_entity::{
@@ -9,8 +10,9 @@ use serde::Deserialize;
 
 use super::{AdminState, ApiError, ErrorBody, auth::Admin, params, schema};
 
-/// The rules the flag job applies (see `iptrack_worker::jobs::flag_suspicious_ips`).
-const RULES: [&str; 2] = ["volume", "sensitive-path"];
+/// A rule's name: the hourly job's (`volume`, `sensitive-path`) or a streaming rule's
+/// (`IPTRACK_DETECT_RULES` names are 1-64 of these characters).
+const RULE_PATTERN: &str = "^[a-z0-9-]{1,64}$";
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +21,8 @@ pub(super) struct SuspiciousQuery {
     /// Only this address.
     #[param(schema_with = schema::ip_address)]
     ip: Option<String>,
-    /// Only this rule.
+    /// Only this rule: `volume`, `sensitive-path` (the hourly job) or a streaming rule's
+    /// name (`GET /api/v1/rules`).
     #[param(schema_with = rule_schema)]
     rule: Option<String>,
     /// Flags made at or after this time. When `until` is given too, it must be earlier.
@@ -33,12 +36,20 @@ pub(super) struct SuspiciousQuery {
     limit: Option<String>,
 }
 
-/// The document lists the same rules the handler checks against.
+/// The document states the same pattern the handler checks.
 fn rule_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(RULES))
+        .pattern(Some(RULE_PATTERN))
         .build()
+}
+
+/// Whether `rule` is what [`RULE_PATTERN`] describes.
+fn is_rule_name(rule: &str) -> bool {
+    (1..=64).contains(&rule.len())
+        && rule
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn limit_schema() -> utoipa::openapi::Object {
@@ -69,12 +80,11 @@ pub(super) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     if let Some(rule) = query.rule.as_deref()
-        && !RULES.contains(&rule)
+        && !is_rule_name(rule)
     {
-        return Err(ApiError::BadRequest(format!(
-            "rule must be one of {}",
-            RULES.join(", ")
-        )));
+        return Err(ApiError::BadRequest(
+            "rule must be a rule name: 1-64 of a-z, 0-9 and -".to_owned(),
+        ));
     }
     let filter = SuspiciousFilter {
         ip_address: params::address("ip", query.ip.as_deref())?,

@@ -21,12 +21,7 @@ use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use iptrack_core::{
-    blocklist::{
-        BlockSource, parse_block_target,
-        service::{BlockError, BlockMode, BlockRequest, BlocklistService},
-    },
-    jobs::FlagSuspiciousIps,
-    path::canonical_path,
+    blocklist::parse_block_target, jobs::FlagSuspiciousIps, path::canonical_path,
     settings::ScheduleSettings,
 };
 use iptrack_entity::{request_log, suspicious_ip};
@@ -37,10 +32,15 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 
-use crate::context::JobContext;
+use crate::{
+    bans::{BanOutcome, BanRequest, Bans},
+    context::JobContext,
+};
 
 pub const RULE_VOLUME: &str = "volume";
 pub const RULE_SENSITIVE_PATH: &str = "sensitive-path";
+/// The rule name of the auto-block's bans (`blocked_ip.source` `rule:flag-suspicious-ips`).
+pub const AUTO_BLOCK_RULE: &str = "flag-suspicious-ips";
 
 /// Findings looked up and inserted per statement.
 const ROWS_PER_STATEMENT: usize = 1_000;
@@ -92,7 +92,7 @@ async fn run(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDyn
         "suspicious addresses flagged"
     );
     if let Some(duration) = ctx.rules.auto_block
-        && let Err(error) = block_flagged(&ctx.blocklist, &flagged.addresses, duration).await
+        && let Err(error) = block_flagged(&ctx.bans, &flagged.addresses, duration, &job).await
     {
         tracing::warn!(window_end = %job.window_end, "automatic blocking failed: {error:#}");
         return Err(error.into());
@@ -100,43 +100,40 @@ async fn run(job: FlagSuspiciousIps, ctx: Data<JobContext>) -> Result<(), BoxDyn
     Ok(())
 }
 
-/// Blocks each of `addresses` for `duration` from now through the blocklist service, which
-/// announces each block as stored. Idempotent: a block already lasting as long or longer
-/// is kept as it is (and announced as it is). Addresses the policy refuses (safelisted)
-/// are skipped, not an error: the operator's safelist wins over the rules.
+/// Bans each of `addresses` for `duration` (escalated for repeat offenders, see
+/// `crate::bans`) through the blocklist service, which announces each block as stored.
+/// Idempotent: the window's ban of an address is made once however often the window is
+/// flagged, and a block already lasting as long or longer is kept as it is. Addresses the
+/// policy refuses (safelisted) are skipped, not an error: the operator's safelist wins.
 pub async fn block_flagged(
-    blocklist: &BlocklistService,
+    bans: &Bans,
     addresses: &[String],
     duration: Duration,
+    job: &FlagSuspiciousIps,
 ) -> anyhow::Result<()> {
-    let expires_at = Utc::now() + chrono::Duration::from_std(duration)?;
     let mut blocked = 0_usize;
     for address in addresses {
         let network = parse_block_target(address)
             .with_context(|| format!("flagged address {address:?} is not an address"))?;
-        let result = blocklist
-            .block(BlockRequest {
+        let outcome = bans
+            .ban(BanRequest {
                 network,
-                reason: "automatic: flagged as suspicious".to_owned(),
-                expires_at: Some(expires_at),
-                allow_wide: false,
-                mode: BlockMode::Extend,
                 // The addresses of both rules arrive merged; the job's name says who.
-                source: BlockSource::Rule("flag-suspicious-ips".to_owned()),
+                rule: AUTO_BLOCK_RULE.to_owned(),
+                base: duration,
+                reason: "automatic: flagged as suspicious".to_owned(),
+                event_key: format!(
+                    "{AUTO_BLOCK_RULE}:{address}:{}",
+                    job.window_end.timestamp_millis()
+                ),
             })
-            .await;
-        match result {
-            Ok(done) => {
-                blocked += 1;
-                // The web instances' periodic reload covers a notice that does not get through.
-                if let Err(error) = done.notice {
-                    tracing::warn!(%error, address, "blocked, but the change notice failed");
-                }
-            }
-            Err(BlockError::Refused(refusal)) => {
+            .await
+            .context("cannot block a flagged address")?;
+        match outcome {
+            BanOutcome::Banned { .. } | BanOutcome::AlreadyBlocked => blocked += 1,
+            BanOutcome::Refused(refusal) => {
                 tracing::info!(address, "not blocked automatically: {refusal}");
             }
-            Err(error) => return Err(error).context("cannot block a flagged address"),
         }
     }
     if blocked > 0 {
@@ -177,8 +174,9 @@ pub fn sensitive_query(
         .group_by(request_log::Column::IpAddress)
 }
 
-/// Requests to one of `prefixes` or a path below one: the sensitive-path rule.
-fn sensitive_paths(prefixes: &[String]) -> Condition {
+/// Requests to one of `prefixes` or a path below one: the sensitive-path rule (and a
+/// streaming rule's `/prefix/*`).
+pub(crate) fn sensitive_paths(prefixes: &[String]) -> Condition {
     let mut sensitive_paths = Condition::any();
     for prefix in prefixes {
         // Stored paths are canonical (`bounded_path`), so the prefix must be too, or
@@ -201,15 +199,15 @@ fn in_window(job: &FlagSuspiciousIps) -> Condition {
         .add(request_log::Column::Timestamp.lt(job.window_end))
 }
 
-/// One address that broke one rule in the window.
+/// One address that broke one rule (the hourly job's, or a streaming rule's).
 #[derive(Debug, Clone)]
-struct Finding {
-    ip: String,
-    rule: &'static str,
-    reason: String,
-    requests: i64,
-    first_seen: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
+pub(crate) struct Finding {
+    pub ip: String,
+    pub rule: String,
+    pub reason: String,
+    pub requests: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
 }
 
 /// Flags the window `job` names according to `rules`: each finding extends the open
@@ -256,7 +254,7 @@ pub async fn flag(
         .into_iter()
         .map(|(ip, n, first_seen, last_seen)| Finding {
             ip,
-            rule: RULE_VOLUME,
+            rule: RULE_VOLUME.to_owned(),
             reason: format!("{} in {window} (threshold {threshold})", requests(n)),
             requests: n,
             first_seen,
@@ -267,7 +265,7 @@ pub async fn flag(
         .into_iter()
         .map(|(ip, n, example, first_seen, last_seen)| Finding {
             ip,
-            rule: RULE_SENSITIVE_PATH,
+            rule: RULE_SENSITIVE_PATH.to_owned(),
             reason: format!(
                 "{} to sensitive paths in {window} (e.g. {example})",
                 requests(n)
@@ -283,13 +281,19 @@ pub async fn flag(
     lock_flags(&txn)
         .await
         .context("cannot lock suspicious_ip")?;
-    let (volume_inserted, volume_updated) = record(&txn, job, gap, &volume, None)
+    let window = (job.window_start, job.window_end);
+    let (volume_inserted, volume_updated) = record(&txn, window, gap, &volume, &Condition::all())
         .await
         .context("cannot store volume flags")?;
-    let (sensitive_inserted, sensitive_updated) =
-        record(&txn, job, gap, &sensitive, Some(&rules.sensitive_paths))
-            .await
-            .context("cannot store sensitive-path flags")?;
+    let (sensitive_inserted, sensitive_updated) = record(
+        &txn,
+        window,
+        gap,
+        &sensitive,
+        &sensitive_paths(&rules.sensitive_paths),
+    )
+    .await
+    .context("cannot store sensitive-path flags")?;
     txn.commit().await.context("cannot store flags")?;
     Ok(Flagged {
         inserted: volume_inserted + sensitive_inserted,
@@ -302,7 +306,7 @@ pub async fn flag(
 /// activity flagged at once cannot both start an incident. SQLite: a first write takes
 /// the database's write lock (and waits on its busy timeout rather than failing to
 /// upgrade a read later). PostgreSQL: a transaction-scoped advisory lock.
-async fn lock_flags(txn: &DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
+pub(crate) async fn lock_flags(txn: &DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
     let sql = match txn.get_database_backend() {
         DbBackend::Postgres => "SELECT pg_advisory_xact_lock(7346127001)",
         _ => "UPDATE suspicious_ip SET id = id WHERE 1 = 0",
@@ -310,25 +314,27 @@ async fn lock_flags(txn: &DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
     txn.execute_unprepared(sql).await.map(|_| ())
 }
 
-/// Stores the findings of one rule; returns (incidents started, incidents extended).
+/// Stores the findings of one rule seen in `window`; returns (incidents started,
+/// incidents extended). The streaming rules store theirs here too (`crate::detect`).
 ///
 /// A finding belongs to an incident of the same address and rule when its requests lie
 /// within `gap` (one flag window) of the incident's: that is the activity going on. The
 /// incident then widens to cover them, and its request count is taken again over its whole
 /// span, so a request seen by several overlapping windows counts once, and a window
 /// flagged again changes nothing. Otherwise, after a quiet gap, a new incident starts.
-/// `sensitive` holds the rule's path prefixes (`None`: every request counts).
-async fn record(
+/// `counted` selects the `request_log` rows the rule counts (`Condition::all()`: every
+/// request).
+pub(crate) async fn record(
     txn: &DatabaseTransaction,
-    job: &FlagSuspiciousIps,
+    (window_start, window_end): (DateTime<Utc>, DateTime<Utc>),
     gap: chrono::Duration,
     findings: &[Finding],
-    sensitive: Option<&[String]>,
+    counted: &Condition,
 ) -> Result<(u64, u64), sea_orm::DbErr> {
     let now = Utc::now();
     let (mut inserted, mut updated) = (0, 0);
     for chunk in findings.chunks(ROWS_PER_STATEMENT) {
-        let Some(rule) = chunk.first().map(|finding| finding.rule) else {
+        let Some(rule) = chunk.first().map(|finding| finding.rule.as_str()) else {
             continue;
         };
         // Every incident one of these findings could join, through the
@@ -336,8 +342,8 @@ async fn record(
         let open = suspicious_ip::Entity::find()
             .filter(suspicious_ip::Column::Rule.eq(rule))
             .filter(suspicious_ip::Column::IpAddress.is_in(chunk.iter().map(|f| f.ip.as_str())))
-            .filter(suspicious_ip::Column::LastSeen.gte(job.window_start - gap))
-            .filter(suspicious_ip::Column::FirstSeen.lte(job.window_end + gap))
+            .filter(suspicious_ip::Column::LastSeen.gte(window_start - gap))
+            .filter(suspicious_ip::Column::FirstSeen.lte(window_end + gap))
             .all(txn)
             .await?;
         let mut new_rows = Vec::new();
@@ -354,10 +360,10 @@ async fn record(
                 new_rows.push(suspicious_ip::ActiveModel {
                     id: NotSet,
                     ip_address: Set(finding.ip.clone()),
-                    rule: Set(finding.rule.to_owned()),
+                    rule: Set(finding.rule.clone()),
                     reason: Set(finding.reason.clone()),
-                    window_start: Set(job.window_start),
-                    window_end: Set(job.window_end),
+                    window_start: Set(window_start),
+                    window_end: Set(window_end),
                     flagged_at: Set(now),
                     first_seen: Set(finding.first_seen),
                     last_seen: Set(finding.last_seen),
@@ -367,9 +373,11 @@ async fn record(
             };
             let first_seen = Ord::min(incident.first_seen, finding.first_seen);
             let last_seen = Ord::max(incident.last_seen, finding.last_seen);
-            let window_start = Ord::min(incident.window_start, job.window_start);
-            let window_end = Ord::max(incident.window_end, job.window_end);
-            if (first_seen, last_seen, window_start, window_end)
+            let (merged_start, merged_end) = (
+                Ord::min(incident.window_start, window_start),
+                Ord::max(incident.window_end, window_end),
+            );
+            if (first_seen, last_seen, merged_start, merged_end)
                 == (
                     incident.first_seen,
                     incident.last_seen,
@@ -384,12 +392,12 @@ async fn record(
                 .col_expr(suspicious_ip::Column::LastSeen, Expr::value(last_seen))
                 .col_expr(
                     suspicious_ip::Column::WindowStart,
-                    Expr::value(window_start),
+                    Expr::value(merged_start),
                 )
-                .col_expr(suspicious_ip::Column::WindowEnd, Expr::value(window_end))
+                .col_expr(suspicious_ip::Column::WindowEnd, Expr::value(merged_end))
                 .col_expr(
                     suspicious_ip::Column::RequestCount,
-                    count_between(&finding.ip, first_seen, last_seen, sensitive),
+                    count_between(&finding.ip, first_seen, last_seen, counted),
                 )
                 .filter(suspicious_ip::Column::Id.eq(incident.id))
                 .exec(txn)
@@ -407,19 +415,12 @@ async fn record(
 
 /// `(SELECT COUNT(*) FROM request_log WHERE …)`: the requests of `ip` from `first` to
 /// `last` (inclusive) that break the rule.
-fn count_between(
-    ip: &str,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
-    sensitive: Option<&[String]>,
-) -> Expr {
-    let mut condition = Condition::all()
+fn count_between(ip: &str, first: DateTime<Utc>, last: DateTime<Utc>, counted: &Condition) -> Expr {
+    let condition = Condition::all()
         .add(request_log::Column::IpAddress.eq(ip))
         .add(request_log::Column::Timestamp.gte(first))
-        .add(request_log::Column::Timestamp.lte(last));
-    if let Some(prefixes) = sensitive {
-        condition = condition.add(sensitive_paths(prefixes));
-    }
+        .add(request_log::Column::Timestamp.lte(last))
+        .add(counted.clone());
     let count = Query::select()
         .expr(Expr::col(request_log::Column::Id).count())
         .from(request_log::Entity)
@@ -429,7 +430,7 @@ fn count_between(
 }
 
 /// `3600 s` → `1h`, `900 s` → `15m`, `90 s` → `90s`: how reasons name the window.
-fn describe(window: Duration) -> String {
+pub(crate) fn describe(window: Duration) -> String {
     let secs = window.as_secs();
     if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)

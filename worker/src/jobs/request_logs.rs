@@ -106,6 +106,12 @@ async fn run(batch: RequestLogBatch, ctx: Data<JobContext>) -> Result<(), BoxDyn
             return Err(error.into());
         }
     }
+    // Streaming rules, also for a batch delivered again: its requests count once (by
+    // member id), and a crossing it made is acted on again, idempotently.
+    if let Err(error) = crate::detect::after_write(&ctx, &batch).await {
+        tracing::warn!(batch_id = %batch.batch_id, "detection incomplete; the job is retried: {error:#}");
+        return Err(error.into());
+    }
     if let Some(geo) = &ctx.geo {
         let done = geo.after_commit(&ctx.db, &prepared).await;
         tracing::debug!(

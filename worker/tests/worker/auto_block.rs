@@ -9,11 +9,13 @@ use iptrack_core::{
         BlockSource, BlocklistChange, change_channel, parse_block_target,
         service::{BlockMode, BlockRequest, BlocklistService},
     },
+    jobs::FlagSuspiciousIps,
     queue,
+    settings::DetectSettings,
 };
 use iptrack_entity::blocked_ip;
 use iptrack_tests::{TestDb, TestRedis, both_backends};
-use iptrack_worker::jobs::flag_suspicious_ips::block_flagged;
+use iptrack_worker::{bans::Bans, jobs::flag_suspicious_ips::block_flagged};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 /// The next `n` blocklist notices on `stream`, decoded.
@@ -43,6 +45,13 @@ both_backends!(
             redis.prefix.clone(),
             &["198.51.100.0/28".parse().unwrap()],
         );
+        let bans = Bans::new(
+            conn.clone(),
+            service.clone(),
+            &DetectSettings::default(),
+            &[],
+        );
+        let job = FlagSuspiciousIps::ending_at(Utc::now(), Duration::from_secs(3600)).unwrap();
         let client = redis::Client::open(redis.url.as_str()).unwrap();
         let mut notices = client.get_async_pubsub().await.unwrap();
         notices
@@ -71,7 +80,7 @@ both_backends!(
             "198.51.100.3".to_owned(),
             "2001:db8::2".to_owned(),
         ];
-        block_flagged(&service, &flagged, Duration::from_secs(600))
+        block_flagged(&bans, &flagged, Duration::from_secs(600), &job)
             .await
             .unwrap();
 
@@ -117,10 +126,17 @@ both_backends!(
         );
 
         // Running it again (the job re-run for the same window) adds no rows.
-        block_flagged(&service, &flagged, Duration::from_secs(600))
+        block_flagged(&bans, &flagged, Duration::from_secs(600), &job)
             .await
             .unwrap();
         assert_eq!(db.count(&conn, "blocked_ip").await, 2);
+        // One ban remembered (the safelisted and the manual one were none), not one a run.
+        assert_eq!(
+            db.count(&conn, "ban_history WHERE ip_address = '2001:db8::2'")
+                .await,
+            1
+        );
+        assert_eq!(db.count(&conn, "ban_history").await, 1);
         let changes = next_notices(&mut notices, 2).await;
         assert!(matches!(
             changes[0],

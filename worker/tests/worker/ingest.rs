@@ -121,10 +121,22 @@ async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_o
         rules: Arc::new(Settings::default().schedules),
         redis: redis_conn.clone(),
         redis_prefix: redis.prefix.clone(),
-        blocklist: BlocklistService::new(conn.clone(), redis_conn, redis.prefix.clone(), &[]),
+        blocklist: BlocklistService::new(
+            conn.clone(),
+            redis_conn.clone(),
+            redis.prefix.clone(),
+            &[],
+        ),
         geo: None,
         notifier: iptrack_worker::notify::Notifier::off(),
         feeds: iptrack_worker::feeds::FeedFetcher::new(&Default::default()).unwrap(),
+        detect: Arc::new(Settings::default().detect),
+        bans: iptrack_worker::bans::Bans::new(
+            conn.clone(),
+            BlocklistService::new(conn.clone(), redis_conn, redis.prefix.clone(), &[]),
+            &Settings::default().detect,
+            &[],
+        ),
     };
     // A separate connection watches the sessions of this database.
     let observer = db.connect().await;

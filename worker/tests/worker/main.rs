@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auto_block;
+mod detect;
 mod feed_fetch;
 mod flag;
 mod geo_fixtures;

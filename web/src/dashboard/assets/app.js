@@ -181,7 +181,8 @@ async function refresh() {
     [cell(s.ip_address), cell(s.rule), cell(s.reason), cell(s.request_count, "number"),
      cell(shortTime(s.first_seen)), cell(shortTime(s.last_seen)), blockOrMark(s.ip_address)]);
   fillTable("blocked", blocked, (b) =>
-    [cell(b.ip_address), cell(b.reason), cell(b.expires_at ? shortTime(b.expires_at) : NEVER),
+    [cell(b.ip_address), cell(b.source), cell(b.reason), cell(b.ban_count, "number"),
+     cell(b.expires_at ? shortTime(b.expires_at) : NEVER),
      button("Unblock", () => unblock(b.ip_address).catch(showError), b.ip_address)]);
   $("status").textContent = "updated " + new Date().toLocaleTimeString();
 }
