@@ -4,5 +4,6 @@
 pub mod blocked_ip;
 pub mod log_batch;
 pub mod query;
+pub mod request_count;
 pub mod request_log;
 pub mod suspicious_ip;

@@ -8,6 +8,15 @@ mod m20261121_000001_create_tables;
 mod m20261121_000002_request_log_details;
 mod m20261201_000003_suspicious_incidents;
 mod m20261201_000004_block_sources;
+mod m20261201_000005_request_count;
+
+/// The SQL that builds `request_count`, shared with the request-log job that keeps it and
+/// the benchmarks that fill `request_log` directly.
+pub mod request_count {
+    pub use crate::m20261201_000005_request_count::{
+        backfill, greatest, hour_sql, least, section_sql,
+    };
+}
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -20,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_request_log_details::Migration),
             Box::new(m20261201_000003_suspicious_incidents::Migration),
             Box::new(m20261201_000004_block_sources::Migration),
+            Box::new(m20261201_000005_request_count::Migration),
         ]
     }
 }

@@ -165,14 +165,26 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
     let manager = SchemaManager::new(&conn);
     Migrator::up(&conn, None).await.unwrap();
     Migrator::up(&conn, None).await.unwrap(); // nothing pending: a no-op
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "request_count",
+    ] {
         assert!(
             manager.has_table(table).await.unwrap(),
             "{table} missing after up"
         );
     }
     Migrator::down(&conn, None).await.unwrap();
-    for table in ["request_log", "blocked_ip", "suspicious_ip", "log_batch"] {
+    for table in [
+        "request_log",
+        "blocked_ip",
+        "suspicious_ip",
+        "log_batch",
+        "request_count",
+    ] {
         assert!(
             !manager.has_table(table).await.unwrap(),
             "{table} left after down"

@@ -10,7 +10,8 @@ use iptrack_core::{
     db,
     jobs::{
         ALL_QUEUES, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, GEOLOCATE_QUEUE,
-        GeolocateAddresses, PURGE_LOGS_QUEUE, PurgeLogs, REQUEST_LOGS_QUEUE, RequestLogBatch,
+        GeolocateAddresses, NOTIFICATIONS_QUEUE, Notice, PURGE_LOGS_QUEUE, PurgeLogs,
+        REQUEST_LOGS_QUEUE, RequestLogBatch,
     },
     queue,
     settings::Settings,
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     context::JobContext,
     geo::Geo,
-    jobs::{flag_suspicious_ips, geolocate, purge_logs, request_logs},
+    jobs::{deliver_notice, flag_suspicious_ips, geolocate, purge_logs, request_logs},
     maintenance,
     notify::Notifier,
     poll::TickStrategy,
@@ -161,6 +162,9 @@ pub async fn start(
         conn.clone(),
     )?;
     let geo_workers = usize::from(geo.is_some());
+    // Also before connecting: a webhook whose TLS settings cannot work is a bad setting.
+    let notifier = Notifier::from_settings(settings, conn.clone())?;
+    let notify_workers = usize::from(notifier.is_on());
     let dbip = geo
         .as_ref()
         .is_some_and(|geo| geo.provider.requires_dbip_credit(&settings.geo));
@@ -196,7 +200,7 @@ pub async fn start(
             redis: conn.clone(),
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
-            notifier: Notifier::from_settings(settings, conn.clone()),
+            notifier,
         },
         shutdown: shutdown.clone(),
     };
@@ -243,8 +247,24 @@ pub async fn start(
         geolocate::handle,
         geo_workers
     );
+    // One notifications worker per process, and only with a webhook: a worker without one
+    // could not deliver. One is enough (a notice a minute is a busy day), and it keeps the
+    // receiver's load to one request at a time per worker process.
+    spawn_queue!(
+        tasks,
+        env,
+        NOTIFICATIONS_QUEUE,
+        Notice,
+        deliver_notice::handle,
+        notify_workers
+    );
     tracing::info!(
         database = settings.database.kind().as_str(),
+        webhook = %env
+            .context
+            .notifier
+            .webhook()
+            .map_or_else(|| "off".to_owned(), |w| w.receiver().to_owned()),
         geolocation = env
             .context
             .geo
@@ -254,8 +274,9 @@ pub async fn start(
         "iptrack-worker started"
     );
     Ok(RunningWorkers {
-        // One per request-log slot, plus the flag and purge workers (and geolocate).
-        supervised: settings.worker.concurrency + 2 + geo_workers,
+        // One per request-log slot, plus the flag and purge workers (and geolocate and
+        // notifications).
+        supervised: settings.worker.concurrency + 2 + geo_workers + notify_workers,
         tasks,
     })
 }

@@ -20,6 +20,7 @@ mod flagging;
 mod forward_auth;
 mod geolocation;
 mod in_process;
+mod notifications;
 mod observability;
 mod operator;
 mod paths;

@@ -200,7 +200,9 @@ impl HttpProvider {
 }
 
 /// The certificates of a PEM file; a file without any is an error, not an empty trust.
-fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, GeoSetupError> {
+pub(crate) fn extra_roots(
+    path: &std::path::Path,
+) -> Result<Vec<reqwest::Certificate>, GeoSetupError> {
     let failed = |reason: String| GeoSetupError::CaFile {
         path: path.display().to_string(),
         reason,

@@ -13,7 +13,7 @@ use iptrack_core::{
 };
 use iptrack_entity::blocked_ip;
 use iptrack_tests::{TestDb, TestRedis, both_backends};
-use iptrack_worker::jobs::flag_suspicious_ips::block_flagged;
+use iptrack_worker::jobs::flag_suspicious_ips::{FlaggedAddress, block_flagged};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 /// The next `n` blocklist notices on `stream`, decoded.
@@ -60,7 +60,6 @@ both_backends!(
                 allow_wide: false,
                 mode: BlockMode::Replace,
                 source: BlockSource::Manual,
-                source: BlockSource::Manual,
             })
             .await
             .unwrap();
@@ -68,13 +67,23 @@ both_backends!(
 
         // ... and a safelisted address is skipped without failing the others.
         let flagged = [
-            "203.0.113.1".to_owned(),
-            "198.51.100.3".to_owned(),
-            "2001:db8::2".to_owned(),
-        ];
-        block_flagged(&service, &flagged, Duration::from_secs(600))
+            ("203.0.113.1", "volume"),
+            ("198.51.100.3", "volume"),
+            ("2001:db8::2", "sensitive-path"),
+        ]
+        .map(|(address, rule)| FlaggedAddress {
+            address: address.to_owned(),
+            rule,
+            reason: "test".to_owned(),
+            requests: 1,
+        });
+        let bans = block_flagged(&service, &flagged, Duration::from_secs(600))
             .await
             .unwrap();
+        // Only the block that took effect is a ban: not the one the manual block kept
+        // out, nor the safelisted one.
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].flagged.address, "2001:db8::2");
 
         let manual = blocked_ip::Entity::find()
             .filter(blocked_ip::Column::IpAddress.eq("203.0.113.1"))
@@ -98,6 +107,9 @@ both_backends!(
                 && remaining <= chrono::Duration::seconds(600)
         );
         assert_eq!(db.count(&conn, "blocked_ip").await, 2);
+        // The source is the rule that flagged the address.
+        assert_eq!(auto.source, "rule:sensitive-path");
+        assert_eq!(Some(bans[0].expires_at), auto.expires_at);
 
         // The notices say what the table holds: the permanent block stays permanent for
         // the web instances too, not "expires in 600 s" as the automatic block asked.
