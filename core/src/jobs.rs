@@ -118,7 +118,9 @@ pub enum NoticeKind {
 }
 
 /// One new flag or ban, to be delivered to `IPTRACK_WEBHOOK_URL`. Pushed once per event
-/// cluster-wide (the pusher claims `id` first), delivered with retries by one worker.
+/// cluster-wide (the pusher claims the event's key first), delivered with retries by one
+/// worker. It is also the `json` webhook body, field for field (README, "Notifications"):
+/// optional fields are `null` when unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
     /// Unique per event, also sent to the receiver so that it can drop a delivery repeated
@@ -148,6 +150,16 @@ pub struct Notice {
     pub dry_run: bool,
     /// When the event happened.
     pub at: DateTime<Utc>,
+    /// ISO 3166-1 alpha-2 code of the address's country, when known. Filled at delivery
+    /// from the workers' geolocation cache when the pusher left it out.
+    #[serde(default)]
+    pub country_code: Option<String>,
+    /// The country's English name, when known (filled like `country_code`).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// The city, when known (filled like `country_code`).
+    #[serde(default)]
+    pub city: Option<String>,
 }
 
 /// One logged request.

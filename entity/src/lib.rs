@@ -6,5 +6,6 @@ pub mod blocked_ip;
 pub mod blocklist_feed;
 pub mod log_batch;
 pub mod query;
+pub mod request_count;
 pub mod request_log;
 pub mod suspicious_ip;

@@ -10,6 +10,15 @@ mod m20261201_000003_suspicious_incidents;
 mod m20261201_000004_block_sources;
 mod m20261201_000005_blocklist_feeds;
 mod m20261201_000006_ban_history;
+mod m20261201_000007_request_count;
+
+/// The SQL that builds `request_count`, shared with the request-log job that keeps it and
+/// the benchmarks that fill `request_log` directly.
+pub mod request_count {
+    pub use crate::m20261201_000007_request_count::{
+        backfill, greatest, hour_sql, least, section_sql,
+    };
+}
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -24,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_block_sources::Migration),
             Box::new(m20261201_000005_blocklist_feeds::Migration),
             Box::new(m20261201_000006_ban_history::Migration),
+            Box::new(m20261201_000007_request_count::Migration),
         ]
     }
 }

@@ -242,6 +242,7 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "log_batch",
         "blocklist_feed",
         "ban_history",
+        "request_count",
     ] {
         assert!(
             manager.has_table(table).await.unwrap(),
@@ -256,6 +257,7 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "log_batch",
         "blocklist_feed",
         "ban_history",
+        "request_count",
     ] {
         assert!(
             !manager.has_table(table).await.unwrap(),

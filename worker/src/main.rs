@@ -5,7 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::Parser;
 use iptrack_core::{Settings, db, process, shutdown};
 use iptrack_migration::{Migrator, MigratorTrait};
-use iptrack_worker::{feeds::FeedSetupError, geo::GeoSetupError};
+use iptrack_worker::{
+    feeds::FeedSetupError, geo::GeoSetupError, jobs::deliver_notice::WebhookSetupError,
+};
 use tokio_util::sync::CancellationToken;
 
 /// iptrack's job worker. Configuration comes from the environment (see README).
@@ -28,11 +30,12 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     match run(args, settings).await {
-        // A geolocation database or a feed CA file that does not open is a bad setting:
-        // one line, status 2.
+        // A geolocation database, a feed CA file or a webhook client that cannot be set
+        // up is a bad setting: one line, status 2.
         Err(error)
             if error.downcast_ref::<GeoSetupError>().is_some()
-                || error.downcast_ref::<FeedSetupError>().is_some() =>
+                || error.downcast_ref::<FeedSetupError>().is_some()
+                || error.downcast_ref::<WebhookSetupError>().is_some() =>
         {
             eprintln!("iptrack-worker: {error}");
             ExitCode::from(2)

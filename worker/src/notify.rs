@@ -6,7 +6,7 @@
 //! (`jobs::deliver_notice`), retried with back-off: a slow or failing receiver never holds up
 //! the job that noticed the event.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use iptrack_core::{
     jobs::{NOTIFICATIONS_QUEUE, Notice},
@@ -15,32 +15,52 @@ use iptrack_core::{
 };
 use redis::aio::ConnectionManager;
 
+use crate::jobs::deliver_notice::{Webhook, WebhookSetupError};
+
 /// How long an event's claim is remembered: longer than any redelivery of the job that
 /// noticed it, so the same event is never announced twice.
 const EVENT_CLAIM_TTL: Duration = Duration::from_secs(7 * 86_400);
 
-/// Queues notices when `IPTRACK_WEBHOOK_URL` is set; does nothing otherwise.
+/// Queues notices when `IPTRACK_WEBHOOK_URL` is set, and holds the webhook that the
+/// `notifications` jobs deliver them to; does nothing otherwise.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     queue: Option<JobQueue<Notice>>,
+    webhook: Option<Arc<Webhook>>,
 }
 
 impl Notifier {
-    pub fn from_settings(settings: &Settings, conn: ConnectionManager) -> Self {
-        let queue = settings.notify.webhook_url.as_ref().map(|_| {
-            let config = queue::queue_config(
-                &settings.redis.prefix,
-                &settings.worker,
-                NOTIFICATIONS_QUEUE,
-            );
-            JobQueue::new(conn, config)
-        });
-        Self { queue }
+    /// Fails on a webhook setting that cannot work (an unreadable
+    /// `IPTRACK_GEO_HTTP_CA_FILE`, which the webhook's TLS shares): a bad setting, status 2.
+    pub fn from_settings(
+        settings: &Settings,
+        conn: ConnectionManager,
+    ) -> Result<Self, WebhookSetupError> {
+        let Some(webhook) = Webhook::from_settings(&settings.notify, &settings.geo)? else {
+            return Ok(Self::off());
+        };
+        let config = queue::queue_config(
+            &settings.redis.prefix,
+            &settings.worker,
+            NOTIFICATIONS_QUEUE,
+        );
+        Ok(Self {
+            queue: Some(JobQueue::new(conn, config)),
+            webhook: Some(Arc::new(webhook)),
+        })
     }
 
     /// A notifier that never queues anything (notifications off).
     pub fn off() -> Self {
-        Self { queue: None }
+        Self {
+            queue: None,
+            webhook: None,
+        }
+    }
+
+    /// Where the `notifications` jobs deliver; `None` when notifications are off.
+    pub fn webhook(&self) -> Option<Arc<Webhook>> {
+        self.webhook.clone()
     }
 
     pub fn is_on(&self) -> bool {

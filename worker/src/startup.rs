@@ -10,8 +10,8 @@ use iptrack_core::{
     db,
     jobs::{
         ALL_QUEUES, BLOCKLIST_FEEDS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps,
-        GEOLOCATE_QUEUE, GeolocateAddresses, PURGE_LOGS_QUEUE, PurgeLogs, REQUEST_LOGS_QUEUE,
-        RefreshBlocklistFeed, RequestLogBatch,
+        GEOLOCATE_QUEUE, GeolocateAddresses, NOTIFICATIONS_QUEUE, Notice, PURGE_LOGS_QUEUE,
+        PurgeLogs, REQUEST_LOGS_QUEUE, RefreshBlocklistFeed, RequestLogBatch,
     },
     queue,
     settings::Settings,
@@ -24,7 +24,9 @@ use crate::{
     context::JobContext,
     feeds::FeedFetcher,
     geo::Geo,
-    jobs::{flag_suspicious_ips, geolocate, purge_logs, refresh_feed, request_logs},
+    jobs::{
+        deliver_notice, flag_suspicious_ips, geolocate, purge_logs, refresh_feed, request_logs,
+    },
     maintenance,
     notify::Notifier,
     poll::TickStrategy,
@@ -166,6 +168,9 @@ pub async fn start(
     // Likewise a feed CA file that cannot be read.
     let feeds = FeedFetcher::new(&settings.feeds)?;
     let geo_workers = usize::from(geo.is_some());
+    // Also before connecting: a webhook whose TLS settings cannot work is a bad setting.
+    let notifier = Notifier::from_settings(settings, conn.clone())?;
+    let notify_workers = usize::from(notifier.is_on());
     let dbip = geo
         .as_ref()
         .is_some_and(|geo| geo.provider.requires_dbip_credit(&settings.geo));
@@ -201,7 +206,7 @@ pub async fn start(
             redis: conn.clone(),
             redis_prefix: settings.redis.prefix.clone(),
             geo: geo.map(Arc::new),
-            notifier: Notifier::from_settings(settings, conn.clone()),
+            notifier,
             feeds,
             detect: Arc::new(settings.detect.clone()),
             bans: Bans::new(
@@ -266,8 +271,24 @@ pub async fn start(
         geolocate::handle,
         geo_workers
     );
+    // One notifications worker per process, and only with a webhook: a worker without one
+    // could not deliver. One is enough (a notice a minute is a busy day), and it keeps the
+    // receiver's load to one request at a time per worker process.
+    spawn_queue!(
+        tasks,
+        env,
+        NOTIFICATIONS_QUEUE,
+        Notice,
+        deliver_notice::handle,
+        notify_workers
+    );
     tracing::info!(
         database = settings.database.kind().as_str(),
+        webhook = %env
+            .context
+            .notifier
+            .webhook()
+            .map_or_else(|| "off".to_owned(), |w| w.receiver().to_owned()),
         geolocation = env
             .context
             .geo
@@ -277,8 +298,9 @@ pub async fn start(
         "iptrack-worker started"
     );
     Ok(RunningWorkers {
-        // One per request-log slot, plus the flag, purge and feed workers (and geolocate).
-        supervised: settings.worker.concurrency + 3 + geo_workers,
+        // One per request-log slot, plus the flag, purge and feed workers (and geolocate and
+        // notifications).
+        supervised: settings.worker.concurrency + 3 + geo_workers + notify_workers,
         tasks,
     })
 }

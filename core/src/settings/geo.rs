@@ -119,6 +119,7 @@ pub struct GeoSettings {
     pub api_key: Option<SecretString>,
     /// `IPTRACK_GEO_HTTP_CA_FILE`: PEM certificates trusted for an `https://` provider in
     /// addition to the system's roots (a self-hosted provider, a TLS-inspecting proxy).
+    /// The webhook client (`IPTRACK_WEBHOOK_URL`) trusts the same ones.
     pub http_ca_file: Option<PathBuf>,
     /// `IPTRACK_GEO_HTTP_TIMEOUT_MS`: per HTTP attempt. Default 3000.
     pub http_timeout: Duration,

@@ -23,6 +23,7 @@ mod forward_auth;
 mod geolocation;
 mod in_process;
 mod kubernetes;
+mod notifications;
 mod observability;
 mod operator;
 mod paths;

@@ -174,6 +174,10 @@ pub async fn act(ctx: &JobContext, crossing: &Crossing) -> anyhow::Result<()> {
         ban_count: None,
         dry_run: rule.dry_run,
         at: Utc::now(),
+        // Filled in from the geolocation cache when the notice is delivered.
+        country_code: None,
+        country: None,
+        city: None,
     };
 
     // The ban first: it is what stops the address, and what detection latency measures.
@@ -233,7 +237,7 @@ pub async fn act(ctx: &JobContext, crossing: &Crossing) -> anyhow::Result<()> {
         .context("cannot lock suspicious_ip")?;
     // The incident goes on while the address keeps crossing within one window of its
     // last; after a quiet window a new one starts.
-    let (inserted, _) = record(
+    let inserted = record(
         &txn,
         (crossing.last_seen - window, crossing.last_seen),
         window,
@@ -241,7 +245,8 @@ pub async fn act(ctx: &JobContext, crossing: &Crossing) -> anyhow::Result<()> {
         &counted_by(rule),
     )
     .await
-    .with_context(|| format!("rule {}: cannot flag {address}", rule.name))?;
+    .with_context(|| format!("rule {}: cannot flag {address}", rule.name))?
+    .inserted;
     txn.commit().await.context("cannot store the flag")?;
     if inserted > 0 {
         tracing::info!(rule = %rule.name, address, dry_run = rule.dry_run, "flagged by a detection rule");

@@ -1,6 +1,7 @@
 //! One file per job, holding the whole job: its apalis handler and all the work it does
 //! (geolocation's steps included; `crate::geo` holds only the providers and the cache).
 
+pub mod deliver_notice;
 pub mod flag_suspicious_ips;
 pub mod geolocate;
 pub mod purge_logs;

@@ -1,10 +1,12 @@
-//! `purge-logs`: delete request logs (and the batch ids that guard against re-delivery)
-//! older than the retention, in bounded batches so no statement locks the table for long.
+//! `purge-logs`: delete request logs (and the batch ids that guard against re-delivery, and
+//! the hourly counts of hours wholly purged) older than the retention, in bounded batches
+//! so no statement locks a table for long.
 
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
+use chrono::{DateTime, Utc};
 use iptrack_core::jobs::PurgeLogs;
-use iptrack_entity::{log_batch, request_log};
+use iptrack_entity::{log_batch, request_count, request_log};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::context::JobContext;
@@ -80,6 +82,29 @@ pub async fn purge(db: &DatabaseConnection, job: &PurgeLogs) -> anyhow::Result<u
             .exec(db)
             .await
             .context("cannot delete old batch ids")?;
+    }
+    // An hour's counts go when the whole hour is purged, one hour per statement (an hour
+    // holds a row per address and section: bounded by the requests of that hour).
+    let last_hour = job.older_than - chrono::Duration::hours(1);
+    loop {
+        let oldest: Option<DateTime<Utc>> = request_count::Entity::find()
+            .select_only()
+            .column_as(request_count::Column::HourStart.min(), "oldest")
+            .into_tuple()
+            .one(db)
+            .await
+            .context("cannot find the oldest request counts")?
+            .flatten();
+        match oldest {
+            Some(hour) if hour <= last_hour => {
+                request_count::Entity::delete_many()
+                    .filter(request_count::Column::HourStart.eq(hour))
+                    .exec(db)
+                    .await
+                    .context("cannot delete old request counts")?;
+            }
+            _ => break,
+        }
     }
     Ok(deleted)
 }

@@ -4,6 +4,11 @@
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
 //!
+//! The same transaction adds the batch to `request_count` (requests per hour, address and
+//! path section), which the hourly flag job reads instead of every request of its window:
+//! exact, and idempotent for the same reason as the rows. Its upserts go in key order, so
+//! two batches touching the same counts lock them in the same order and never deadlock.
+//!
 //! With geolocation on, the job never waits on a provider before its rows are stored
 //! (docs/ARCHITECTURE.md, "Geolocation"):
 //! 1. before the insert, one MGET of the batch's distinct public addresses: cached
@@ -19,11 +24,14 @@
 //! sees the cached answer, or that job's UPDATE (which comes after its cache write, which
 //! comes after step 4's read, which comes after the commit) sees the rows.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
-use chrono::Utc;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use iptrack_core::{
     job_metrics,
     jobs::{
@@ -31,6 +39,7 @@ use iptrack_core::{
     },
 };
 use iptrack_entity::{log_batch, request_log};
+use iptrack_migration::request_count::{greatest, hour_sql, least, section_sql};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
@@ -48,6 +57,8 @@ use crate::{
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
 /// parameters; larger batches are written in several statements of one transaction.
 const ROWS_PER_STATEMENT: usize = 2_500;
+/// `request_count` rows per upsert (SQLite): 7 columns × 4,000 stays under the same limit.
+const COUNTS_PER_STATEMENT: usize = 4_000;
 
 /// What writing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +162,11 @@ pub async fn ingest_located(
     }
     let rows = match txn.get_database_backend() {
         DbBackend::Postgres => insert_unnest(&txn, &batch.events, located).await?,
-        _ => insert_many(&txn, &batch.events, located).await?,
+        _ => {
+            let rows = insert_many(&txn, &batch.events, located).await?;
+            add_counts(&txn, &batch.events).await?;
+            rows
+        }
     };
     txn.commit().await.context("cannot commit the batch")?;
     Ok(Ingested::Rows(rows))
@@ -177,6 +192,10 @@ async fn insert_many(
 /// (PostgreSQL). One bind parameter per column instead of one per cell: PostgreSQL parses
 /// and plans one small statement, and no batch size runs into the 65,535-parameter limit.
 /// It runs inside the batch's transaction, which `COPY` through SeaORM cannot.
+///
+/// The same statement adds the inserted rows to `request_count` (a data-modifying `WITH`:
+/// the counts are made from exactly the rows written, with the SQL of the migration that
+/// filled the table, and upserted in key order).
 ///
 /// The arrays are cut from the very rows [`to_row`] makes for SQLite, column by column in
 /// the entity's order, so the two inserts cannot disagree on what goes where.
@@ -210,19 +229,118 @@ async fn insert_unnest(
             Some(Box::new(cells)),
         ));
     }
-    let result = txn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
+    let backend = DbBackend::Postgres;
+    let (hour, section) = (
+        hour_sql(backend, "\"timestamp\""),
+        section_sql(backend, "path"),
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "WITH new AS (INSERT INTO request_log ({}) SELECT * FROM UNNEST({}) \
+             RETURNING ip_address, \"timestamp\", path) \
+             INSERT INTO request_count \
+             (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
+             SELECT {hour}, ip_address, {section}, COUNT(*), MIN(\"timestamp\"), \
+                    MAX(\"timestamp\"), MIN(path) \
+             FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 {}",
+            names.join(", "),
+            parameters.join(", "),
+            upsert_counts(backend),
+        ),
+        arrays,
+    ))
+    .await
+    .context("cannot insert request_log rows")?;
+    // Every row is inserted or the statement fails (no conflict clause on request_log).
+    Ok(rows.len() as u64)
+}
+
+/// `ON CONFLICT … DO UPDATE` adding new counts to stored ones.
+fn upsert_counts(backend: DbBackend) -> String {
+    let (least, greatest) = (least(backend), greatest(backend));
+    format!(
+        "ON CONFLICT (hour_start, ip_address, section) DO UPDATE SET \
+         requests = request_count.requests + excluded.requests, \
+         first_seen = {least}(request_count.first_seen, excluded.first_seen), \
+         last_seen = {greatest}(request_count.last_seen, excluded.last_seen), \
+         min_path = {least}(request_count.min_path, excluded.min_path)"
+    )
+}
+
+/// The section of a stored path, `request_count`'s key: the path up to, not including, its
+/// second `/` (`/admin/users` → `/admin`, `/admin` → `/admin`, `/` → `/`). Every path
+/// below a one-segment prefix `P` (`P` itself or `P/…`) has the section `P`, so the
+/// sensitive-path rule reads such prefixes from the counts. The SQL twin is
+/// `iptrack_migration::request_count::section_sql`.
+pub fn path_section(path: &str) -> &str {
+    match path.get(1..).and_then(|rest| rest.find('/')) {
+        Some(slash) => &path[..=slash],
+        None => path,
+    }
+}
+
+/// One `request_count` row's worth of a batch.
+struct Count {
+    requests: i64,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    min_path: String,
+}
+
+/// Adds `events` to `request_count` (SQLite): counted here, in key order, then upserted in
+/// multi-row statements. SQLite compares text byte by byte, as Rust does, so the smallest
+/// path is the one `MIN(path)` would give.
+async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::Result<()> {
+    let mut counts: BTreeMap<(DateTime<Utc>, String, &str), Count> = BTreeMap::new();
+    for event in events {
+        let hour = event
+            .timestamp
+            .duration_trunc(TimeDelta::hours(1))
+            .context("an event's time has no hour")?;
+        let key = (hour, event.ip.to_string(), path_section(&event.path));
+        let count = counts.entry(key).or_insert_with(|| Count {
+            requests: 0,
+            first_seen: event.timestamp,
+            last_seen: event.timestamp,
+            min_path: event.path.clone(),
+        });
+        count.requests += 1;
+        count.first_seen = count.first_seen.min(event.timestamp);
+        count.last_seen = count.last_seen.max(event.timestamp);
+        if event.path < count.min_path {
+            count.min_path.clone_from(&event.path);
+        }
+    }
+    let counts: Vec<_> = counts.into_iter().collect();
+    for chunk in counts.chunks(COUNTS_PER_STATEMENT) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
+        for ((hour, ip, section), count) in chunk {
+            values.extend([
+                Value::from(*hour),
+                Value::from(ip.clone()),
+                Value::from((*section).to_owned()),
+                Value::from(count.requests),
+                Value::from(count.first_seen),
+                Value::from(count.last_seen),
+                Value::from(count.min_path.clone()),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
             format!(
-                "INSERT INTO request_log ({}) SELECT * FROM UNNEST({})",
-                names.join(", "),
-                parameters.join(", ")
+                "INSERT INTO request_count \
+                 (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
+                 VALUES {rows} {}",
+                upsert_counts(DbBackend::Sqlite)
             ),
-            arrays,
+            values,
         ))
         .await
-        .context("cannot insert request_log rows")?;
-    Ok(result.rows_affected())
+        .context("cannot add to request_count")?;
+    }
+    Ok(())
 }
 
 /// The PostgreSQL element type of the columns `request_log` has.

@@ -15,7 +15,10 @@ use iptrack_core::{
 };
 use iptrack_entity::blocked_ip;
 use iptrack_tests::{TestDb, TestRedis, both_backends};
-use iptrack_worker::{bans::Bans, jobs::flag_suspicious_ips::block_flagged};
+use iptrack_worker::{
+    bans::Bans,
+    jobs::flag_suspicious_ips::{FlaggedAddress, block_flagged},
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 /// The next `n` blocklist notices on `stream`, decoded.
@@ -76,13 +79,23 @@ both_backends!(
 
         // ... and a safelisted address is skipped without failing the others.
         let flagged = [
-            "203.0.113.1".to_owned(),
-            "198.51.100.3".to_owned(),
-            "2001:db8::2".to_owned(),
-        ];
-        block_flagged(&bans, &flagged, Duration::from_secs(600), &job)
+            ("203.0.113.1", "volume"),
+            ("198.51.100.3", "volume"),
+            ("2001:db8::2", "sensitive-path"),
+        ]
+        .map(|(address, rule)| FlaggedAddress {
+            address: address.to_owned(),
+            rule: rule.to_owned(),
+            reason: "test".to_owned(),
+            requests: 1,
+        });
+        let made = block_flagged(&bans, &flagged, Duration::from_secs(600), &job)
             .await
             .unwrap();
+        // Only the block that took effect is a ban: not the one the manual block kept
+        // out, nor the safelisted one.
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].flagged.address, "2001:db8::2");
 
         let manual = blocked_ip::Entity::find()
             .filter(blocked_ip::Column::IpAddress.eq("203.0.113.1"))
@@ -106,6 +119,9 @@ both_backends!(
                 && remaining <= chrono::Duration::seconds(600)
         );
         assert_eq!(db.count(&conn, "blocked_ip").await, 2);
+        // The source is the rule that flagged the address.
+        assert_eq!(auto.source, "rule:sensitive-path");
+        assert_eq!(Some(made[0].expires_at), auto.expires_at);
 
         // The notices say what the table holds: the permanent block stays permanent for
         // the web instances too, not "expires in 600 s" as the automatic block asked.

@@ -5,10 +5,14 @@ use iptrack_core::{
     jobs::{FlagSuspiciousIps, LogEvent, PurgeLogs, RequestLogBatch},
     settings::Settings,
 };
-use iptrack_entity::{log_batch, suspicious_ip};
+use iptrack_entity::{log_batch, request_count, suspicious_ip};
 use iptrack_tests::{TestDb, both_backends};
-use iptrack_worker::jobs::{flag_suspicious_ips::flag, purge_logs::purge, request_logs::ingest};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+use iptrack_worker::jobs::{
+    flag_suspicious_ips::{Reading, counted, counted_sections, flag, flag_reading},
+    purge_logs::purge,
+    request_logs::{ingest, path_section},
+};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -80,10 +84,21 @@ both_backends!(
         };
         let found = flag(&conn, &rules, &job).await.unwrap();
         assert_eq!((found.volume, found.sensitive, found.inserted), (1, 2, 3));
+        let flagged: Vec<(&str, &str)> = found
+            .addresses
+            .iter()
+            .map(|f| (f.address.as_str(), f.rule.as_str()))
+            .collect();
         assert_eq!(
-            found.addresses,
-            ["2001:db8::6", "203.0.113.1", "203.0.113.4"]
+            flagged,
+            [
+                ("2001:db8::6", "sensitive-path"),
+                ("203.0.113.1", "volume"),
+                ("203.0.113.4", "sensitive-path")
+            ]
         );
+        // All three incidents are new: each is announced.
+        assert_eq!(found.started.len(), 3);
         let expected = vec![
             (
                 "2001:db8::6".to_owned(),
@@ -189,8 +204,139 @@ both_backends!(
         assert_eq!(db.count(&conn, "request_log WHERE path = '/new'").await, 10);
         // The two batches ingested just now stay; the old batch id is gone.
         assert_eq!(db.count(&conn, "log_batch").await, 2);
+        // The old hour's counts went with its rows; the recent hour's stay.
+        assert_eq!(db.count(&conn, "request_count").await, 1);
+        assert_eq!(
+            db.count(
+                &conn,
+                "request_count WHERE section = '/new' AND requests = 10"
+            )
+            .await,
+            1
+        );
     }
 );
+
+/// A busy mix over three hours: many addresses, some over the threshold, sensitive paths
+/// and their look-alikes, requests on the hours' edges.
+fn busy_mix() -> Vec<Vec<LogEvent>> {
+    let mut batches = Vec::new();
+    let paths = [
+        "/",
+        "/items/1",
+        "/admin",
+        "/admin/users",
+        "/administrator",
+        "/login",
+        "/loginx",
+        "//admin",
+        "/login/",
+        "/%61dmin",
+    ];
+    for hour in 8..11 {
+        let base = at(&format!("2026-11-21T{hour:02}:00:00Z"));
+        let mut batch = Vec::new();
+        for i in 0..400_usize {
+            let ip = format!("198.51.100.{}", i % 37);
+            let path = paths[i % paths.len()];
+            // The hour's first and last microsecond, and everything between.
+            let offset = match i % 3 {
+                0 => Duration::zero(),
+                1 => Duration::seconds(3600) - Duration::microseconds(1),
+                _ => Duration::seconds((i * 7 % 3600) as i64),
+            };
+            batch.extend(requests(&ip, path, base + offset, 1 + i % 4));
+        }
+        // One address over the threshold in this hour only.
+        batch.extend(requests(
+            &format!("203.0.113.{hour}"),
+            "/items/2",
+            base,
+            101,
+        ));
+        batches.push(batch);
+    }
+    batches
+}
+
+both_backends!(counts_and_rows_give_the_same_flags, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let conn = db.connect().await;
+    for batch in busy_mix() {
+        // In two batches each, so that counts are added to stored ones.
+        let half = batch.len() / 2;
+        store(&conn, batch[..half].to_vec()).await;
+        store(&conn, batch[half..].to_vec()).await;
+    }
+    let rules = Settings::default().schedules;
+    assert!(counted_sections(&rules.sensitive_paths).is_some());
+    for (start, end) in [
+        ("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z"),
+        ("2026-11-21T08:00:00Z", "2026-11-21T11:00:00Z"),
+        ("2026-11-21T10:00:00Z", "2026-11-21T11:00:00Z"),
+        ("2026-11-21T11:00:00Z", "2026-11-21T12:00:00Z"),
+    ] {
+        let job = window(start, end);
+        assert!(counted(&job));
+        let rows = flag_reading(&conn, &rules, &job, Reading::Rows)
+            .await
+            .unwrap();
+        let counts = flag_reading(&conn, &rules, &job, Reading::Counts)
+            .await
+            .unwrap();
+        assert_eq!(
+            (counts.volume, counts.sensitive, &counts.addresses),
+            (rows.volume, rows.sensitive, &rows.addresses),
+            "{start}–{end}"
+        );
+    }
+    let busy = flag_reading(
+        &conn,
+        &rules,
+        &window("2026-11-21T08:00:00Z", "2026-11-21T11:00:00Z"),
+        Reading::Counts,
+    )
+    .await
+    .unwrap();
+    assert!(busy.volume == 3 && busy.sensitive > 10, "{busy:?}");
+
+    // A prefix of two segments cannot be read from the counts: the rows are.
+    assert_eq!(counted_sections(&["/api/admin".to_owned()]), None);
+    // The migration's SQL counts what the job counted.
+    let stored = count_rows(&conn).await;
+    conn.execute_unprepared("DELETE FROM request_count")
+        .await
+        .unwrap();
+    iptrack_migration::request_count::backfill(&conn)
+        .await
+        .unwrap();
+    assert_eq!(count_rows(&conn).await, stored);
+});
+
+/// Every `request_count` row, in key order.
+async fn count_rows(conn: &DatabaseConnection) -> Vec<request_count::Model> {
+    request_count::Entity::find()
+        .order_by_asc(request_count::Column::HourStart)
+        .order_by_asc(request_count::Column::IpAddress)
+        .order_by_asc(request_count::Column::Section)
+        .all(conn)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn a_path_section_is_the_path_up_to_its_second_slash() {
+    for (path, section) in [
+        ("/admin/users", "/admin"),
+        ("/admin", "/admin"),
+        ("/admin/", "/admin"),
+        ("/", "/"),
+        ("//admin", "/"),
+        ("/administrator", "/administrator"),
+    ] {
+        assert_eq!(path_section(path), section, "{path}");
+    }
+}
 
 /// `(first seen, last seen, request count, window start, window end)` of a flag.
 type Incident = (
@@ -257,8 +403,12 @@ both_backends!(
                 at("2026-11-21T10:00:00Z")
             )]
         );
+        assert_eq!(found.started.len(), 1);
         let again = flag(&conn, &rules, &first).await.unwrap();
         assert_eq!((again.inserted, again.updated), (0, 0));
+        // Announced again (a crash may have lost the first notice); the event key, the
+        // same for both runs, makes the notifier drop the repeat.
+        assert_eq!(again.started, found.started);
         assert_eq!(incidents(&conn, ip).await, once);
 
         // An overlapping window: the incident goes on. 09:50's requests, seen by both
@@ -266,6 +416,10 @@ both_backends!(
         let overlapping = window("2026-11-21T09:30:00Z", "2026-11-21T10:30:00Z");
         let found = flag(&conn, &rules, &overlapping).await.unwrap();
         assert_eq!((found.inserted, found.updated), (0, 1));
+        assert!(
+            found.started.is_empty(),
+            "an incident that goes on is no new flag"
+        );
         let extended = vec![(
             at("2026-11-21T09:10:00Z"),
             at("2026-11-21T10:20:00Z"),
@@ -278,6 +432,7 @@ both_backends!(
         for job in [&overlapping, &first, &overlapping] {
             let found = flag(&conn, &rules, job).await.unwrap();
             assert_eq!((found.inserted, found.updated), (0, 0));
+            assert!(found.started.is_empty());
         }
         assert_eq!(incidents(&conn, ip).await, extended);
 

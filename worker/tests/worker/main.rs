@@ -14,6 +14,7 @@ mod geo_pipeline;
 mod ingest;
 mod queue_edges;
 mod supervisor;
+mod webhook;
 
 use std::net::IpAddr;
 
