@@ -272,4 +272,8 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
         || error.is::<commands::import_blocklist::ListRefused>()
         || error.is::<commands::import_blocklist::BadFile>()
         || error.is::<iptrack_worker::feeds::FeedSetupError>()
+        // `iptrack up` starts the workers: a geolocation database or a webhook client that
+        // cannot be set up is a setting to fix, as it is for iptrack-worker.
+        || error.is::<iptrack_worker::geo::GeoSetupError>()
+        || error.is::<iptrack_worker::jobs::deliver_notice::WebhookSetupError>()
 }

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use ipnet::IpNet;
 use iptrack_core::{
     blocklist::{
@@ -106,7 +106,9 @@ impl Bans {
                 request.network
             )));
         }
-        let now = Utc::now();
+        // Whole microseconds, as both databases store them: the expiry reported (and sent
+        // in the ban's notice) is then exactly the one in the table.
+        let now = Utc::now().trunc_subsecs(6);
         let address = display_network(&canonical_network(request.network.trunc()));
         let replay = ban_history::Entity::find()
             .filter(ban_history::Column::EventKey.eq(&request.event_key))

