@@ -29,10 +29,12 @@ const SKIPPED_SHOWN: usize = 10;
 /// (status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum BadFile {
-    #[error("cannot read {path}: {source}")]
+    /// The reader's message is part of this one (not a `source`, which the one-line
+    /// message would repeat).
+    #[error("cannot read {path}: {reason}")]
     Unreadable {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path} is larger than {MAX_LIST_BYTES} bytes; not a list iptrack imports")]
     TooLarge { path: String },
@@ -98,16 +100,17 @@ pub async fn run(
 #[error("{origin}: {error}")]
 pub struct ListRefused {
     origin: String,
-    #[source]
+    /// Part of the message, not its source: as a source, the one-line message would
+    /// repeat it (`{:#}` prints the chain).
     pub error: FeedListError,
 }
 
 /// Reads at most `MAX_LIST_BYTES` (+1, to tell a file that is too large): the size in
 /// the metadata is not trusted (a FIFO, `/dev/zero`, a file still growing).
 fn read_file(path: &str) -> Result<Vec<u8>, BadFile> {
-    let unreadable = |source| BadFile::Unreadable {
+    let unreadable = |reason| BadFile::Unreadable {
         path: path.to_owned(),
-        source,
+        reason,
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut body = Vec::new();

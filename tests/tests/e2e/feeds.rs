@@ -253,6 +253,8 @@ both_backends!(
             assert_eq!(code, 2, "{name}: {stdout}{stderr}");
             assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
             assert!(stderr.contains(expected), "{name}: {stderr}");
+            // Said once: an error chain must not repeat its own message.
+            assert_eq!(stderr.matches(expected).count(), 1, "{name}: {stderr}");
             assert_eq!(
                 blocked(&stack, None),
                 before,
@@ -276,7 +278,7 @@ both_backends!(
             ),
             (
                 vec!["import-blocklist", "--source", "x", "/nonexistent/list"],
-                "cannot read /nonexistent/list",
+                "cannot read /nonexistent/list: No such file or directory (os error 2)",
             ),
             (vec!["blocked", "--source", "feed:"], "is not a source"),
         ] {
@@ -284,6 +286,11 @@ both_backends!(
             assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
             assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
             assert!(stderr.contains(expected), "{args:?}: {stderr}");
+            assert_eq!(
+                stderr.matches("(os error").count(),
+                usize::from(expected.contains("(os error")),
+                "{args:?}: {stderr}"
+            );
         }
 
         // The operator may accept a list that really shrank, or withdraw a feed whole.
