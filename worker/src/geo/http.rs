@@ -43,12 +43,7 @@ impl HttpProvider {
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout)
             .user_agent(concat!("iptrack/", env!("CARGO_PKG_VERSION")));
-        builder = crate::tls::with_extra_roots(builder, settings.http_ca_file.as_deref()).map_err(
-            |error| GeoSetupError::CaFile {
-                path: error.path,
-                reason: error.reason,
-            },
-        )?;
+        builder = crate::tls::with_extra_roots(builder, settings.http_ca_file.as_deref())?;
         let client = builder.build().map_err(GeoSetupError::HttpClient)?;
         Ok(Self {
             client,

@@ -161,8 +161,8 @@ pub enum GeoSetupError {
         path: String,
         source: maxminddb::MaxMindDbError,
     },
-    #[error("IPTRACK_GEO_HTTP_CA_FILE: cannot read certificates from {path}: {reason}")]
-    CaFile { path: String, reason: String },
+    #[error("IPTRACK_GEO_HTTP_CA_FILE: {0}")]
+    CaFile(#[from] crate::tls::CaFileError),
     #[error("cannot set up the HTTP geolocation client: {0}")]
     HttpClient(reqwest::Error),
 }
