@@ -101,12 +101,16 @@ run_against() { # BACKEND
     sleep 0.2
   done
 
+  # GET /events (stream_events) is left out: a Server-Sent Events stream stays open by
+  # design, so every call would end in schemathesis's request timeout. Its token check,
+  # its frames and its end at shutdown are tested end to end (tests/e2e/live_events.rs).
   log "schemathesis against $backend ($base, $MAX_EXAMPLES examples per operation)"
   local status=0
   # Run from the scratch directory: schemathesis keeps its replay files in the current one.
   (cd "$work" && SCHEMATHESIS_HOOKS=api_contract_hooks PYTHONPATH="$repo/scripts" PYTHONDONTWRITEBYTECODE=1 \
     "$repo/$VENV/bin/schemathesis" --config-file "$repo/scripts/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --checks all -H "Authorization: Bearer $TOKEN" --max-examples "$MAX_EXAMPLES" \
+    --exclude-operation-id stream_events \
     --seed "${IPTRACK_CONTRACT_SEED:-$RANDOM}" --generation-database none --no-color) \
     >"$work/schemathesis-$backend.log" 2>&1 || status=$?
   cat "$work/schemathesis-$backend.log"

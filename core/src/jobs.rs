@@ -22,6 +22,14 @@ pub const GEOLOCATE_QUEUE: &str = "geolocate";
 /// filled when `IPTRACK_WEBHOOK_URL` is set.
 pub const NOTIFICATIONS_QUEUE: &str = "notifications";
 
+/// The Redis channel every new flag and ban is published on as a [`Notice`] (JSON),
+/// whether or not webhooks are on: the web instances relay it to the dashboard's live
+/// stream (`GET /api/v1/events`). Fire and forget, like the blocklist channel: a page that
+/// was not listening reads the tables when it loads.
+pub fn notices_channel(prefix: &str) -> String {
+    format!("{prefix}:notices")
+}
+
 /// Queue of [`RefreshBlocklistFeed`] jobs: scheduler → worker.
 pub const BLOCKLIST_FEEDS_QUEUE: &str = "blocklist-feeds";
 

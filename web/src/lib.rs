@@ -8,6 +8,7 @@
 //! - [`login`]: the reference server's form login (a session cookie), which tells the
 //!   middleware who is authenticated.
 //! - `dashboard`: the page at `/dashboard`, served with the admin API.
+//! - [`live`]: the relay behind `/api/v1/events`, the dashboard's live stream.
 //! - [`forward_auth`]: `/forward-auth`, the middleware's decision for reverse proxies
 //!   (nginx, Caddy, Traefik, Envoy) in front of apps in any language.
 //! - [`startup`]: the reference server built from these and the middleware.
@@ -17,6 +18,7 @@
 pub mod admin;
 mod dashboard;
 pub mod forward_auth;
+pub mod live;
 pub mod login;
 pub mod queue_metrics;
 mod routes;

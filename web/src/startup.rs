@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{self, AdminState, AdminToken, GeoAttribution},
     forward_auth,
+    live::LiveEvents,
     login::{self, DemoAccount},
     routes::{self, AppState},
 };
@@ -49,6 +50,10 @@ pub struct Application {
     admin_server: Option<Server>,
     /// The middleware's background tasks; `None` with `--no-tracking`.
     tracking: Option<TrackingGuard>,
+    /// Stops the dashboard's live-event relay and ends its open streams: cancelled before
+    /// the graceful stop, which would otherwise wait out its timeout on streams that never
+    /// end by themselves.
+    live_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Application {
@@ -92,6 +97,7 @@ impl Application {
         let db = db::connect_lazy(settings.database.url.expose())
             .await
             .context("DATABASE_URL")?;
+        let live_stop = CancellationToken::new();
         let admin = settings.admin.token.as_ref().map(|token| {
             (
                 web::Data::new(AdminToken(token.clone())),
@@ -107,6 +113,7 @@ impl Application {
                     // workers, which open the data, say whether it is theirs.
                     geo_attribution: GeoAttribution::new(redis.clone(), &settings.redis.prefix),
                     detect: std::sync::Arc::new(settings.detect.clone()),
+                    live: LiveEvents::start(&settings.redis, live_stop.clone()),
                 }),
             )
         });
@@ -155,6 +162,7 @@ impl Application {
             server,
             admin_server,
             tracking,
+            live_stop,
         })
     }
 
@@ -183,6 +191,7 @@ impl Application {
             served = servers.next() => served,
             _ = shutdown.cancelled() => None,
         };
+        self.live_stop.cancel();
         futures::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
         let mut results: Vec<_> = first.into_iter().collect();
         while let Some(served) = servers.next().await {

@@ -23,6 +23,7 @@ mod forward_auth;
 mod geolocation;
 mod in_process;
 mod kubernetes;
+mod live_events;
 mod notifications;
 mod observability;
 mod operator;

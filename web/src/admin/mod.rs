@@ -23,12 +23,14 @@ macro_rules! api_scope {
             .service($crate::admin::stats::show)
             .service($crate::admin::meta::show)
             .service($crate::admin::rules::list)
+            .service($crate::admin::events::open)
     };
 }
 
 mod auth;
 mod blocked;
 mod error;
+mod events;
 mod logs;
 mod meta;
 mod openapi;
@@ -62,6 +64,8 @@ pub struct AdminState {
     pub geo_attribution: GeoAttribution,
     /// The streaming rules and ban escalation, listed by `/api/v1/rules`.
     pub detect: std::sync::Arc<iptrack_core::settings::DetectSettings>,
+    /// Blocklist changes and notices relayed to `/api/v1/events`.
+    pub live: crate::live::LiveEvents,
 }
 
 /// What the workers published about their geolocation data

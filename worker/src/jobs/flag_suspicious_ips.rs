@@ -171,12 +171,9 @@ fn notice_of(kind: NoticeKind, job: &FlagSuspiciousIps, flagged: &FlaggedAddress
     }
 }
 
-/// A `flag` notice for each incident the window started (nothing when notifications are
-/// off; failures are logged by the notifier and never fail the job).
+/// A `flag` notice for each incident the window started (failures are logged by the
+/// notifier and never fail the job).
 async fn announce_flags(notifier: &Notifier, job: &FlagSuspiciousIps, started: &[FlaggedAddress]) {
-    if !notifier.is_on() {
-        return;
-    }
     for flagged in started {
         let notice = notice_of(NoticeKind::Flag, job, flagged);
         notifier
@@ -187,9 +184,6 @@ async fn announce_flags(notifier: &Notifier, job: &FlagSuspiciousIps, started: &
 
 /// A `ban` notice for each automatic block that took effect.
 async fn announce_bans(notifier: &Notifier, job: &FlagSuspiciousIps, bans: &[Ban]) {
-    if !notifier.is_on() {
-        return;
-    }
     for ban in bans {
         let notice = Notice {
             expires_at: Some(ban.expires_at),
