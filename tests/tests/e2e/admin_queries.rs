@@ -119,6 +119,7 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
         ("GET", "/api/v1/meta"),
         ("GET", "/api/v1/blocklist/sources"),
         ("GET", "/api/v1/rules"),
+        ("GET", "/api/v1/events"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
