@@ -301,7 +301,15 @@ log "iptrack queues lists three workers: ${hosts[*]}"
 victim=${workers[1]}
 python3 tests/compose/load.py "$base_url" /compose-check/s3/ "$n_step3" 200 >"$shims/s3.json" &
 loader=$!
-sleep 5
+# The kill must land mid-work: once the victim has written a batch (so it takes jobs from
+# the shared queue) and while the load still runs. A fixed delay is not enough: on a busy
+# machine the first batches can take longer than the delay to arrive.
+victim_batches() { docker logs "$victim" 2>&1 | grep -c 'request-log batch written' || true; }
+for _ in $(seq 1 240); do
+  [ "$(victim_batches)" -gt 0 ] && break
+  kill -0 "$loader" 2>/dev/null || break
+  sleep 0.25
+done
 docker kill "$victim" >/dev/null
 log "killed worker ${victim:0:12} (SIGKILL) mid-load"
 wait "$loader" || fail "the load of step 3 failed"
@@ -441,20 +449,64 @@ stats=$(curl -fsS "${auth[@]}" "$base_url/api/v1/stats") || fail "GET /api/v1/st
 totals_api=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(s["total"], s["forbidden_403"])' "$stats")
 totals_db=$(sql "select count(*) || ' ' || count(*) filter (where status = 403) from request_log")
 [ "$totals_api" = "$totals_db" ] || fail "the dashboard's totals (all, 403) are $totals_api, the database's $totals_db"
+# The investigation views' queries against the database they summarise: a 7-day range in
+# hour buckets, the client's address page (blocked since step 5), the countries view.
+week_ago=$(date -u -d '7 days ago' +%Y-%m-%dT%H:%M:%SZ)
+week=$(curl -fsS "${auth[@]}" "$base_url/api/v1/stats?since=$week_ago") || fail "GET /api/v1/stats for 7 days failed"
+python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["bucket"] == "hour", s["bucket"]
+assert len(s["buckets"]) in (168, 169), len(s["buckets"])
+assert sum(b["requests"] for b in s["buckets"]) == s["total"], "buckets do not add up to the total"
+assert all(sum(b["classes"].values()) == b["requests"] for b in s["buckets"]), "classes do not add up"
+' "$week" || fail "the 7-day stats are wrong: $(head -c 300 <<<"$week")"
+address=$(curl -fsS "${auth[@]}" "$base_url/api/v1/addresses/$client") || fail "GET /api/v1/addresses/$client failed"
+client_rows=$(sql "select count(*) from request_log where ip_address = '$client' and timestamp >= now() - interval '24 hours'")
+python3 -c '
+import json, sys
+a, rows = json.loads(sys.argv[1]), int(sys.argv[2])
+assert a["requests"] == rows, (a["requests"], rows)
+assert a["blocked"] and a["blocks"], "the block of step 5 is not shown"
+assert sum(s["requests"] for s in a["statuses"]) == rows
+' "$address" "$client_rows" || fail "the address page of $client disagrees with the database: $(head -c 300 <<<"$address")"
+countries=$(curl -fsS "${auth[@]}" "$base_url/api/v1/countries") || fail "GET /api/v1/countries failed"
+day_rows=$(sql "select count(*) from request_log where timestamp >= now() - interval '24 hours'")
+python3 -c '
+import json, sys
+c, rows = json.loads(sys.argv[1]), int(sys.argv[2])
+located = sum(x["requests"] for x in c["countries"])
+# Requests may arrive between the two reads (the stack is idle here, but never assume).
+assert located + c["unlocated_requests"] <= rows + 5 and located + c["unlocated_requests"] >= rows, (located, c["unlocated_requests"], rows)
+' "$countries" "$day_rows" || fail "the countries view disagrees with the database: $(head -c 300 <<<"$countries")"
 curl -fsS -o /dev/null "${auth[@]}" "$base_url/api/v1/suspicious?limit=50" || fail "GET /api/v1/suspicious failed"
 blocked_api=$(curl -fsS "${auth[@]}" "$base_url/api/v1/blocked") || fail "GET /api/v1/blocked failed"
 grep -q "$readme_address" <<<"$blocked_api" && grep -q "$client" <<<"$blocked_api" ||
   fail "the dashboard's blocked list misses the blocks: $blocked_api"
+# The dashboard's live stream, through the published port: it must carry the block and the
+# unblock below as they happen (each web instance relays the Redis channel it subscribes to).
+events_file="$shims/events.txt"
+curl -sN "${auth[@]}" "$base_url/api/v1/events" >"$events_file" 2>/dev/null &
+events_reader=$!
+for _ in $(seq 1 50); do grep -q '^: connected' "$events_file" && break; sleep 0.2; done
+grep -q '^: connected' "$events_file" || fail "GET /api/v1/events did not open a stream: $(head -c 300 "$events_file")"
 # The Block and Unblock buttons' calls.
 code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" -H 'content-type: application/json' \
   -d '{"address": "198.51.100.0/24", "reason": "compose-check", "duration_secs": 3600}' "$base_url/api/v1/blocked")
 [ "$code" = 201 ] || fail "POST /api/v1/blocked answered $code, not 201"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "${auth[@]}" "$base_url/api/v1/blocked?address=198.51.100.0/24")
 [ "$code" = 204 ] || fail "DELETE /api/v1/blocked answered $code, not 204"
+streamed() { # streamed EVENT -> whether the stream carried EVENT for the test network
+  grep -A1 "^event: $1\$" "$events_file" | grep -q '198\.51\.100\.0/24'
+}
+for _ in $(seq 1 50); do streamed block && streamed unblock && break; sleep 0.2; done
+kill "$events_reader" 2>/dev/null || true
+streamed block && streamed unblock ||
+  fail "the live stream did not carry the block and unblock: $(head -c 600 "$events_file")"
 meta=$(curl -fsS "${auth[@]}" "$base_url/api/v1/meta") || fail "GET /api/v1/meta failed"
 python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1]).get("geo_attribution") else 1)' "$meta" ||
   fail "no geolocation attribution: the image's DB-IP files are not in use ($meta)"
-log "dashboard page and its $(wc -w <<<"$assets") assets load; stats (total, 403) $totals_api = database; block/unblock work; geo attribution shown"
+log "dashboard page and its $(wc -w <<<"$assets") assets load; stats (total, 403) $totals_api = database; 7-day hour buckets, address page and countries agree with it; block/unblock work and stream live; geo attribution shown"
 # Default off: without IPTRACK_ADMIN_TOKEN in the environment neither exists. The client
 # is unblocked first (through the API, as the dashboard's Unblock does): without the
 # admin routes /dashboard is site traffic, and a blocked client gets 403 before any 404.
