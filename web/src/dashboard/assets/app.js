@@ -86,8 +86,10 @@ function poll() {
 function liveEvent(name, data) {
   debug.liveEvents += 1;
   if (name === "flag" || name === "ban" || name === "block" || name === "unblock") {
+    // Notices name an `address`; blocklist changes a `network` (a single address as /32
+    // or /128).
     const who = data && typeof data.address === "string" ? data.address
-      : data && typeof data.ip_address === "string" ? data.ip_address : "";
+      : data && typeof data.network === "string" ? data.network.replace(data.network.includes(":") ? /\/128$/ : /\/32$/, "") : "";
     const what = name + (who ? " " + who : "") + (data && typeof data.rule === "string" ? " (" + data.rule + ")" : "");
     const item = el("li", { className: "live-" + name }, new Date().toLocaleTimeString() + " " + what);
     $("live-feed").prepend(item);

@@ -57,6 +57,8 @@ function drawMap(rows, range) {
       animation: false,
       maintainAspectRatio: false,
       showOutline: false,
+      // The country under the pointer, by its shape (not the nearest centre).
+      interaction: { mode: "nearest", intersect: true },
       plugins: { legend: { display: false } },
       scales: {
         projection: { axis: "x", projection: "equalEarth" },

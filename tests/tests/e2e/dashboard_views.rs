@@ -1,0 +1,545 @@
+//! The dashboard's views (issue 21) in headless Chromium, with the WebDriver client of
+//! `dashboard.rs`: seeded traffic from several addresses and countries, then an operator's
+//! investigation: the address page from the top list (its requests, its flag), a one-minute
+//! block from there (a real 403, the expiry shown), the requests view filtered by status and
+//! by network, a 7-day range (hour buckets), a block arriving live (no reload, no poll), a
+//! country clicked on the map, and the notice when geolocation is off. Screenshots of each
+//! view land in `target/dashboard-<view>.png`.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Duration as TimeDelta, DurationRound, Utc};
+use iptrack_entity::{ban_history, blocked_ip, request_log, suspicious_ip};
+use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually, process::Service};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use serde_json::{Value, json};
+
+use crate::{
+    Stack,
+    dashboard::{Browser, ChromeDriver, target_dir},
+};
+
+const TOKEN: &str = "dashboard-views-token-0123456789";
+const TOP: &str = "81.2.69.142";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `count` requests from one address, the i-th `minutes(i)` minutes before `base`.
+struct Traffic<'a> {
+    ip: &'a str,
+    /// country code, country, city ("" when not located)
+    place: (&'a str, &'a str, &'a str),
+    method: &'a str,
+    path: &'a str,
+    status: i32,
+    user_agent: &'a str,
+    count: i64,
+    minutes: fn(i64) -> i64,
+}
+
+fn recent(i: i64) -> i64 {
+    i % 40
+}
+
+/// Spread over the last six days, one every six hours.
+fn this_week(i: i64) -> i64 {
+    90 + i * 6 * 60
+}
+
+const GB: (&str, &str, &str) = ("GB", "United Kingdom", "London");
+const FR: (&str, &str, &str) = ("FR", "France", "Paris");
+const DE: (&str, &str, &str) = ("DE", "Germany", "Berlin");
+const JP: (&str, &str, &str) = ("JP", "Japan", "Tokyo");
+const NOWHERE: (&str, &str, &str) = ("", "", "");
+
+fn traffic() -> Vec<Traffic<'static>> {
+    let t = |ip, place, method, path, status, user_agent, count, minutes| Traffic {
+        ip,
+        place,
+        method,
+        path,
+        status,
+        user_agent,
+        count,
+        minutes,
+    };
+    let bot = "python-requests/2.31";
+    let browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+    vec![
+        t(TOP, GB, "POST", "/login", 401, bot, 50, recent),
+        t(TOP, GB, "GET", "/", 200, bot, 20, recent),
+        t(TOP, GB, "GET", "/admin", 403, bot, 5, recent),
+        t(TOP, GB, "GET", "/", 200, bot, 24, this_week),
+        t("198.51.100.8", FR, "POST", "/login", 429, "curl/8.5.0", 30, recent),
+        t("198.51.100.77", FR, "GET", "/items/1", 200, browser, 12, recent),
+        t("203.0.113.50", DE, "GET", "/", 200, browser, 25, recent),
+        t("203.0.113.50", DE, "GET", "/missing", 404, browser, 3, recent),
+        t("203.0.113.50", DE, "GET", "/", 200, browser, 20, this_week),
+        t("2001:db8::5", NOWHERE, "GET", "/items/2", 500, "", 4, recent),
+        t("2001:db8::5", NOWHERE, "GET", "/items/2", 200, "", 6, recent),
+        t("133.242.0.9", JP, "GET", "/", 301, browser, 8, recent),
+    ]
+}
+
+/// Seeded requests matching `which` less than `minutes` before the seeding base.
+fn seeded(which: impl Fn(&Traffic) -> bool, minutes: i64) -> usize {
+    traffic()
+        .iter()
+        .filter(|t| which(t))
+        .map(|t| (0..t.count).filter(|&i| (t.minutes)(i) < minutes).count())
+        .sum()
+}
+
+async fn seed(conn: &DatabaseConnection, base: DateTime<Utc>) {
+    let mut rows = Vec::new();
+    for t in traffic() {
+        for i in 0..t.count {
+            rows.push(request_log::ActiveModel {
+                ip_address: Set(t.ip.to_owned()),
+                timestamp: Set(base - TimeDelta::minutes((t.minutes)(i)) + TimeDelta::seconds(7)),
+                method: Set(t.method.to_owned()),
+                path: Set(t.path.to_owned()),
+                status: Set(t.status),
+                duration_us: Set(100),
+                user_agent: Set(t.user_agent.to_owned()),
+                user_id: Set(String::new()),
+                query_string: Set(String::new()),
+                country_code: Set(t.place.0.to_owned()),
+                country: Set(t.place.1.to_owned()),
+                city: Set(t.place.2.to_owned()),
+                ..Default::default()
+            });
+        }
+    }
+    request_log::Entity::insert_many(rows)
+        .exec(conn)
+        .await
+        .unwrap();
+    let now = Utc::now();
+    suspicious_ip::Entity::insert(suspicious_ip::ActiveModel {
+        ip_address: Set(TOP.to_owned()),
+        rule: Set("login-burst".to_owned()),
+        reason: Set("50 POST /login status 401 in 10m (threshold 20)".to_owned()),
+        window_start: Set(now - TimeDelta::minutes(40)),
+        window_end: Set(now),
+        flagged_at: Set(now - TimeDelta::minutes(30)),
+        first_seen: Set(now - TimeDelta::minutes(40)),
+        last_seen: Set(now - TimeDelta::minutes(1)),
+        request_count: Set(50),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await
+    .unwrap();
+    ban_history::Entity::insert(ban_history::ActiveModel {
+        ip_address: Set(TOP.to_owned()),
+        rule: Set("login-burst".to_owned()),
+        banned_at: Set(now - TimeDelta::minutes(30)),
+        duration_secs: Set(600),
+        expires_at: Set(now - TimeDelta::minutes(20)),
+        event_key: Set(None),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await
+    .unwrap();
+}
+
+async fn sign_in(browser: &Browser, stack: &Stack, hash: &str) {
+    browser
+        .go(&stack.url(&format!("/dashboard{hash}")))
+        .await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#sign-in-button").await;
+    browser
+        .wait_for(
+            WAIT,
+            "the board",
+            "return !document.getElementById('board').hidden;",
+        )
+        .await;
+}
+
+async fn save_screenshot(browser: &Browser, view: &str) {
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = target_dir().join(format!("dashboard-{view}.png"));
+    std::fs::write(&path, png).unwrap();
+    eprintln!("dashboard screenshot: {}", path.display());
+}
+
+/// The text of column `column` of every row of a table's body, as a JSON array.
+fn column(table: &str, column: usize) -> String {
+    format!(
+        "return [...document.querySelectorAll('#{table} tbody tr:not(.empty)')] \
+         .map(r => r.cells[{column}].textContent);"
+    )
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until the table has rows and every row's `column` satisfies `ok`; returns them.
+async fn rows_where(
+    browser: &Browser,
+    table: &str,
+    index: usize,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let script = column(table, index);
+    eventually(WAIT, what, || async {
+        let cells = strings(&browser.script(&script).await);
+        (!cells.is_empty() && cells.iter().all(|c| ok(c))).then_some(cells)
+    })
+    .await
+}
+
+async fn site_status(stack: &Stack, ip: &str) -> u16 {
+    reqwest::Client::new()
+        .get(stack.url("/"))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+both_backends!(
+    an_operator_investigates_an_address_filters_requests_and_sees_bans_live,
+    |backend: Backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let conn = db.connect().await;
+        let base = (Utc::now() - TimeDelta::minutes(1))
+            .duration_trunc(TimeDelta::minutes(1))
+            .unwrap();
+        seed(&conn, base).await;
+        let last_hour = seeded(|_| true, 58);
+        let last_week = seeded(|_| true, 7 * 24 * 60 - 2);
+        let germany_today = seeded(|t| t.place == DE, 24 * 60 - 2);
+        let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+        let _web = stack.serve_web().await;
+        let driver = ChromeDriver::start().await;
+        let browser = Browser::open(&driver).await;
+        sign_in(&browser, &stack, "").await;
+
+        // Overview: the chart holds every request of the hour, stacked by status class.
+        browser
+            .wait_for(
+                WAIT,
+                "the chart with the hour's requests",
+                &format!(
+                    "const c = window.iptrackCharts.get('requests-chart'); \
+                     return c && c.data.datasets.flatMap(d => d.data).reduce((a, b) => a + b, 0) \
+                     === {last_hour};"
+                ),
+            )
+            .await;
+        let per_class = browser
+            .script(
+                "return Object.fromEntries(window.iptrackCharts.get('requests-chart').data.datasets \
+                 .map(d => [d.label, d.data.reduce((a, b) => a + b, 0)]));",
+            )
+            .await;
+        assert_eq!(
+            per_class,
+            json!({"2xx": 63, "3xx": 8, "4xx": 53, "403": 5, "429": 30, "5xx": 4, "other": 0})
+        );
+        assert_eq!(
+            browser
+                .script("return document.getElementById('requests-chart').dataset.bucket;")
+                .await,
+            "minute"
+        );
+        rows_where(&browser, "suspicious", 1, "the flag", |c| c == "login-burst").await;
+        save_screenshot(&browser, "overview").await;
+
+        // The address page, from the top list: its requests and its flag.
+        let first = strings(&browser.script(&column("top-addresses", 0)).await);
+        assert_eq!(first.first().map(String::as_str), Some(TOP));
+        browser.click("#top-addresses tbody tr a.address").await;
+        browser
+            .wait_for(
+                WAIT,
+                "the address page",
+                "return location.hash.startsWith('#/address/81.2.69.142') \
+                 && !document.getElementById('view-address').hidden;",
+            )
+            .await;
+        let addresses = rows_where(&browser, "address-requests", 1, "its requests", |c| {
+            c == TOP
+        })
+        .await;
+        assert_eq!(addresses.len(), 50, "one page of 50, newest first");
+        rows_where(&browser, "address-flags", 0, "its flag", |c| c == "login-burst").await;
+        rows_where(&browser, "address-bans", 0, "its ban history", |c| {
+            c == "login-burst"
+        })
+        .await;
+        let where_text = browser
+            .wait_for(
+                WAIT,
+                "its place",
+                "const t = document.getElementById('address-where').textContent; \
+                 return t.includes('London') ? t : null;",
+            )
+            .await;
+        assert!(where_text.as_str().unwrap().contains("United Kingdom"));
+        assert_eq!(
+            browser
+                .script("return document.getElementById('address-block-status').textContent;")
+                .await,
+            "Not blocked."
+        );
+
+        // Block it there for one minute: the site refuses it, the page shows the expiry.
+        browser
+            .script("document.getElementById('address-block-duration').value = '60';")
+            .await;
+        browser.click("#address-block").await;
+        let expires = rows_where(&browser, "address-blocks", 4, "the block's expiry", |c| {
+            c.contains("(in ") && c.ends_with(" s)")
+        })
+        .await;
+        eprintln!("block expires: {expires:?}");
+        let block = blocked_ip::active(&conn, Utc::now())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.ip_address == TOP)
+            .expect("the block is stored");
+        let left = block.expires_at.expect("an expiry") - Utc::now();
+        assert!(
+            left > TimeDelta::seconds(50) && left <= TimeDelta::seconds(60),
+            "{left}"
+        );
+        eventually(WAIT, "a 403 from the site", || async {
+            (site_status(&stack, TOP).await == 403).then_some(())
+        })
+        .await;
+        assert_eq!(
+            browser
+                .script("return document.getElementById('address-block-status').textContent;")
+                .await,
+            "Blocked: every request from it gets 403."
+        );
+        save_screenshot(&browser, "address").await;
+
+        // The requests view: status 429 through the form, then a network through the URL.
+        browser.click("#nav a[data-view='requests']").await;
+        browser.type_into("#f-status", "429").await;
+        browser.click("#requests-apply").await;
+        let statuses =
+            rows_where(&browser, "requests-table", 4, "only 429s", |c| c == "429").await;
+        assert_eq!(statuses.len(), 30);
+        assert!(
+            browser
+                .script("return location.hash;")
+                .await
+                .as_str()
+                .unwrap()
+                .contains("status=429")
+        );
+        browser
+            .go(&stack.url("/dashboard#/requests?network=198.51.100.0%2F24"))
+            .await;
+        let in_network = rows_where(&browser, "requests-table", 1, "only the network", |c| {
+            c.starts_with("198.51.100.")
+        })
+        .await;
+        assert_eq!(in_network.len(), 42);
+        assert_eq!(
+            browser
+                .script("return document.getElementById('f-address').value;")
+                .await,
+            "198.51.100.0/24"
+        );
+        save_screenshot(&browser, "requests").await;
+
+        // A 7-day range: hour buckets, every seeded request.
+        browser.go(&stack.url("/dashboard#/")).await;
+        browser
+            .script(
+                "const s = document.querySelector('#overview-range .range-preset'); \
+                 s.value = '7d'; s.dispatchEvent(new Event('change'));",
+            )
+            .await;
+        browser
+            .wait_for(
+                WAIT,
+                "hour buckets",
+                &format!(
+                    "const c = window.iptrackCharts.get('requests-chart'); \
+                     return location.hash.includes('range=7d') && c && c.iptrackBucket === 'hour' \
+                     && c.data.datasets.flatMap(d => d.data).reduce((a, b) => a + b, 0) \
+                     === {last_week};"
+                ),
+            )
+            .await;
+        let labels = browser
+            .script("return window.iptrackCharts.get('requests-chart').data.labels.length;")
+            .await;
+        let labels = labels.as_i64().unwrap();
+        assert!((168..=169).contains(&labels), "{labels} hour buckets");
+        assert_eq!(
+            browser
+                .script("return document.getElementById('overview-chart-title').textContent;")
+                .await,
+            "Requests per hour, by status"
+        );
+        save_screenshot(&browser, "overview-7d").await;
+
+        // Live: a block made elsewhere shows within 2 s, not by the 5 s poll.
+        browser
+            .wait_for(
+                WAIT,
+                "the live stream",
+                "return window.iptrackDebug.liveConnected;",
+            )
+            .await;
+        let polls = browser.script("return window.iptrackDebug.polls;").await;
+        browser
+            .wait_for(
+                WAIT,
+                "a poll to pass",
+                &format!("return window.iptrackDebug.polls > {polls};"),
+            )
+            .await;
+        let polls = browser.script("return window.iptrackDebug.polls;").await;
+        let started = Instant::now();
+        let response = reqwest::Client::new()
+            .post(stack.url("/api/v1/blocked"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"address": "192.0.2.99", "reason": "seen live", "duration_secs": 3600}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        browser
+            .wait_for(
+                Duration::from_secs(2),
+                "the new block within 2 s",
+                "return document.querySelector('#blocked tbody').textContent.includes('192.0.2.99');",
+            )
+            .await;
+        eprintln!("the live block showed after {:?}", started.elapsed());
+        assert_eq!(
+            browser.script("return window.iptrackDebug.polls;").await,
+            polls,
+            "a poll ran: the update may not be the live stream's"
+        );
+        assert!(
+            browser
+                .script("return document.getElementById('live-feed').textContent;")
+                .await
+                .as_str()
+                .unwrap()
+                .contains("block 192.0.2.99")
+        );
+
+        // Countries: a table and a map; clicking Germany opens its requests.
+        browser.click("#nav a[data-view='countries']").await;
+        rows_where(&browser, "countries-table", 0, "the countries", |c| {
+            !c.is_empty()
+        })
+        .await;
+        let countries = strings(&browser.script(&column("countries-table", 0)).await);
+        assert_eq!(
+            countries,
+            [
+                "United Kingdom (GB)",
+                "France (FR)",
+                "Germany (DE)",
+                "Japan (JP)"
+            ]
+        );
+        let spot = browser
+            .wait_for(
+                WAIT,
+                "Germany on the map",
+                "const m = window.iptrackMap; if (!m || !m.scales.projection) return null; \
+                 const i = m.data.datasets[0].data.findIndex(d => m.iptrackCodeOf(d.feature) === 'DE'); \
+                 if (i < 0) return null; \
+                 return m.scales.projection.geoPath.centroid(m.data.datasets[0].data[i].feature);",
+            )
+            .await;
+        save_screenshot(&browser, "countries").await;
+        let (x, y) = (spot[0].as_f64().unwrap(), spot[1].as_f64().unwrap());
+        browser.click_at("#countries-map", x, y).await;
+        browser
+            .wait_for(
+                WAIT,
+                "the requests view filtered by Germany",
+                "return location.hash.startsWith('#/requests?country=DE');",
+            )
+            .await;
+        let places =
+            rows_where(&browser, "requests-table", 5, "German rows", |c| c.starts_with("DE")).await;
+        assert_eq!(places.len(), germany_today);
+        browser.close().await;
+    }
+);
+
+both_backends!(
+    every_view_says_what_it_shows_when_geolocation_is_off,
+    |backend: Backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let conn = db.connect().await;
+        let base = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+        seed(&conn, base).await;
+        let mut stack = Stack::new(&db, &redis)
+            .with("IPTRACK_ADMIN_TOKEN", TOKEN)
+            .with("IPTRACK_GEO_PROVIDER", "none");
+        let _web = stack.serve_web().await;
+        // The worker says whether it geolocates when it starts.
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(30), "the worker to say", || async {
+            let meta: Value = client
+                .get(stack.url("/api/v1/meta"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (meta["geolocation"] == "off").then_some(())
+        })
+        .await;
+        let driver = ChromeDriver::start().await;
+        let browser = Browser::open(&driver).await;
+        sign_in(&browser, &stack, "#/countries").await;
+        let notice = "const n = document.getElementById('geo-notice'); \
+                      return n.hidden ? null : n.textContent;";
+        let text = browser.wait_for(WAIT, "the notice", notice).await;
+        assert!(
+            text.as_str()
+                .unwrap()
+                .starts_with("Countries unavailable because geolocation is off"),
+            "{text}"
+        );
+        // The seeded rows were located before: the table still counts them.
+        rows_where(&browser, "countries-table", 0, "the countries", |c| {
+            !c.is_empty()
+        })
+        .await;
+        save_screenshot(&browser, "geolocation-off").await;
+        for (hash, says) in [
+            ("#/", "the overview shows requests"),
+            ("#/requests", "requests are shown without country"),
+            ("#/address/203.0.113.50", "its country and city are unknown"),
+        ] {
+            browser
+                .go(&stack.url(&format!("/dashboard{hash}")))
+                .await;
+            let text = browser.wait_for(WAIT, "the notice", notice).await;
+            assert!(text.as_str().unwrap().contains(says), "{hash}: {text}");
+        }
+        browser.close().await;
+    }
+);
