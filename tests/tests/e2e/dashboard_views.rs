@@ -81,7 +81,7 @@ fn traffic() -> Vec<Traffic<'static>> {
 }
 
 /// Seeded requests matching `which` less than `minutes` before the seeding base.
-fn seeded(which: impl Fn(&Traffic) -> bool, minutes: i64) -> usize {
+fn seeded(which: impl Fn(&Traffic<'_>) -> bool, minutes: i64) -> usize {
     traffic()
         .iter()
         .filter(|t| which(t))

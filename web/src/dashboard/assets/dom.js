@@ -55,6 +55,11 @@ export function fillTable(table, rows, makeRow, empty) {
     tr.append(...makeRow(row));
     return tr;
   }));
+  // Headings of number columns align with their numbers.
+  const first = body.rows[0];
+  target.querySelectorAll("thead th").forEach((th, i) => {
+    th.classList.toggle("number", Boolean(first && first.cells[i] && first.cells[i].classList.contains("number")));
+  });
 }
 
 export function shortTime(text) {

@@ -56,7 +56,8 @@ export async function refresh(ctx) {
   const range = rangeOf(route.params, "24h");
   const path = "/addresses/" + encodeURIComponent(address) + query({ since: range.since, until: range.until });
   const [info] = await Promise.all([api("GET", path), cursors.length === 1 ? loadRequests() : null]);
-  const where = [info.city, info.country, info.country_code && `(${info.country_code})`].filter(Boolean).join(", ");
+  const country = [info.country, info.country_code && `(${info.country_code})`].filter(Boolean).join(" ");
+  const where = [info.city, country].filter(Boolean).join(", ");
   $("address-where").textContent = where
     ? "Located in " + where + "."
     : ctx.geolocation === "off"
