@@ -77,7 +77,18 @@ function route() {
   refresh();
 }
 
+/// Whether the workers geolocate can change (a worker started with another provider):
+/// asked again every this many polls.
+const META_EVERY = 12;
+let ticks = 0;
+
 function poll() {
+  ticks += 1;
+  if (ticks % META_EVERY === 0) {
+    showMeta().then(() => {
+      if (current) notice("geo-notice", VIEWS[current.view].geoNotice(ctx.geolocation));
+    }).catch(() => {});
+  }
   if (!current || VIEWS[current.view].polled === false) return;
   debug.polls += 1;
   refresh();
