@@ -88,7 +88,12 @@ impl Browser {
         }
     }
 
-    pub(crate) async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -161,7 +166,11 @@ impl Browser {
     pub(crate) async fn click_at(&self, css: &str, x: f64, y: f64) {
         let element = self.find(css).await;
         let rect = self
-            .command(reqwest::Method::GET, &format!("/element/{element}/rect"), None)
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{element}/rect"),
+                None,
+            )
             .await;
         // WebDriver offsets are from the element's centre.
         let dx = (x - rect["width"].as_f64().unwrap() / 2.0).round() as i64;
@@ -170,13 +179,13 @@ impl Browser {
             reqwest::Method::POST,
             "/actions",
             Some(json!({"actions": [{"type": "pointer", "id": "mouse",
-                "parameters": {"pointerType": "mouse"},
-                "actions": [
-                    {"type": "pointerMove", "duration": 0, "x": dx, "y": dy,
-                     "origin": {"element-6066-11e4-a52e-4f735466cecf": element}},
-                    {"type": "pointerDown", "button": 0},
-                    {"type": "pointerUp", "button": 0}
-                ]}]})),
+            "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "x": dx, "y": dy,
+                 "origin": {"element-6066-11e4-a52e-4f735466cecf": element}},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0}
+            ]}]})),
         )
         .await;
     }

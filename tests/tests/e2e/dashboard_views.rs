@@ -69,13 +69,58 @@ fn traffic() -> Vec<Traffic<'static>> {
         t(TOP, GB, "GET", "/", 200, bot, 20, recent),
         t(TOP, GB, "GET", "/admin", 403, bot, 5, recent),
         t(TOP, GB, "GET", "/", 200, bot, 24, this_week),
-        t("198.51.100.8", FR, "POST", "/login", 429, "curl/8.5.0", 30, recent),
-        t("198.51.100.77", FR, "GET", "/items/1", 200, browser, 12, recent),
+        t(
+            "198.51.100.8",
+            FR,
+            "POST",
+            "/login",
+            429,
+            "curl/8.5.0",
+            30,
+            recent,
+        ),
+        t(
+            "198.51.100.77",
+            FR,
+            "GET",
+            "/items/1",
+            200,
+            browser,
+            12,
+            recent,
+        ),
         t("203.0.113.50", DE, "GET", "/", 200, browser, 25, recent),
-        t("203.0.113.50", DE, "GET", "/missing", 404, browser, 3, recent),
+        t(
+            "203.0.113.50",
+            DE,
+            "GET",
+            "/missing",
+            404,
+            browser,
+            3,
+            recent,
+        ),
         t("203.0.113.50", DE, "GET", "/", 200, browser, 20, this_week),
-        t("2001:db8::5", NOWHERE, "GET", "/items/2", 500, "", 4, recent),
-        t("2001:db8::5", NOWHERE, "GET", "/items/2", 200, "", 6, recent),
+        t(
+            "2001:db8::5",
+            NOWHERE,
+            "GET",
+            "/items/2",
+            500,
+            "",
+            4,
+            recent,
+        ),
+        t(
+            "2001:db8::5",
+            NOWHERE,
+            "GET",
+            "/items/2",
+            200,
+            "",
+            6,
+            recent,
+        ),
         t("133.242.0.9", JP, "GET", "/", 301, browser, 8, recent),
     ]
 }
@@ -145,9 +190,7 @@ async fn seed(conn: &DatabaseConnection, base: DateTime<Utc>) {
 }
 
 async fn sign_in(browser: &Browser, stack: &Stack, hash: &str) {
-    browser
-        .go(&stack.url(&format!("/dashboard{hash}")))
-        .await;
+    browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
     browser.type_into("#token", TOKEN).await;
     browser.click("#sign-in-button").await;
     browser
@@ -178,7 +221,11 @@ fn column(table: &str, column: usize) -> String {
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -255,7 +302,10 @@ both_backends!(
                 .await,
             "minute"
         );
-        rows_where(&browser, "suspicious", 1, "the flag", |c| c == "login-burst").await;
+        rows_where(&browser, "suspicious", 1, "the flag", |c| {
+            c == "login-burst"
+        })
+        .await;
         save_screenshot(&browser, "overview").await;
 
         // The address page, from the top list: its requests and its flag.
@@ -275,7 +325,10 @@ both_backends!(
         })
         .await;
         assert_eq!(addresses.len(), 50, "one page of 50, newest first");
-        rows_where(&browser, "address-flags", 0, "its flag", |c| c == "login-burst").await;
+        rows_where(&browser, "address-flags", 0, "its flag", |c| {
+            c == "login-burst"
+        })
+        .await;
         rows_where(&browser, "address-bans", 0, "its ban history", |c| {
             c == "login-burst"
         })
@@ -333,8 +386,7 @@ both_backends!(
         browser.click("#nav a[data-view='requests']").await;
         browser.type_into("#f-status", "429").await;
         browser.click("#requests-apply").await;
-        let statuses =
-            rows_where(&browser, "requests-table", 4, "only 429s", |c| c == "429").await;
+        let statuses = rows_where(&browser, "requests-table", 4, "only 429s", |c| c == "429").await;
         assert_eq!(statuses.len(), 30);
         assert!(
             browser
@@ -477,8 +529,10 @@ both_backends!(
                 "return location.hash.startsWith('#/requests?country=DE');",
             )
             .await;
-        let places =
-            rows_where(&browser, "requests-table", 5, "German rows", |c| c.starts_with("DE")).await;
+        let places = rows_where(&browser, "requests-table", 5, "German rows", |c| {
+            c.starts_with("DE")
+        })
+        .await;
         assert_eq!(places.len(), germany_today);
         browser.close().await;
     }
@@ -534,9 +588,7 @@ both_backends!(
             ("#/requests", "requests are shown without country"),
             ("#/address/203.0.113.50", "its country and city are unknown"),
         ] {
-            browser
-                .go(&stack.url(&format!("/dashboard{hash}")))
-                .await;
+            browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
             let text = browser.wait_for(WAIT, "the notice", notice).await;
             assert!(text.as_str().unwrap().contains(says), "{hash}: {text}");
         }

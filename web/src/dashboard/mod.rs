@@ -50,7 +50,11 @@ const ASSETS: &[Asset] = &[
     asset!("/views/requests.js", JS, "views/requests.js"),
     asset!("/views/countries.js", JS, "views/countries.js"),
     asset!("/vendor/chart.umd.min.js", JS, "vendor/chart.umd.min.js"),
-    asset!("/vendor/chart.js-LICENSE.md", TEXT, "vendor/chart.js-LICENSE.md"),
+    asset!(
+        "/vendor/chart.js-LICENSE.md",
+        TEXT,
+        "vendor/chart.js-LICENSE.md"
+    ),
     asset!(
         "/vendor/chartjs-chart-geo.umd.min.js",
         JS,
@@ -71,7 +75,11 @@ const ASSETS: &[Asset] = &[
         JSON,
         "vendor/countries-110m.json"
     ),
-    asset!("/vendor/world-atlas-LICENSE", TEXT, "vendor/world-atlas-LICENSE"),
+    asset!(
+        "/vendor/world-atlas-LICENSE",
+        TEXT,
+        "vendor/world-atlas-LICENSE"
+    ),
     asset!(
         "/vendor/iso-country-codes.json",
         JSON,
