@@ -15,6 +15,7 @@ mod cli_args;
 mod client_ip_props;
 mod compose;
 mod dashboard;
+mod dashboard_api;
 mod detection;
 mod faults;
 mod feeds;
