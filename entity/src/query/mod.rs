@@ -5,10 +5,14 @@
 //! after `ip_address`) or on `suspicious_ip.flagged_at`, and works on SQLite and PostgreSQL.
 //! `bench/src/bin/stats_query.rs` measures them and prints their plans on a large table.
 
+pub mod addresses;
+pub mod countries;
 pub mod logs;
 pub mod sources;
 pub mod stats;
+pub mod status_class;
 pub mod suspicious;
+pub mod timeline;
 
 /// Escapes LIKE's wildcards so a prefix matches only itself (used with `ESCAPE '\'`).
 pub(crate) fn escape_like(text: &str) -> String {
