@@ -486,3 +486,78 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
     std::fs::write(target_dir().join("dashboard-signed-out.png"), png).unwrap();
     browser.close().await;
 }
+
+/// The dashboard's files with their types, a tag that makes a reload a 304, and the
+/// headers that keep them from being framed or sniffed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_files_are_served_with_their_types_and_revalidate_with_a_304() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let _web = stack.serve_web().await;
+    let client = reqwest::Client::new();
+    for (path, content_type) in [
+        ("/dashboard", "text/html; charset=utf-8"),
+        (
+            "/dashboard/views/address.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/dashboard/vendor/chartjs-chart-geo.umd.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/dashboard/vendor/countries-110m.json", "application/json"),
+        (
+            "/dashboard/vendor/iso-country-codes.json",
+            "application/json",
+        ),
+        (
+            "/dashboard/vendor/world-atlas-LICENSE",
+            "text/plain; charset=utf-8",
+        ),
+    ] {
+        let response = client.get(stack.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header("content-type").as_deref(),
+            Some(content_type),
+            "{path}"
+        );
+        assert_eq!(
+            header("cache-control").as_deref(),
+            Some("no-cache"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+        assert!(
+            header("content-security-policy")
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        let etag = header("etag").expect("an ETag");
+        assert!(!response.bytes().await.unwrap().is_empty());
+        let again = client
+            .get(stack.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+        let stale = client
+            .get(stack.url(path))
+            .header("if-none-match", "\"0000000000000000\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), 200, "{path}");
+    }
+}

@@ -612,6 +612,72 @@ both_backends!(
         })
         .await;
         save_screenshot(&browser, "geolocation-off").await;
+
+        // Text from the site's clients is shown as text, never run as markup.
+        let path = "/<img src=x onerror=\"window.pwned=1\">";
+        let agent = "<script>window.pwned=2</script>";
+        request_log::Entity::insert(request_log::ActiveModel {
+            ip_address: Set("192.0.2.66".to_owned()),
+            timestamp: Set(Utc::now()),
+            method: Set("GET".to_owned()),
+            path: Set(path.to_owned()),
+            status: Set(404),
+            duration_us: Set(100),
+            user_agent: Set(agent.to_owned()),
+            user_id: Set(String::new()),
+            query_string: Set(String::new()),
+            country_code: Set(String::new()),
+            country: Set(String::new()),
+            city: Set(String::new()),
+            ..Default::default()
+        })
+        .exec(&conn)
+        .await
+        .unwrap();
+        for hash in ["#/requests?ip=192.0.2.66", "#/address/192.0.2.66"] {
+            browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
+            let table = if hash.starts_with("#/requests") {
+                "requests-table"
+            } else {
+                "address-requests"
+            };
+            rows_exactly(&browser, table, 3, "the row", |c| c == path, Some(1)).await;
+            assert_eq!(strings(&browser.script(&column(table, 6)).await), [agent]);
+            assert_eq!(
+                browser
+                    .script(
+                        "return [document.querySelectorAll('main img, main script').length, \
+                         window.pwned ?? null];"
+                    )
+                    .await,
+                json!([0, null]),
+                "{hash}"
+            );
+        }
+
+        // A link with values that mean nothing says so instead of asking the API.
+        for (hash, says) in [
+            ("#/address/not-an-address", "That is not an IP address"),
+            (
+                "#/requests?network=198.51.100.0%2F99&status=abc",
+                "Left out: \"198.51.100.0/99\" is not a network",
+            ),
+            (
+                "#/countries?since=yesterday",
+                "the time range in the link is not valid",
+            ),
+        ] {
+            browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
+            let error = browser
+                .wait_for(
+                    WAIT,
+                    "the complaint",
+                    "const e = document.getElementById('view-error'); \
+                     return e.hidden ? null : e.textContent;",
+                )
+                .await;
+            assert!(error.as_str().unwrap().contains(says), "{hash}: {error}");
+        }
         for (hash, says) in [
             ("#/", "the overview shows requests"),
             ("#/requests", "requests are shown without country"),
