@@ -107,6 +107,27 @@ impl Browser {
         response["value"].clone()
     }
 
+    /// Whether a `click` found its element and clicked it; false when the page replaced
+    /// the element in between (a refresh redraws its tables every 5 s).
+    async fn try_click(&self, css: &str) -> bool {
+        let element = self.find(css).await;
+        let response: Value = self
+            .http
+            .post(format!("{}/element/{element}/click", self.session))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match response["value"]["error"].as_str() {
+            None => true,
+            Some("stale element reference") => false,
+            Some(_) => panic!("WebDriver click {css}: {}", response["value"]),
+        }
+    }
+
     pub(crate) async fn go(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
@@ -134,13 +155,12 @@ impl Browser {
     }
 
     pub(crate) async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..5 {
+            if self.try_click(css).await {
+                return;
+            }
+        }
+        panic!("{css} was replaced five times before it could be clicked");
     }
 
     pub(crate) async fn script(&self, script: &str) -> Value {

@@ -339,6 +339,39 @@ both_backends!(
         })
         .await;
         assert_eq!(addresses.len(), 50, "one page of 50, newest first");
+        let newest_first = |times: Value| {
+            let times: Vec<i64> = times
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_i64().unwrap())
+                .collect();
+            times.windows(2).all(|w| w[0] >= w[1])
+        };
+        let row_times = "return [...document.querySelectorAll('#address-requests tbody tr')] \
+                         .map(r => Date.parse(r.cells[0].textContent));";
+        assert!(newest_first(browser.script(row_times).await));
+        // The next page by its cursor: the other 49 of the address's 99 requests.
+        browser.click("#address-older").await;
+        rows_exactly(
+            &browser,
+            "address-requests",
+            1,
+            "the second page",
+            |c| c == TOP,
+            Some(99 - 50),
+        )
+        .await;
+        browser.click("#address-newest").await;
+        rows_exactly(
+            &browser,
+            "address-requests",
+            1,
+            "the first page",
+            |c| c == TOP,
+            Some(50),
+        )
+        .await;
         rows_where(&browser, "address-flags", 0, "its flag", |c| {
             c == "login-burst"
         })
@@ -395,6 +428,22 @@ both_backends!(
             "Blocked: every request from it gets 403."
         );
         save_screenshot(&browser, "address").await;
+        // Unblock from there: the site lets it in again.
+        browser
+            .click("#address-blocks button.unblock[data-address='81.2.69.142']")
+            .await;
+        browser
+            .wait_for(
+                WAIT,
+                "the page to say not blocked",
+                "return document.getElementById('address-block-status').textContent === 'Not blocked.' \
+                 && !document.getElementById('address-block-form').hidden;",
+            )
+            .await;
+        eventually(WAIT, "the site to let it in", || async {
+            (site_status(&stack, TOP).await == 200).then_some(())
+        })
+        .await;
 
         // The requests view: status 429 through the form, then a network through the URL.
         browser.click("#nav a[data-view='requests']").await;
