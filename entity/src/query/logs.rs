@@ -119,6 +119,36 @@ impl NetworkFilter {
         self.networks.iter().any(|net| net.contains(ip))
     }
 
+    /// A condition in SQL that every match meets (and most non-matches fail), for SQLite,
+    /// which has no address type: an IPv4 network's whole leading octets as a text prefix
+    /// (`198.51.100.0/24`: `198.51.100.%`), or at least no `:`; an IPv6 network, a `:`.
+    /// Canonical IPv6 text compresses zeros, so no prefix of it is safe to use.
+    fn sqlite_prefilter(&self) -> Condition {
+        self.networks
+            .iter()
+            .fold(Condition::any(), |any, net| match net {
+                IpNet::V4(v4) => {
+                    let octets = usize::from(v4.prefix_len() / 8);
+                    if octets == 0 {
+                        any.add(Column::IpAddress.not_like("%:%"))
+                    } else {
+                        let lead: Vec<String> = v4.network().octets()[..octets]
+                            .iter()
+                            .map(u8::to_string)
+                            .collect();
+                        // An address with all four octets is the whole text: no `%`.
+                        let pattern = if octets == 4 {
+                            lead.join(".")
+                        } else {
+                            format!("{}.%", lead.join("."))
+                        };
+                        any.add(Column::IpAddress.like(pattern))
+                    }
+                }
+                IpNet::V6(_) => any.add(Column::IpAddress.like("%:%")),
+            })
+    }
+
     /// The condition on PostgreSQL: `ip_address` is text (always an address the server
     /// formatted, so the cast cannot fail); each network is bound as text and cast in
     /// SQL, so no parameter's type is left for PostgreSQL to infer.
@@ -316,17 +346,21 @@ fn ordered(condition: Condition) -> Select<request_log::Entity> {
         .order_by_desc(Column::Id)
 }
 
-/// Up to `wanted` rows meeting `condition` whose address is in `network`, newest first,
-/// read [`CHUNK_ROWS`] at a time (the condition bounds how many there are).
+/// Up to `wanted` rows meeting `condition` whose address is in `network`, newest first.
+/// The candidates are read [`CHUNK_ROWS`] at a time as `(timestamp, id, address)` only
+/// (decoding whole rows of 20,000 candidates was most of the cost), narrowed in SQL by a
+/// textual prefix where the network allows one, and matched exactly here; then the
+/// matching rows are read whole by id.
 async fn matching_in_chunks<C: ConnectionTrait>(
     db: &C,
     condition: Condition,
     network: &NetworkFilter,
     wanted: u64,
 ) -> Result<Vec<request_log::Model>, DbErr> {
-    let mut found = Vec::new();
+    let condition = condition.add(network.sqlite_prefilter());
+    let mut found: Vec<i64> = Vec::new();
     let mut after: Option<Cursor> = None;
-    loop {
+    'chunks: loop {
         let mut chunk_condition = condition.clone();
         if let Some(cursor) = after {
             chunk_condition = chunk_condition
@@ -337,30 +371,43 @@ async fn matching_in_chunks<C: ConnectionTrait>(
                         .add(Column::Id.lt(cursor.id)),
                 );
         }
-        let chunk = ordered(chunk_condition).limit(CHUNK_ROWS).all(db).await?;
+        let chunk: Vec<(DateTime<Utc>, i64, String)> = ordered(chunk_condition)
+            .select_only()
+            .column(Column::Timestamp)
+            .column(Column::Id)
+            .column(Column::IpAddress)
+            .limit(CHUNK_ROWS)
+            .into_tuple()
+            .all(db)
+            .await?;
         let complete = (chunk.len() as u64) < CHUNK_ROWS;
-        after = chunk.last().map(|row| Cursor {
-            timestamp: row.timestamp,
-            id: row.id,
+        after = chunk.last().map(|(timestamp, id, _)| Cursor {
+            timestamp: *timestamp,
+            id: *id,
         });
-        for row in chunk {
+        for (_, id, address) in chunk {
             // Stored addresses are ones the server formatted; anything else matches no
             // network.
-            if row
-                .ip_address
+            if address
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| network.contains(&ip))
             {
-                found.push(row);
+                found.push(id);
                 if found.len() as u64 >= wanted {
-                    return Ok(found);
+                    break 'chunks;
                 }
             }
         }
         if complete || after.is_none() {
-            return Ok(found);
+            break;
         }
     }
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    ordered(Condition::all().add(Column::Id.is_in(found)))
+        .all(db)
+        .await
 }
 
 /// The SQL of a filtered page's two statements (the bound, then the matches), for
@@ -421,6 +468,34 @@ mod tests {
         );
         assert!(filter.contains(&"203.0.113.9".parse().unwrap_or_else(|_| unreachable!())));
         assert!(!filter.contains(&"203.0.114.9".parse().unwrap_or_else(|_| unreachable!())));
+        let prefilter = |text: &str| {
+            use sea_orm::{QueryTrait, sea_query::SqliteQueryBuilder};
+            let net: IpNet = text.parse().unwrap_or_else(|_| unreachable!());
+            request_log::Entity::find()
+                .filter(NetworkFilter::new(net).sqlite_prefilter())
+                .into_query()
+                .to_string(SqliteQueryBuilder)
+                .split(" WHERE ")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            prefilter("198.51.100.0/24"),
+            r#""request_log"."ip_address" LIKE '198.51.100.%'"#
+        );
+        assert_eq!(
+            prefilter("198.51.96.0/20"),
+            r#""request_log"."ip_address" LIKE '198.51.%'"#
+        );
+        assert_eq!(
+            prefilter("198.51.100.7/32"),
+            r#""request_log"."ip_address" LIKE '198.51.100.7'"#
+        );
+        assert_eq!(
+            prefilter("0.0.0.0/4"),
+            r#""request_log"."ip_address" NOT LIKE '%:%'"#
+        );
     }
 
     #[test]
