@@ -3,7 +3,8 @@
 //! investigation: the address page from the top list (its requests, its flag), a one-minute
 //! block from there (a real 403, the expiry shown), the requests view filtered by status and
 //! by network, a 7-day range (hour buckets), a block arriving live (no reload, no poll), a
-//! country clicked on the map, and the notice when geolocation is off. Screenshots of each
+//! country clicked on the map, the notice when geolocation is off, a rule's ban and flag
+//! arriving live, and client text (paths, user agents) shown as text. Screenshots of each
 //! view land in `target/dashboard-<view>.png`.
 
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Duration as TimeDelta, DurationRound, Utc};
 use iptrack_entity::{ban_history, blocked_ip, request_log, suspicious_ip};
 use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually, process::Service};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
@@ -612,12 +613,13 @@ both_backends!(
             Some(germany_today),
         )
         .await;
+
         browser.close().await;
     }
 );
 
 both_backends!(
-    every_view_says_what_it_shows_when_geolocation_is_off,
+    with_geolocation_off_views_say_so_rule_bans_arrive_live_and_client_text_stays_text,
     |backend: Backend| async move {
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
         let conn = db.connect().await;
@@ -625,7 +627,15 @@ both_backends!(
         seed(&conn, base).await;
         let mut stack = Stack::new(&db, &redis)
             .with("IPTRACK_ADMIN_TOKEN", TOKEN)
-            .with("IPTRACK_GEO_PROVIDER", "none");
+            .with("IPTRACK_GEO_PROVIDER", "none")
+            // A rule that bans a password guesser, for the live ban below.
+            .with("IPTRACK_RATE_LIMITS", "off")
+            .with("IPTRACK_BATCH_MAX_WAIT_MS", "10")
+            .with(
+                "IPTRACK_DETECT_RULES",
+                "guess=POST /login status=401 count=3 window=1m ban=1m",
+            )
+            .with("IPTRACK_DEMO_USER", "alice:correct horse");
         let _web = stack.serve_web().await;
         // The worker says whether it geolocates when it starts.
         let _worker = Service::start("iptrack-worker", &[], &stack.env);
@@ -661,6 +671,74 @@ both_backends!(
         })
         .await;
         save_screenshot(&browser, "geolocation-off").await;
+
+        // A rule's ban and flag, on the open overview without a reload: the live feed
+        // names them and the blocked list holds the address.
+        browser.go(&stack.url("/dashboard#/")).await;
+        browser
+            .wait_for(
+                WAIT,
+                "the live stream",
+                "return window.iptrackDebug.liveConnected;",
+            )
+            .await;
+        let guesser = "198.51.100.99";
+        for _ in 0..3 {
+            let status = client
+                .post(stack.url("/login"))
+                .header("x-forwarded-for", guesser)
+                .form(&[("username", "alice"), ("password", "guess")])
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 401);
+        }
+        browser
+            .wait_for(
+                WAIT,
+                "the ban and the flag in the live feed",
+                &format!(
+                    "const t = document.getElementById('live-feed').textContent; \
+                     return t.includes('ban {guesser} (guess)') && t.includes('flag {guesser} (guess)');"
+                ),
+            )
+            .await;
+        browser
+            .wait_for(
+                Duration::from_secs(2),
+                "the banned address in the blocked list",
+                &format!(
+                    "return document.querySelector('#blocked tbody').textContent.includes('{guesser}');"
+                ),
+            )
+            .await;
+        save_screenshot(&browser, "live-ban").await;
+
+        // Nothing the browser asked for (pages, files, API calls, no /favicon.ico either)
+        // was logged as the site's traffic: every logged request came with a client
+        // address. The guesser's requests stored first show the log has caught up.
+        eventually(WAIT, "the guesser's requests stored", || async {
+            let stored = request_log::Entity::find()
+                .filter(request_log::Column::IpAddress.eq(guesser))
+                .all(&conn)
+                .await
+                .unwrap();
+            (stored.len() == 3).then_some(())
+        })
+        .await;
+        let from_the_browser = request_log::Entity::find()
+            .filter(request_log::Column::IpAddress.eq("127.0.0.1"))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            from_the_browser
+                .iter()
+                .map(|r| r.path.as_str())
+                .collect::<Vec<_>>(),
+            Vec::<&str>::new()
+        );
 
         // Text from the site's clients is shown as text, never run as markup.
         let path = "/<img src=x onerror=\"window.pwned=1\">";
