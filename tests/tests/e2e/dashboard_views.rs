@@ -1,13 +1,24 @@
 //! The dashboard's views (issue 21) in headless Chromium, with the WebDriver client of
-//! `dashboard.rs`: seeded traffic from several addresses and countries, then an operator's
+//! `dashboard.rs`: traffic from several addresses and countries, then an operator's
 //! investigation: the address page from the top list (its requests, its flag), a one-minute
 //! block from there (a real 403, the expiry shown), the requests view filtered by status and
 //! by network, a 7-day range (hour buckets), a block arriving live (no reload, no poll), a
 //! country clicked on the map, the notice when geolocation is off, a rule's ban and flag
 //! arriving live, and client text (paths, user agents) shown as text. Screenshots of each
 //! view land in `target/dashboard-<view>.png`.
+//!
+//! The first test's traffic of the hour goes through the real path: the site, behind the
+//! test as a trusted proxy naming each client, then the worker, which locates the addresses
+//! with the mmdb provider over `tests/fixtures/geo-city.mmdb` (written by
+//! `scripts/make-geo-fixture.py`). Rows seeded in the database (the week's history, and the
+//! statuses the reference server never answers) are stored without location, as rows stored
+//! before their address's lookup are, and the worker's lookup fills them in too.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Duration as TimeDelta, DurationRound, Utc};
 use iptrack_entity::{ban_history, blocked_ip, request_log, suspicious_ip};
@@ -23,125 +34,128 @@ use crate::{
 const TOKEN: &str = "dashboard-views-token-0123456789";
 const TOP: &str = "81.2.69.142";
 const WAIT: Duration = Duration::from_secs(20);
+/// The MaxMind-format fixture: which networks it locates where is in its generator,
+/// `scripts/make-geo-fixture.py`.
+const GEO_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/geo-city.mmdb");
 
-/// `count` requests from one address, the i-th `minutes(i)` minutes before `base`.
+/// How a line of traffic reaches `request_log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Sent to the site by the first test (seeded in the last 40 minutes by the second,
+    /// which runs without geolocation): the status is what the site answers.
+    Site,
+    /// Seeded in the last 40 minutes: statuses the reference server never answers (301,
+    /// 500), or answers only to a blocked address (403), while the test blocks that
+    /// address later and must find it unblocked.
+    Recent,
+    /// Seeded over the last six days, one every six hours: the only way to have old rows.
+    ThisWeek,
+}
+
+/// `count` requests from one address.
 struct Traffic<'a> {
     ip: &'a str,
-    /// country code, country, city ("" when not located)
+    /// country code, country, city ("" when not located): what the fixture says.
     place: (&'a str, &'a str, &'a str),
+    via: Via,
     method: &'a str,
     path: &'a str,
     status: i32,
     user_agent: &'a str,
     count: i64,
-    minutes: fn(i64) -> i64,
 }
 
-fn recent(i: i64) -> i64 {
-    i % 40
-}
-
-/// Spread over the last six days, one every six hours.
-fn this_week(i: i64) -> i64 {
-    90 + i * 6 * 60
+impl Traffic<'_> {
+    /// How long before the seeding base the i-th request is stored (or counted, for
+    /// traffic sent to the site, which is stored after the base).
+    fn minutes_ago(&self, i: i64) -> i64 {
+        match self.via {
+            Via::Site | Via::Recent => i % 40,
+            Via::ThisWeek => 90 + i * 6 * 60,
+        }
+    }
 }
 
 const GB: (&str, &str, &str) = ("GB", "United Kingdom", "London");
 const FR: (&str, &str, &str) = ("FR", "France", "Paris");
 const DE: (&str, &str, &str) = ("DE", "Germany", "Berlin");
 const JP: (&str, &str, &str) = ("JP", "Japan", "Tokyo");
+/// A documentation address: not public, so never looked up.
 const NOWHERE: (&str, &str, &str) = ("", "", "");
+/// The French network (both French addresses).
+const FRENCH_NETWORK: &str = "90.84.12.0/24";
+const GERMAN: &str = "85.214.132.50";
+/// An address the site refuses after 5 requests to `GET /login` (`IPTRACK_RATE_LIMITS`).
+const LIMITED: &str = "90.84.12.8";
 
+/// In the order sent: the limited address's accepted requests come before its 429s.
 fn traffic() -> Vec<Traffic<'static>> {
-    let t = |ip, place, method, path, status, user_agent, count, minutes| Traffic {
+    use Via::{Recent, Site, ThisWeek};
+    let t = |ip, place, via, method, path, status, user_agent, count| Traffic {
         ip,
         place,
+        via,
         method,
         path,
         status,
         user_agent,
         count,
-        minutes,
     };
     let bot = "python-requests/2.31";
+    let curl = "curl/8.5.0";
     let browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+    let german_v6 = "2a01:238:20a:202::50";
     vec![
-        t(TOP, GB, "POST", "/login", 401, bot, 50, recent),
-        t(TOP, GB, "GET", "/", 200, bot, 20, recent),
-        t(TOP, GB, "GET", "/admin", 403, bot, 5, recent),
-        t(TOP, GB, "GET", "/", 200, bot, 24, this_week),
-        t(
-            "198.51.100.8",
-            FR,
-            "POST",
-            "/login",
-            429,
-            "curl/8.5.0",
-            30,
-            recent,
-        ),
-        t(
-            "198.51.100.77",
-            FR,
-            "GET",
-            "/items/1",
-            200,
-            browser,
-            12,
-            recent,
-        ),
-        t("203.0.113.50", DE, "GET", "/", 200, browser, 25, recent),
-        t(
-            "203.0.113.50",
-            DE,
-            "GET",
-            "/missing",
-            404,
-            browser,
-            3,
-            recent,
-        ),
-        t("203.0.113.50", DE, "GET", "/", 200, browser, 20, this_week),
+        t(TOP, GB, Site, "POST", "/login", 401, bot, 50),
+        t(TOP, GB, Site, "GET", "/", 200, bot, 20),
+        t(TOP, GB, Recent, "GET", "/admin", 403, bot, 5),
+        t(TOP, GB, ThisWeek, "GET", "/", 200, bot, 24),
+        t(LIMITED, FR, Site, "GET", "/login", 200, curl, 5),
+        t(LIMITED, FR, Site, "GET", "/login", 429, curl, 30),
+        t("90.84.12.77", FR, Site, "GET", "/", 200, browser, 12),
+        t(GERMAN, DE, Site, "GET", "/", 200, browser, 25),
+        t(german_v6, DE, Site, "GET", "/missing", 404, browser, 3),
+        t(GERMAN, DE, ThisWeek, "GET", "/", 200, browser, 20),
         t(
             "2001:db8::5",
             NOWHERE,
+            Recent,
             "GET",
             "/items/2",
             500,
             "",
             4,
-            recent,
         ),
-        t(
-            "2001:db8::5",
-            NOWHERE,
-            "GET",
-            "/items/2",
-            200,
-            "",
-            6,
-            recent,
-        ),
-        t("133.242.0.9", JP, "GET", "/", 301, browser, 8, recent),
+        t("2001:db8::5", NOWHERE, Site, "GET", "/", 200, "", 6),
+        t("133.242.0.9", JP, Site, "GET", "/", 200, browser, 2),
+        t("133.242.0.9", JP, Recent, "GET", "/old", 301, browser, 8),
     ]
 }
 
-/// Seeded requests matching `which` less than `minutes` before the seeding base.
+/// Requests matching `which` less than `minutes` before the seeding base.
 fn seeded(which: impl Fn(&Traffic<'_>) -> bool, minutes: i64) -> usize {
     traffic()
         .iter()
         .filter(|t| which(t))
-        .map(|t| (0..t.count).filter(|&i| (t.minutes)(i) < minutes).count())
+        .map(|t| (0..t.count).filter(|&i| t.minutes_ago(i) < minutes).count())
         .sum()
 }
 
-async fn seed(conn: &DatabaseConnection, base: DateTime<Utc>) {
+/// Stores the lines `which` selects, located (`located`) or not, and a flag and an
+/// expired ban of the top address.
+async fn seed(
+    conn: &DatabaseConnection,
+    base: DateTime<Utc>,
+    which: impl Fn(&Traffic<'_>) -> bool,
+    located: bool,
+) {
     let mut rows = Vec::new();
-    for t in traffic() {
+    for t in traffic().iter().filter(|t| which(t)) {
+        let place = if located { t.place } else { NOWHERE };
         for i in 0..t.count {
             rows.push(request_log::ActiveModel {
                 ip_address: Set(t.ip.to_owned()),
-                timestamp: Set(base - TimeDelta::minutes((t.minutes)(i)) + TimeDelta::seconds(7)),
+                timestamp: Set(base - TimeDelta::minutes(t.minutes_ago(i)) + TimeDelta::seconds(7)),
                 method: Set(t.method.to_owned()),
                 path: Set(t.path.to_owned()),
                 status: Set(t.status),
@@ -149,9 +163,9 @@ async fn seed(conn: &DatabaseConnection, base: DateTime<Utc>) {
                 user_agent: Set(t.user_agent.to_owned()),
                 user_id: Set(String::new()),
                 query_string: Set(String::new()),
-                country_code: Set(t.place.0.to_owned()),
-                country: Set(t.place.1.to_owned()),
-                city: Set(t.place.2.to_owned()),
+                country_code: Set(place.0.to_owned()),
+                country: Set(place.1.to_owned()),
+                city: Set(place.2.to_owned()),
                 ..Default::default()
             });
         }
@@ -260,7 +274,9 @@ async fn rows_exactly(
     .await
 }
 
-async fn site_status(stack: &Stack, ip: &str) -> u16 {
+/// `GET /` from `ip`; `sent` counts the request, which the site logs like any other.
+async fn site_status(stack: &Stack, ip: &str, sent: &AtomicUsize) -> u16 {
+    sent.fetch_add(1, Ordering::Relaxed);
     reqwest::Client::new()
         .get(stack.url("/"))
         .header("x-forwarded-for", ip)
@@ -271,6 +287,58 @@ async fn site_status(stack: &Stack, ip: &str) -> u16 {
         .as_u16()
 }
 
+/// Sends the traffic the site answers, each request from its address (the test is a
+/// trusted proxy), and checks the site answered each with the status expected of it.
+async fn send_site_traffic(stack: &Stack) {
+    let client = reqwest::Client::new();
+    for t in traffic().iter().filter(|t| t.via == Via::Site) {
+        for i in 0..t.count {
+            let mut request = client
+                .request(t.method.parse().unwrap(), stack.url(t.path))
+                .header("x-forwarded-for", t.ip);
+            if !t.user_agent.is_empty() {
+                request = request.header("user-agent", t.user_agent);
+            }
+            if t.method == "POST" {
+                request = request.form(&[("username", "alice"), ("password", "guess")]);
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            assert_eq!(
+                i32::from(status),
+                t.status,
+                "{} {} from {} (request {i})",
+                t.method,
+                t.path,
+                t.ip
+            );
+        }
+    }
+}
+
+/// Waits until every line of traffic is stored and every row carries its address's place:
+/// the seeded rows filled in by the worker's lookup, the site's stored with it.
+async fn wait_until_stored_and_located(conn: &DatabaseConnection) {
+    let places: HashMap<&str, (&str, &str, &str)> =
+        traffic().iter().map(|t| (t.ip, t.place)).collect();
+    let total = seeded(|_| true, i64::MAX);
+    eventually(
+        Duration::from_secs(30),
+        "every row stored and located",
+        || async {
+            let rows = request_log::Entity::find().all(conn).await.unwrap();
+            let located = rows
+                .iter()
+                .filter(|r| {
+                    places.get(r.ip_address.as_str())
+                        == Some(&(r.country_code.as_str(), r.country.as_str(), r.city.as_str()))
+                })
+                .count();
+            (rows.len() == total && located == total).then_some(())
+        },
+    )
+    .await;
+}
+
 both_backends!(
     an_operator_investigates_an_address_filters_requests_and_sees_bans_live,
     |backend: Backend| async move {
@@ -279,12 +347,49 @@ both_backends!(
         let base = (Utc::now() - TimeDelta::minutes(1))
             .duration_trunc(TimeDelta::minutes(1))
             .unwrap();
-        seed(&conn, base).await;
+        // Stored before the site's traffic, so without location until the worker looks
+        // the addresses up.
+        seed(&conn, base, |t| t.via != Via::Site, false).await;
         let last_hour = seeded(|_| true, 58);
         let last_week = seeded(|_| true, 7 * 24 * 60 - 2);
         let germany_today = seeded(|t| t.place == DE, 24 * 60 - 2);
-        let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+        let mut stack = Stack::new(&db, &redis)
+            .with("IPTRACK_ADMIN_TOKEN", TOKEN)
+            .with("IPTRACK_GEO_PROVIDER", "mmdb")
+            .with("IPTRACK_GEO_MMDB", GEO_FIXTURE)
+            .with("IPTRACK_BATCH_MAX_WAIT_MS", "10")
+            .with("IPTRACK_DEMO_USER", "alice:correct horse")
+            // The only limit: a sixth look at the login form within 10 minutes gets 429.
+            .with(
+                "IPTRACK_RATE_LIMITS",
+                "form=GET /login anon=5 user=5 window=10m",
+            )
+            // No rule bans the top address's failed logins: the test blocks it itself.
+            .with("IPTRACK_DETECT_RULES", "off");
         let _web = stack.serve_web().await;
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        let client = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(30),
+            "the worker to say it geolocates",
+            || async {
+                let meta: Value = client
+                    .get(stack.url("/api/v1/meta"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (meta["geolocation"] == "on").then_some(())
+            },
+        )
+        .await;
+        send_site_traffic(&stack).await;
+        wait_until_stored_and_located(&conn).await;
+        // Requests `site_status` sends below: logged too, so in the 7-day total.
+        let sent = AtomicUsize::new(0);
         let driver = ChromeDriver::start().await;
         let browser = Browser::open(&driver).await;
         sign_in(&browser, &stack, "").await;
@@ -307,9 +412,10 @@ both_backends!(
                  .map(d => [d.label, d.data.reduce((a, b) => a + b, 0)]));",
             )
             .await;
+        // From `traffic()`: the site answered all but the 403s, 301s and 500s.
         assert_eq!(
             per_class,
-            json!({"2xx": 63, "3xx": 8, "4xx": 53, "403": 5, "429": 30, "5xx": 4, "other": 0})
+            json!({"2xx": 70, "3xx": 8, "4xx": 53, "403": 5, "429": 30, "5xx": 4, "other": 0})
         );
         assert_eq!(
             browser
@@ -389,7 +495,13 @@ both_backends!(
                  return t.includes('London') ? t : null;",
             )
             .await;
-        assert!(where_text.as_str().unwrap().contains("United Kingdom"));
+        assert!(
+            where_text
+                .as_str()
+                .unwrap()
+                .contains("London, United Kingdom (GB)"),
+            "{where_text}"
+        );
         assert_eq!(
             browser
                 .script("return document.getElementById('address-block-status').textContent;")
@@ -419,7 +531,7 @@ both_backends!(
             "{left}"
         );
         eventually(WAIT, "a 403 from the site", || async {
-            (site_status(&stack, TOP).await == 403).then_some(())
+            (site_status(&stack, TOP, &sent).await == 403).then_some(())
         })
         .await;
         assert_eq!(
@@ -442,7 +554,7 @@ both_backends!(
             )
             .await;
         eventually(WAIT, "the site to let it in", || async {
-            (site_status(&stack, TOP).await == 200).then_some(())
+            (site_status(&stack, TOP, &sent).await == 200).then_some(())
         })
         .await;
 
@@ -468,22 +580,25 @@ both_backends!(
                 .contains("status=429")
         );
         browser
-            .go(&stack.url("/dashboard#/requests?network=198.51.100.0%2F24"))
+            .go(&stack.url(&format!(
+                "/dashboard#/requests?network={}",
+                FRENCH_NETWORK.replace('/', "%2F")
+            )))
             .await;
         rows_exactly(
             &browser,
             "requests-table",
             1,
-            "the network's 42 requests and nothing else",
-            |c| c.starts_with("198.51.100."),
-            Some(42),
+            "the network's 47 requests and nothing else",
+            |c| c.starts_with("90.84.12."),
+            Some(seeded(|t| t.place == FR, 60)),
         )
         .await;
         assert_eq!(
             browser
                 .script("return document.getElementById('f-address').value;")
                 .await,
-            "198.51.100.0/24"
+            FRENCH_NETWORK
         );
         save_screenshot(&browser, "requests").await;
 
@@ -503,7 +618,8 @@ both_backends!(
                     "const c = window.iptrackCharts.get('requests-chart'); \
                      return location.hash.includes('range=7d') && c && c.iptrackBucket === 'hour' \
                      && c.data.datasets.flatMap(d => d.data).reduce((a, b) => a + b, 0) \
-                     === {last_week};"
+                     === {};",
+                    last_week + sent.load(Ordering::Relaxed)
                 ),
             )
             .await;
@@ -624,7 +740,8 @@ both_backends!(
         let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
         let conn = db.connect().await;
         let base = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
-        seed(&conn, base).await;
+        // Everything seeded, located as by a worker before geolocation was turned off.
+        seed(&conn, base, |_| true, true).await;
         let mut stack = Stack::new(&db, &redis)
             .with("IPTRACK_ADMIN_TOKEN", TOKEN)
             .with("IPTRACK_GEO_PROVIDER", "none")
@@ -805,10 +922,11 @@ both_backends!(
                 .await;
             assert!(error.as_str().unwrap().contains(says), "{hash}: {error}");
         }
+        let german_page = format!("#/address/{GERMAN}");
         for (hash, says) in [
             ("#/", "the overview shows requests"),
             ("#/requests", "requests are shown without country"),
-            ("#/address/203.0.113.50", "its country and city are unknown"),
+            (german_page.as_str(), "its country and city are unknown"),
         ] {
             browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
             let text = browser.wait_for(WAIT, "the notice", notice).await;
