@@ -11,8 +11,12 @@ mode only) are brought within those rules here:
 - a block may not cover everyone or a safelisted address (the script safelists loopback),
   nor be wider than an IPv4 /16 or an IPv6 /32 without `allow_wide` (the blocklist
   service's policy, stated in the 400 answer's description);
-- `since` must be earlier than `until`, and for `/stats` at most 24 h earlier (with
-  `until` defaulting to now);
+- `since` must be earlier than `until`, and for `/stats`, `/addresses/{ip}` and
+  `/countries` at most 90 days earlier (with `until` defaulting to now);
+- a chart's range may have at most 1,500 buckets of the `bucket` asked for (a forced
+  `bucket=minute` over two days is refused: the bucket is then dropped, letting the
+  server choose);
+- `/logs` takes `ip` or `network`, not both (the network is dropped);
 - a `cursor` is valid only as the server issued it (`next_cursor`), so a made-up one is
   dropped.
 
@@ -24,7 +28,11 @@ from datetime import datetime, timedelta, timezone
 
 import schemathesis
 
-STATS_MAX_RANGE = timedelta(hours=24)
+MAX_RANGE = timedelta(days=90)
+MAX_BUCKETS = 1500
+BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# The default range of each chart when `since` is absent.
+DEFAULT_RANGE = {"/api/v1/stats": timedelta(hours=1), "/api/v1/addresses/{ip}": timedelta(hours=24)}
 
 
 def _time(text):
@@ -83,6 +91,26 @@ def _order_range(query, max_range=None, default_until=None):
         query.pop("since")
 
 
+def _fit_buckets(query, default_range):
+    """Drops a forced `bucket` that would cut the range into more than MAX_BUCKETS."""
+    size = BUCKET_SECONDS.get(query.get("bucket"))
+    if size is None:
+        return
+    until = _time(query.get("until")) if "until" in query else datetime.now(timezone.utc)
+    if until is None:
+        return
+    since = _time(query.get("since")) if "since" in query else None
+    try:
+        if since is None:
+            since = until - default_range
+        start = since.timestamp()
+        count = -(-(until.timestamp() - (start - start % size)) // size)
+    except (OverflowError, ValueError):
+        return
+    if count > MAX_BUCKETS:
+        query.pop("bucket")
+
+
 @schemathesis.hook
 def map_case(context, case):
     meta = case.meta
@@ -98,10 +126,18 @@ def map_case(context, case):
     elif path in ("/api/v1/logs", "/api/v1/suspicious") and isinstance(case.query, dict):
         _order_range(case.query)
         case.query.pop("cursor", None)
-    elif path == "/api/v1/stats" and isinstance(case.query, dict):
+        if "network" in case.query:
+            case.query["network"] = _zero_host_bits(case.query["network"])
+            if "ip" in case.query:
+                case.query.pop("network")
+    elif path in ("/api/v1/stats", "/api/v1/addresses/{ip}", "/api/v1/countries") and isinstance(
+        case.query, dict
+    ):
         _order_range(
             case.query,
-            max_range=STATS_MAX_RANGE,
+            max_range=MAX_RANGE,
             default_until=datetime.now(timezone.utc),
         )
+        if path in DEFAULT_RANGE:
+            _fit_buckets(case.query, DEFAULT_RANGE[path])
     return case

@@ -71,6 +71,22 @@ pub fn display_network(net: &IpNet) -> String {
     }
 }
 
+/// Every `blocked_ip.ip_address` value whose block would cover `ip`: the address itself
+/// and each network holding it (a /0 too, which the policy never stores), written as the
+/// blocklist writes them ([`display_network`]). 33 entries for IPv4, 129 for IPv6; a
+/// lookup by these hits the unique index rather than reading every network.
+pub fn covering_entries(ip: IpAddr) -> Vec<String> {
+    let ip = ip.to_canonical();
+    let max = match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    (0..=max)
+        .filter_map(|len| IpNet::new(ip, len).ok())
+        .map(|net| display_network(&net.trunc()))
+        .collect()
+}
+
 /// Who made a block (`blocked_ip.source`). Automatic blocks never change a manual one, and
 /// a feed's re-import withdraws only its own entries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -237,6 +253,19 @@ impl Blocklist {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_entries_covering_an_address_are_written_as_blocks_are_stored() {
+        let v4 = covering_entries("::ffff:81.2.69.142".parse().unwrap());
+        assert_eq!(v4.len(), 33);
+        assert_eq!(v4[32], "81.2.69.142");
+        assert!(v4.contains(&"81.2.69.0/24".to_owned()));
+        assert!(v4.contains(&"0.0.0.0/0".to_owned()));
+        let v6 = covering_entries("2001:db8::1".parse().unwrap());
+        assert_eq!(v6.len(), 129);
+        assert_eq!(v6[128], "2001:db8::1");
+        assert!(v6.contains(&"2001:db8::/32".to_owned()));
+    }
 
     fn net(s: &str) -> IpNet {
         parse_block_target(s).unwrap()

@@ -11,6 +11,7 @@ mod m20261201_000004_block_sources;
 mod m20261201_000005_blocklist_feeds;
 mod m20261201_000006_ban_history;
 mod m20261201_000007_request_count;
+mod m20261201_000008_dashboard_indexes;
 
 /// The SQL that builds `request_count`, shared with the request-log job that keeps it and
 /// the benchmarks that fill `request_log` directly.
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_blocklist_feeds::Migration),
             Box::new(m20261201_000006_ban_history::Migration),
             Box::new(m20261201_000007_request_count::Migration),
+            Box::new(m20261201_000008_dashboard_indexes::Migration),
         ]
     }
 }

@@ -221,7 +221,11 @@ both_backends!(the_indexes_the_jobs_need_exist, |backend| async move {
     let db = TestDb::new(backend).await;
     let conn = db.connect().await;
     let manager = SchemaManager::new(&conn);
-    for index in ["idx_request_log_timestamp", "idx_request_log_ip_timestamp"] {
+    for index in [
+        "idx_request_log_timestamp",
+        "idx_request_log_ip_timestamp",
+        "idx_request_log_timestamp_status",
+    ] {
         assert!(
             manager.has_index("request_log", index).await.unwrap(),
             "{index} missing"

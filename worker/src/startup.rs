@@ -100,18 +100,24 @@ macro_rules! spawn_queue {
     };
 }
 
-/// Tells the web whether the locations this worker writes need DB-IP's credit
-/// (`iptrack_core::geo_attribution`), retrying while Redis is away, in the background so
-/// that start-up does not wait on Redis.
+/// Tells the web whether this worker geolocates and whether the locations it writes need
+/// DB-IP's credit (`iptrack_core::geo_attribution`), retrying while Redis is away, in the
+/// background so that start-up does not wait on Redis.
 async fn publish_attribution(
     mut conn: redis::aio::ConnectionManager,
     prefix: String,
+    geolocates: bool,
     dbip: bool,
     shutdown: CancellationToken,
 ) {
+    use iptrack_core::geo_attribution;
     let mut delay = std::time::Duration::from_secs(1);
     loop {
-        match iptrack_core::geo_attribution::publish(&mut conn, &prefix, dbip).await {
+        let published = async {
+            geo_attribution::publish(&mut conn, &prefix, dbip).await?;
+            geo_attribution::publish_geolocation(&mut conn, &prefix, geolocates).await
+        };
+        match published.await {
             Ok(()) => return,
             Err(error) => iptrack_core::redis_status::report("geolocation attribution", &error),
         }
@@ -168,6 +174,7 @@ pub async fn start(
     // Likewise a feed CA file that cannot be read.
     let feeds = FeedFetcher::new(&settings.feeds)?;
     let geo_workers = usize::from(geo.is_some());
+    let geolocates = geo.is_some();
     // Also before connecting: a webhook whose TLS settings cannot work is a bad setting.
     let notifier = Notifier::from_settings(settings, conn.clone())?;
     let notify_workers = usize::from(notifier.is_on());
@@ -222,6 +229,7 @@ pub async fn start(
     tasks.spawn(publish_attribution(
         conn.clone(),
         settings.redis.prefix.clone(),
+        geolocates,
         dbip,
         shutdown.clone(),
     ));

@@ -18,6 +18,7 @@ use iptrack_bench::{FILL_END_EPOCH, median};
 use iptrack_entity::query::{
     logs::{self, LogFilter},
     stats,
+    timeline::Timeline,
 };
 use iptrack_tests::{Backend, TestDb};
 
@@ -74,7 +75,8 @@ async fn main() {
             let mut total = 0;
             for _ in 0..args.runs {
                 let started = Instant::now();
-                total = stats::stats(&conn, since, end, 10).await.unwrap().total;
+                let timeline = Timeline::new(since, end, None).unwrap();
+                total = stats::stats(&conn, &timeline, 10).await.unwrap().total;
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }
             row(&format!("stats, last {hours} h"), total, &mut times);
@@ -103,7 +105,8 @@ async fn main() {
             row(name, count, &mut times);
         }
         let db_backend = conn.get_database_backend();
-        for (name, statement) in stats::statements(db_backend, end - Duration::hours(1), end, 10) {
+        let last_hour = Timeline::new(end - Duration::hours(1), end, None).unwrap();
+        for (name, statement) in stats::statements(db_backend, &last_hour, 10) {
             println!(
                 "\n### plan: {name} (last hour)\n```\n{}\n```",
                 iptrack_bench::plan(&conn, backend, statement).await

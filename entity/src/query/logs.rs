@@ -1,23 +1,42 @@
 //! Pages of `request_log`, newest first, with an opaque cursor.
 //!
-//! Order is `(timestamp DESC, id DESC)`: the time index serves it, and `id` breaks ties
-//! between rows of the same instant so no row is skipped or repeated across pages while
-//! new rows arrive (they sort before the first page, never inside a later one).
+//! Order is `(timestamp DESC, id DESC)`: the time index serves it (the address index when
+//! one address is asked for), and `id` breaks ties between rows of the same instant so no
+//! row is skipped or repeated across pages while new rows arrive (they sort before the
+//! first page, never inside a later one).
+//!
+//! A sparse filter (a path, a class, a country seldom seen) must not make one request read
+//! the whole table looking for a page of matches. So a filtered page examines at most
+//! [`MAX_EXAMINED`] rows: it first finds the last of them (the scan's bound), then reads
+//! the matches at or after it. When the bound cut the scan short the page may hold fewer
+//! rows than asked for, and still has a `next_cursor`: the bound, from where the next
+//! page goes on.
+//!
+//! A network filter is SQL on PostgreSQL (`inet`); SQLite has no address type, so there
+//! the bounded rows are read in chunks and matched here.
+
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Serialize;
 
-use crate::request_log;
+use super::status_class::StatusClass;
+use crate::request_log::{self, Column};
 
 /// Rows per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 /// Most rows one page holds; larger requests are refused, not truncated.
 pub const MAX_PAGE_SIZE: u64 = 1_000;
+/// Most rows one filtered page examines (see the module's comment).
+pub const MAX_EXAMINED: u64 = 20_000;
+/// Rows read at a time where the network is matched here (SQLite).
+const CHUNK_ROWS: u64 = 2_000;
 
 /// Which rows to return. Empty filters match everything.
 #[derive(Debug, Clone, Default)]
@@ -27,10 +46,120 @@ pub struct LogFilter {
     /// Paths starting with this text.
     pub path_prefix: Option<String>,
     pub status: Option<i32>,
+    /// Addresses in this network (exclusive with `ip_address`).
+    pub network: Option<NetworkFilter>,
+    /// Upper-case HTTP method; rows compare upper-cased.
+    pub method: Option<String>,
+    pub class: Option<StatusClass>,
+    pub country: Option<CountryFilter>,
     /// `timestamp >= since`.
     pub since: Option<DateTime<Utc>>,
     /// `timestamp < until`.
     pub until: Option<DateTime<Utc>>,
+}
+
+impl LogFilter {
+    /// Whether a filter narrows the rows beyond the range, the cursor and one address,
+    /// which an index serves in order: then the scan is bounded.
+    fn is_sparse(&self) -> bool {
+        self.path_prefix.is_some()
+            || self.status.is_some()
+            || self.network.is_some()
+            || self.method.is_some()
+            || self.class.is_some()
+            || self.country.is_some()
+    }
+}
+
+/// Rows by country.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountryFilter {
+    /// This ISO 3166-1 alpha-2 code (upper case).
+    Code(String),
+    /// Rows with no country: not located (yet), private, or not found.
+    Unknown,
+}
+
+/// The networks whose addresses match a network filter. Addresses are stored canonical
+/// (IPv4-mapped IPv6 as IPv4), so a network asked for in the mapped range
+/// (`::ffff:203.0.113.0/120`) matches as the IPv4 network it stands for, and an IPv6
+/// network that holds the whole mapped range (`::/80`) matches every IPv4 address too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkFilter {
+    networks: Vec<IpNet>,
+}
+
+impl NetworkFilter {
+    /// `network` must have its host bits zero (callers refuse it otherwise).
+    pub fn new(network: IpNet) -> Self {
+        let network = network.trunc();
+        let mut networks = Vec::with_capacity(2);
+        match network {
+            IpNet::V6(v6) => {
+                let mapped = Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
+                    .unwrap_or(v6);
+                if v6.prefix_len() >= 96
+                    && let Some(v4) = v6.network().to_ipv4_mapped()
+                    && let Ok(net) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+                {
+                    networks.push(IpNet::V4(net));
+                } else {
+                    networks.push(network);
+                    if v6.contains(&mapped) {
+                        networks.push(IpNet::V4(Ipv4Net::default()));
+                    }
+                }
+            }
+            IpNet::V4(_) => networks.push(network),
+        }
+        Self { networks }
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.networks.iter().any(|net| net.contains(ip))
+    }
+
+    /// A condition in SQL that every match meets (and most non-matches fail), for SQLite,
+    /// which has no address type: an IPv4 network's whole leading octets as a text prefix
+    /// (`198.51.100.0/24`: `198.51.100.%`), or at least no `:`; an IPv6 network, a `:`.
+    /// Canonical IPv6 text compresses zeros, so no prefix of it is safe to use.
+    fn sqlite_prefilter(&self) -> Condition {
+        self.networks
+            .iter()
+            .fold(Condition::any(), |any, net| match net {
+                IpNet::V4(v4) => {
+                    let octets = usize::from(v4.prefix_len() / 8);
+                    if octets == 0 {
+                        any.add(Column::IpAddress.not_like("%:%"))
+                    } else {
+                        let lead: Vec<String> = v4.network().octets()[..octets]
+                            .iter()
+                            .map(u8::to_string)
+                            .collect();
+                        // An address with all four octets is the whole text: no `%`.
+                        let pattern = if octets == 4 {
+                            lead.join(".")
+                        } else {
+                            format!("{}.%", lead.join("."))
+                        };
+                        any.add(Column::IpAddress.like(pattern))
+                    }
+                }
+                IpNet::V6(_) => any.add(Column::IpAddress.like("%:%")),
+            })
+    }
+
+    /// The condition on PostgreSQL: `ip_address` is text (always an address the server
+    /// formatted, so the cast cannot fail); each network is bound as text and cast in
+    /// SQL, so no parameter's type is left for PostgreSQL to infer.
+    fn postgres_condition(&self) -> Condition {
+        self.networks.iter().fold(Condition::any(), |any, net| {
+            any.add(Expr::cust_with_values(
+                "CAST(ip_address AS inet) <<= CAST($1 AS inet)",
+                [net.to_string()],
+            ))
+        })
+    }
 }
 
 /// Where the previous page ended: the last row's `(timestamp, id)`.
@@ -94,20 +223,61 @@ pub async fn page<C: ConnectionTrait>(
     cursor: Option<Cursor>,
     page_size: u64,
 ) -> Result<LogPage, DbErr> {
-    use request_log::Column;
     let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+    let backend = db.get_database_backend();
+    let scan = scan_condition(filter, cursor);
+    if !filter.is_sparse() {
+        let items = ordered(scan).limit(page_size + 1).all(db).await?;
+        return Ok(finish(items, page_size, None));
+    }
+    // The last row the page may examine; none when fewer rows remain.
+    let bound: Option<Cursor> = ordered(scan.clone())
+        .select_only()
+        .column(Column::Timestamp)
+        .column(Column::Id)
+        .offset(MAX_EXAMINED - 1)
+        .limit(1)
+        .into_tuple::<(DateTime<Utc>, i64)>()
+        .one(db)
+        .await?
+        .map(|(timestamp, id)| Cursor { timestamp, id });
+    let mut within = scan.add(matches_sql(filter, backend));
+    if let Some(bound) = bound {
+        within = within.add(at_or_after(bound));
+    }
+    let items = match (&filter.network, backend) {
+        (Some(network), DbBackend::Sqlite | DbBackend::MySql) => {
+            matching_in_chunks(db, within, network, page_size + 1).await?
+        }
+        _ => ordered(within).limit(page_size + 1).all(db).await?,
+    };
+    Ok(finish(items, page_size, bound))
+}
+
+/// The page from `items` (up to `page_size + 1` matches): the next page starts after its
+/// last row when there are more, or after the scan's bound when it stopped there.
+fn finish(mut items: Vec<request_log::Model>, page_size: u64, bound: Option<Cursor>) -> LogPage {
+    let next = if items.len() as u64 > page_size {
+        items.truncate(page_size as usize);
+        items.last().map(|row| Cursor {
+            timestamp: row.timestamp,
+            id: row.id,
+        })
+    } else {
+        bound
+    };
+    LogPage {
+        items,
+        next_cursor: next.map(|cursor| cursor.encode()),
+    }
+}
+
+/// The rows a page walks through, whatever else it filters: the range, the cursor and
+/// the address (each served by an index in the page's order).
+fn scan_condition(filter: &LogFilter, cursor: Option<Cursor>) -> Condition {
     let mut condition = Condition::all();
     if let Some(ip) = &filter.ip_address {
         condition = condition.add(Column::IpAddress.eq(ip.as_str()));
-    }
-    if let Some(prefix) = &filter.path_prefix {
-        condition = condition.add(
-            Expr::col(Column::Path)
-                .like(LikeExpr::new(format!("{}%", super::escape_like(prefix))).escape('\\')),
-        );
-    }
-    if let Some(status) = filter.status {
-        condition = condition.add(Column::Status.eq(status));
     }
     if let Some(since) = filter.since {
         condition = condition.add(Column::Timestamp.gte(since));
@@ -123,26 +293,143 @@ pub async fn page<C: ConnectionTrait>(
                 .add(Column::Id.lt(cursor.id)),
         );
     }
-    let mut items = request_log::Entity::find()
+    condition
+}
+
+/// Rows at or after `bound` in the page's order (newer, or as new with a larger id).
+fn at_or_after(bound: Cursor) -> Condition {
+    Condition::all()
+        .add(Column::Timestamp.gte(bound.timestamp))
+        .add(
+            Condition::any()
+                .add(Column::Timestamp.gt(bound.timestamp))
+                .add(Column::Id.gte(bound.id)),
+        )
+}
+
+/// The filters other than the scan's, in SQL (the network only on PostgreSQL).
+fn matches_sql(filter: &LogFilter, backend: DbBackend) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(prefix) = &filter.path_prefix {
+        condition = condition.add(
+            Expr::col(Column::Path)
+                .like(LikeExpr::new(format!("{}%", super::escape_like(prefix))).escape('\\')),
+        );
+    }
+    if let Some(status) = filter.status {
+        condition = condition.add(Column::Status.eq(status));
+    }
+    if let Some(method) = &filter.method {
+        condition =
+            condition.add(Expr::expr(Func::upper(Expr::col(Column::Method))).eq(method.as_str()));
+    }
+    if let Some(class) = filter.class {
+        condition = condition.add(class.condition());
+    }
+    match &filter.country {
+        Some(CountryFilter::Code(code)) => {
+            condition = condition.add(Column::CountryCode.eq(code.as_str()));
+        }
+        Some(CountryFilter::Unknown) => condition = condition.add(Column::CountryCode.eq("")),
+        None => {}
+    }
+    if let (Some(network), DbBackend::Postgres) = (&filter.network, backend) {
+        condition = condition.add(network.postgres_condition());
+    }
+    condition
+}
+
+fn ordered(condition: Condition) -> Select<request_log::Entity> {
+    request_log::Entity::find()
         .filter(condition)
         .order_by_desc(Column::Timestamp)
         .order_by_desc(Column::Id)
-        .limit(page_size + 1)
-        .all(db)
-        .await?;
-    let next_cursor = if items.len() as u64 > page_size {
-        items.truncate(page_size as usize);
-        items.last().map(|row| {
-            Cursor {
-                timestamp: row.timestamp,
-                id: row.id,
+}
+
+/// Up to `wanted` rows meeting `condition` whose address is in `network`, newest first.
+/// The candidates are read [`CHUNK_ROWS`] at a time as `(timestamp, id, address)` only
+/// (decoding whole rows of 20,000 candidates was most of the cost), narrowed in SQL by a
+/// textual prefix where the network allows one, and matched exactly here; then the
+/// matching rows are read whole by id.
+async fn matching_in_chunks<C: ConnectionTrait>(
+    db: &C,
+    condition: Condition,
+    network: &NetworkFilter,
+    wanted: u64,
+) -> Result<Vec<request_log::Model>, DbErr> {
+    let condition = condition.add(network.sqlite_prefilter());
+    let mut found: Vec<i64> = Vec::new();
+    let mut after: Option<Cursor> = None;
+    'chunks: loop {
+        let mut chunk_condition = condition.clone();
+        if let Some(cursor) = after {
+            chunk_condition = chunk_condition
+                .add(Column::Timestamp.lte(cursor.timestamp))
+                .add(
+                    Condition::any()
+                        .add(Column::Timestamp.lt(cursor.timestamp))
+                        .add(Column::Id.lt(cursor.id)),
+                );
+        }
+        let chunk: Vec<(DateTime<Utc>, i64, String)> = ordered(chunk_condition)
+            .select_only()
+            .column(Column::Timestamp)
+            .column(Column::Id)
+            .column(Column::IpAddress)
+            .limit(CHUNK_ROWS)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let complete = (chunk.len() as u64) < CHUNK_ROWS;
+        after = chunk.last().map(|(timestamp, id, _)| Cursor {
+            timestamp: *timestamp,
+            id: *id,
+        });
+        for (_, id, address) in chunk {
+            // Stored addresses are ones the server formatted; anything else matches no
+            // network.
+            if address
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| network.contains(&ip))
+            {
+                found.push(id);
+                if found.len() as u64 >= wanted {
+                    break 'chunks;
+                }
             }
-            .encode()
-        })
-    } else {
-        None
-    };
-    Ok(LogPage { items, next_cursor })
+        }
+        if complete || after.is_none() {
+            break;
+        }
+    }
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    ordered(Condition::all().add(Column::Id.is_in(found)))
+        .all(db)
+        .await
+}
+
+/// The SQL of a filtered page's two statements (the bound, then the matches), for
+/// `EXPLAIN` in the benchmarks.
+pub fn statements(
+    backend: DbBackend,
+    filter: &LogFilter,
+    page_size: u64,
+) -> Vec<sea_orm::Statement> {
+    let scan = scan_condition(filter, None);
+    vec![
+        ordered(scan.clone())
+            .select_only()
+            .column(Column::Timestamp)
+            .column(Column::Id)
+            .offset(MAX_EXAMINED - 1)
+            .limit(1)
+            .build(backend),
+        ordered(scan.add(matches_sql(filter, backend)))
+            .limit(page_size + 1)
+            .build(backend),
+    ]
 }
 
 #[cfg(test)]
@@ -156,6 +443,59 @@ mod tests {
             id: 42,
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+    }
+
+    fn networks(text: &str) -> Vec<String> {
+        let net: IpNet = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        NetworkFilter::new(net)
+            .networks
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn networks_match_addresses_as_they_are_stored() {
+        assert_eq!(networks("203.0.113.0/24"), ["203.0.113.0/24"]);
+        assert_eq!(networks("2001:db8::/32"), ["2001:db8::/32"]);
+        assert_eq!(networks("::ffff:203.0.113.0/120"), ["203.0.113.0/24"]);
+        assert_eq!(networks("::ffff:0:0/96"), ["0.0.0.0/0"]);
+        assert_eq!(networks("::/80"), ["::/80", "0.0.0.0/0"]);
+        let filter = NetworkFilter::new(
+            "::ffff:203.0.113.0/120"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert!(filter.contains(&"203.0.113.9".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(!filter.contains(&"203.0.114.9".parse().unwrap_or_else(|_| unreachable!())));
+        let prefilter = |text: &str| {
+            use sea_orm::{QueryTrait, sea_query::SqliteQueryBuilder};
+            let net: IpNet = text.parse().unwrap_or_else(|_| unreachable!());
+            request_log::Entity::find()
+                .filter(NetworkFilter::new(net).sqlite_prefilter())
+                .into_query()
+                .to_string(SqliteQueryBuilder)
+                .split(" WHERE ")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            prefilter("198.51.100.0/24"),
+            r#""request_log"."ip_address" LIKE '198.51.100.%'"#
+        );
+        assert_eq!(
+            prefilter("198.51.96.0/20"),
+            r#""request_log"."ip_address" LIKE '198.51.%'"#
+        );
+        assert_eq!(
+            prefilter("198.51.100.7/32"),
+            r#""request_log"."ip_address" LIKE '198.51.100.7'"#
+        );
+        assert_eq!(
+            prefilter("0.0.0.0/4"),
+            r#""request_log"."ip_address" NOT LIKE '%:%'"#
+        );
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! Read-side queries shared by the admin API (`/api/v1/`) and the CLI (`iptrack logs`,
 //! ...), so each is written once and both sides answer the same way.
 //!
-//! Every query here starts from an index: a range on `request_log.timestamp` (alone or
-//! after `ip_address`) or on `suspicious_ip.flagged_at`, and works on SQLite and PostgreSQL.
-//! `bench/src/bin/stats_query.rs` measures them and prints their plans on a large table.
+//! Every query here starts from an index: a range on `request_log.timestamp` (alone, with
+//! `status` for the charts, or after `ip_address`), on `suspicious_ip.flagged_at`, or one
+//! address's rows of `suspicious_ip`, `ban_history` and `blocked_ip`; a filtered log page
+//! examines a bounded number of rows. All work on SQLite and PostgreSQL.
+//! `bench/src/bin/stats_query.rs` and `bench/src/bin/dashboard_queries.rs` measure them
+//! and print their plans on a large table.
 
+pub mod addresses;
+pub mod countries;
 pub mod logs;
 pub mod sources;
 pub mod stats;
+pub mod status_class;
 pub mod suspicious;
+pub mod timeline;
 
 /// Escapes LIKE's wildcards so a prefix matches only itself (used with `ESCAPE '\'`).
 pub(crate) fn escape_like(text: &str) -> String {

@@ -116,6 +116,8 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
         ("GET", "/api/v1/suspicious"),
         ("GET", "/api/v1/logs"),
         ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/addresses/{ip}"),
+        ("GET", "/api/v1/countries"),
         ("GET", "/api/v1/meta"),
         ("GET", "/api/v1/blocklist/sources"),
         ("GET", "/api/v1/rules"),
@@ -153,7 +155,10 @@ async fn the_openapi_document_lists_exactly_the_routed_admin_operations() {
         .collect();
     assert_eq!(
         logs_params,
-        BTreeSet::from(["ip", "path", "status", "since", "until", "cursor", "limit"])
+        BTreeSet::from([
+            "ip", "network", "path", "method", "status", "class", "country", "since", "until",
+            "cursor", "limit"
+        ])
     );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
@@ -257,6 +262,8 @@ async fn every_read_endpoint_refuses_a_wrong_token() {
         "/api/v1/logs",
         "/api/v1/stats",
         "/api/v1/meta",
+        "/api/v1/countries",
+        "/api/v1/addresses/203.0.113.1",
     ] {
         for token in ["wrong", &TOKEN[1..], &format!("{TOKEN}x")] {
             let response = client
@@ -274,6 +281,8 @@ async fn every_read_endpoint_refuses_a_wrong_token() {
     let (_, meta) = get(&client, &stack, "/api/v1/meta").await;
     // Without the DB-IP database there is nothing to credit.
     assert!(meta["geo_attribution"].is_null());
+    // No worker has started: nobody has said whether requests are geolocated.
+    assert_eq!(meta["geolocation"], "unknown");
 }
 
 both_backends!(
@@ -476,8 +485,12 @@ both_backends!(
 
         for (query, message) in [
             (
-                "since=2026-11-20T00:00:00Z&until=2026-11-21T00:00:01Z",
-                "at most 24 hours",
+                "since=2026-08-21T00:00:00Z&until=2026-11-20T00:00:01Z",
+                "at most 90 days",
+            ),
+            (
+                "since=2026-11-19T00:00:00Z&until=2026-11-21T00:00:00Z&bucket=minute",
+                "at most 1500",
             ),
             (
                 "since=2026-11-21T00:00:00Z&until=2026-11-21T00:00:00Z",
@@ -486,7 +499,8 @@ both_backends!(
             ("top=0", "top must be a whole number from 1 to 100"),
             ("top=101", "top must be"),
             ("until=soon", "until:"),
-            ("bucket=hour", "unknown field"),
+            ("bucket=week", "bucket must be one of minute, hour, day"),
+            ("colour=red", "unknown field"),
         ] {
             let (status, body) = get(&client, &stack, &format!("/api/v1/stats?{query}")).await;
             assert_eq!(status, 400, "{query}");
@@ -605,8 +619,9 @@ both_backends!(
         )
         .await;
         let until = base + Duration::seconds(30);
-        let since = until - iptrack_entity::query::stats::MAX_RANGE;
-        let stats = iptrack_entity::query::stats::stats(&conn, since, until, 10)
+        let since = until - Duration::hours(24);
+        let timeline = iptrack_entity::query::timeline::Timeline::new(since, until, None).unwrap();
+        let stats = iptrack_entity::query::stats::stats(&conn, &timeline, 10)
             .await
             .unwrap();
         assert_eq!(stats.total, 2, "{stats:?}");

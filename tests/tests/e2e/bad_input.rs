@@ -275,6 +275,20 @@ both_backends!(
             "ip=1.2.3.4%00",
             "path=%00",
             "path=/login%00x",
+            "network=203.0.113.7/24",
+            "network=203.0.113.0",
+            "network=203.0.113.0/33",
+            "network=2001:db8::1/32",
+            "network=%00",
+            "ip=203.0.113.1&network=203.0.113.0/24",
+            "method=",
+            "method=G%20T",
+            "method=ABCDEFGHIJKLMNOPQ",
+            "class=4XX",
+            "class=%00",
+            "country=GBR",
+            "country=%00",
+            "country=",
         ] {
             cases.push(("GET", format!("/api/v1/logs?{query}"), None, 400));
         }
@@ -291,14 +305,52 @@ both_backends!(
         for query in [
             "top=0",
             "top=101",
-            "since=2026-11-19T00:00:00Z&until=2026-11-21T00:00:00Z",
+            "since=2026-08-21T00:00:00Z&until=2026-11-20T00:00:01Z",
+            "since=2026-11-19T00:00:00Z&until=2026-11-21T00:00:00Z&bucket=minute",
+            "since=2026-08-23T00:00:00Z&until=2026-11-21T00:00:00Z&bucket=hour",
+            "bucket=week",
+            "bucket=%00",
             "since=bad",
             "until=2026-13-01T00:00:00Z",
         ] {
             cases.push(("GET", format!("/api/v1/stats?{query}"), None, 400));
         }
+        for path in [
+            "not-an-address",
+            "1.2.3",
+            "1.2.3.4%00",
+            "203.0.113.0%2F24",
+            "203.0.113.1?bucket=week",
+            "203.0.113.1?since=2026-08-21T00:00:00Z&until=2026-11-20T00:00:01Z",
+            "203.0.113.1?top=0",
+            "203.0.113.1?colour=red",
+        ] {
+            cases.push(("GET", format!("/api/v1/addresses/{path}"), None, 400));
+        }
+        for query in [
+            "since=2026-08-21T00:00:00Z&until=2026-11-20T00:00:01Z",
+            "since=2026-11-21T00:00:00Z&until=2026-11-20T00:00:00Z",
+            "until=never",
+            "colour=red",
+        ] {
+            cases.push(("GET", format!("/api/v1/countries?{query}"), None, 400));
+        }
         // Extreme but valid times are answered, not failed.
         for query in ["until=0000-01-01T00:00:00Z", "until=9999-12-31T23:59:59Z"] {
+            cases.push(("GET", format!("/api/v1/stats?{query}"), None, 200));
+            cases.push(("GET", format!("/api/v1/countries?{query}"), None, 200));
+            cases.push((
+                "GET",
+                format!("/api/v1/addresses/::ffff:203.0.113.1?{query}"),
+                None,
+                200,
+            ));
+        }
+        // So is a longer range, in hours or days.
+        for query in [
+            "since=2026-11-14T00:00:00Z&until=2026-11-21T00:00:00Z",
+            "since=2026-08-23T00:00:00Z&until=2026-11-21T00:00:00Z&bucket=day",
+        ] {
             cases.push(("GET", format!("/api/v1/stats?{query}"), None, 200));
         }
         for (body, status) in [

@@ -23,13 +23,13 @@ const TOKEN: &str = "dashboard-test-token-0123456789";
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `chromedriver` on a free port, stopped when dropped.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     url: String,
 }
 
 impl ChromeDriver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -53,13 +53,13 @@ impl Drop for ChromeDriver {
 }
 
 /// One browser session.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     session: String,
 }
 
 impl Browser {
-    async fn open(driver: &ChromeDriver) -> Self {
+    pub(crate) async fn open(driver: &ChromeDriver) -> Self {
         let http = reqwest::Client::new();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -88,7 +88,12 @@ impl Browser {
         }
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -102,12 +107,33 @@ impl Browser {
         response["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    /// Whether a `click` found its element and clicked it; false when the page replaced
+    /// the element in between (a refresh redraws its tables every 5 s).
+    async fn try_click(&self, css: &str) -> bool {
+        let element = self.find(css).await;
+        let response: Value = self
+            .http
+            .post(format!("{}/element/{element}/click", self.session))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match response["value"]["error"].as_str() {
+            None => true,
+            Some("stale element reference") => false,
+            Some(_) => panic!("WebDriver click {css}: {}", response["value"]),
+        }
+    }
+
+    pub(crate) async fn go(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let element = self
             .command(
                 reqwest::Method::POST,
@@ -118,7 +144,7 @@ impl Browser {
         element[ELEMENT_KEY].as_str().unwrap().to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.command(
             reqwest::Method::POST,
@@ -128,17 +154,16 @@ impl Browser {
         .await;
     }
 
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+    pub(crate) async fn click(&self, css: &str) {
+        for _ in 0..5 {
+            if self.try_click(css).await {
+                return;
+            }
+        }
+        panic!("{css} was replaced five times before it could be clicked");
     }
 
-    async fn script(&self, script: &str) -> Value {
+    pub(crate) async fn script(&self, script: &str) -> Value {
         self.command(
             reqwest::Method::POST,
             "/execute/sync",
@@ -147,7 +172,7 @@ impl Browser {
         .await
     }
 
-    async fn screenshot(&self) -> Vec<u8> {
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
         let encoded = self
             .command(reqwest::Method::GET, "/screenshot", None)
             .await;
@@ -156,20 +181,58 @@ impl Browser {
             .unwrap()
     }
 
-    async fn close(self) {
+    /// A real mouse click at (`x`, `y`) CSS pixels from the element's top-left corner
+    /// (a canvas has no elements to click, only places).
+    pub(crate) async fn click_at(&self, css: &str, x: f64, y: f64) {
+        let element = self.find(css).await;
+        let rect = self
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{element}/rect"),
+                None,
+            )
+            .await;
+        // WebDriver offsets are from the element's centre.
+        let dx = (x - rect["width"].as_f64().unwrap() / 2.0).round() as i64;
+        let dy = (y - rect["height"].as_f64().unwrap() / 2.0).round() as i64;
+        self.command(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "pointer", "id": "mouse",
+            "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "x": dx, "y": dy,
+                 "origin": {"element-6066-11e4-a52e-4f735466cecf": element}},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0}
+            ]}]})),
+        )
+        .await;
+    }
+
+    /// Waits until `script` returns something other than null or false; returns it.
+    pub(crate) async fn wait_for(&self, limit: Duration, what: &str, script: &str) -> Value {
+        eventually(limit, what, || async {
+            let value = self.script(script).await;
+            (!value.is_null() && value != json!(false)).then_some(value)
+        })
+        .await
+    }
+
+    pub(crate) async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
 }
 
 /// `target/` of this build (the test binary lives in `target/debug/deps/`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let binary = iptrack_tests::process::binary("iptrack-web");
     binary.parent().and_then(|p| p.parent()).unwrap().to_owned()
 }
 
-/// Sum of the chart's data, or null before the chart exists.
-const CHART_TOTAL: &str = "return window.iptrackChart \
-    ? window.iptrackChart.data.datasets[0].data.reduce((a, b) => a + b, 0) : null;";
+/// Sum of the chart's data (every status class), or null before the chart exists.
+const CHART_TOTAL: &str = "const c = window.iptrackCharts && window.iptrackCharts.get('requests-chart'); \
+    return c ? c.data.datasets.flatMap(d => d.data).reduce((a, b) => a + b, 0) : null;";
 
 /// Pixels of the canvas painted in the bar colour (#3b6fd8): proof the bars were drawn,
 /// not only that data arrived.
@@ -442,4 +505,79 @@ async fn the_board_shows_only_when_signed_in_and_blocks_expire_and_cover_their_n
     let png = browser.screenshot().await;
     std::fs::write(target_dir().join("dashboard-signed-out.png"), png).unwrap();
     browser.close().await;
+}
+
+/// The dashboard's files with their types, a tag that makes a reload a 304, and the
+/// headers that keep them from being framed or sniffed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_files_are_served_with_their_types_and_revalidate_with_a_304() {
+    let (db, redis) = (
+        TestDb::new(iptrack_tests::Backend::Sqlite).await,
+        TestRedis::new(),
+    );
+    let mut stack = Stack::new(&db, &redis).with("IPTRACK_ADMIN_TOKEN", TOKEN);
+    let _web = stack.serve_web().await;
+    let client = reqwest::Client::new();
+    for (path, content_type) in [
+        ("/dashboard", "text/html; charset=utf-8"),
+        (
+            "/dashboard/views/address.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/dashboard/vendor/chartjs-chart-geo.umd.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/dashboard/vendor/countries-110m.json", "application/json"),
+        (
+            "/dashboard/vendor/iso-country-codes.json",
+            "application/json",
+        ),
+        (
+            "/dashboard/vendor/world-atlas-LICENSE",
+            "text/plain; charset=utf-8",
+        ),
+    ] {
+        let response = client.get(stack.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header("content-type").as_deref(),
+            Some(content_type),
+            "{path}"
+        );
+        assert_eq!(
+            header("cache-control").as_deref(),
+            Some("no-cache"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+        assert!(
+            header("content-security-policy")
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        let etag = header("etag").expect("an ETag");
+        assert!(!response.bytes().await.unwrap().is_empty());
+        let again = client
+            .get(stack.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+        let stale = client
+            .get(stack.url(path))
+            .header("if-none-match", "\"0000000000000000\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), 200, "{path}");
+    }
 }

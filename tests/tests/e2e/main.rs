@@ -15,6 +15,8 @@ mod cli_args;
 mod client_ip_props;
 mod compose;
 mod dashboard;
+mod dashboard_api;
+mod dashboard_views;
 mod detection;
 mod faults;
 mod feeds;

@@ -24,8 +24,17 @@ fn operator_paths() -> Vec<String> {
         "/api/v1/suspicious?limit=50".to_owned(),
         "/api/v1/blocked".to_owned(),
         "/api/v1/meta".to_owned(),
+        // The views' own calls (issue 21): an address page, the requests view, countries.
+        format!(
+            "/api/v1/addresses/203.0.113.1?since={}",
+            since.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        "/api/v1/logs?network=203.0.113.0%2F24&limit=100".to_owned(),
+        "/api/v1/countries".to_owned(),
         "/dashboard".to_owned(),
         "/dashboard/app.js".to_owned(),
+        "/dashboard/views/countries.js".to_owned(),
+        "/dashboard/vendor/countries-110m.json".to_owned(),
         "/metrics".to_owned(),
         "/healthz".to_owned(),
         "/readyz".to_owned(),

@@ -102,7 +102,7 @@ fn unknown_shape(rest: &str) -> Option<String> {
                 .then(|| format!("{address:?} is no address"));
         }
     }
-    if rest == "metrics" || rest == "geo:attribution" {
+    if rest == "metrics" || rest == "geo:attribution" || rest == "geo:geolocation" {
         return None;
     }
     for queue in ALL_QUEUES {

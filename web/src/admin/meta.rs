@@ -1,6 +1,7 @@
 //! `GET /api/v1/meta`: facts about this deployment that the dashboard shows.
 
 use actix_web::{HttpResponse, get, web};
+use iptrack_core::geo_attribution::Geolocation;
 use serde::Serialize;
 
 use super::{AdminState, ApiError, ErrorBody, auth::Admin};
@@ -24,6 +25,28 @@ pub(super) struct Meta {
     version: &'static str,
     /// Credit the geolocation data requires, to show beside it; `null` when none is due.
     geo_attribution: Option<Attribution>,
+    /// Whether the workers geolocate requests (`off`: countries and cities stay empty),
+    /// as the worker started last published it; `unknown` when no worker has said.
+    geolocation: GeolocationState,
+}
+
+/// `iptrack_core::geo_attribution::Geolocation` as the API spells it.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum GeolocationState {
+    On,
+    Off,
+    Unknown,
+}
+
+impl From<Geolocation> for GeolocationState {
+    fn from(state: Geolocation) -> Self {
+        match state {
+            Geolocation::On => Self::On,
+            Geolocation::Off => Self::Off,
+            Geolocation::Unknown => Self::Unknown,
+        }
+    }
 }
 
 #[utoipa::path(
@@ -44,5 +67,6 @@ pub(super) async fn show(_: Admin, state: web::Data<AdminState>) -> Result<HttpR
             .requires_dbip()
             .await
             .then_some(DBIP_ATTRIBUTION),
+        geolocation: state.geo_attribution.geolocation().await.into(),
     }))
 }

@@ -21,14 +21,18 @@ macro_rules! api_scope {
             .service($crate::admin::suspicious::list)
             .service($crate::admin::logs::list)
             .service($crate::admin::stats::show)
+            .service($crate::admin::addresses::show)
+            .service($crate::admin::countries::list)
             .service($crate::admin::meta::show)
             .service($crate::admin::rules::list)
             .service($crate::admin::events::open)
     };
 }
 
+mod addresses;
 mod auth;
 mod blocked;
+mod countries;
 mod error;
 mod events;
 mod logs;
@@ -76,6 +80,8 @@ pub struct GeoAttribution {
     prefix: String,
     /// The last answer Redis gave, kept for when it is away.
     last: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Likewise for whether the workers geolocate: 0 unknown, 1 on, 2 off.
+    last_geolocation: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl std::fmt::Debug for GeoAttribution {
@@ -92,6 +98,32 @@ impl GeoAttribution {
             conn,
             prefix: prefix.to_owned(),
             last: Default::default(),
+            last_geolocation: Default::default(),
+        }
+    }
+
+    /// Whether the workers geolocate; while Redis is away, the last answer it gave.
+    pub async fn geolocation(&self) -> iptrack_core::geo_attribution::Geolocation {
+        use iptrack_core::geo_attribution::{self, Geolocation};
+        use std::sync::atomic::Ordering;
+        match geo_attribution::geolocation(&mut self.conn.clone(), &self.prefix).await {
+            Ok(state) => {
+                let code = match state {
+                    Geolocation::Unknown => 0,
+                    Geolocation::On => 1,
+                    Geolocation::Off => 2,
+                };
+                self.last_geolocation.store(code, Ordering::Relaxed);
+                state
+            }
+            Err(error) => {
+                iptrack_core::redis_status::report("geolocation state", &error);
+                match self.last_geolocation.load(Ordering::Relaxed) {
+                    1 => Geolocation::On,
+                    2 => Geolocation::Off,
+                    _ => Geolocation::Unknown,
+                }
+            }
         }
     }
 

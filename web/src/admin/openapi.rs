@@ -133,7 +133,14 @@ pub(super) async fn serve() -> HttpResponse {
 /// section 15.5.6), taken from the document so it lists exactly the declared methods.
 /// Anywhere else, 404.
 pub(super) async fn unrouted(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let Some(allow) = published().allowed.get(request.path()) else {
+    let allowed = &published().allowed;
+    let found = allowed.get(request.path()).or_else(|| {
+        allowed
+            .iter()
+            .find(|(template, _)| matches_template(template, request.path()))
+            .map(|(_, allow)| allow)
+    });
+    let Some(allow) = found else {
         return Err(ApiError::NotFound(format!(
             "no admin API endpoint at {}",
             request.path()
@@ -148,4 +155,37 @@ pub(super) async fn unrouted(request: HttpRequest) -> Result<HttpResponse, ApiEr
                 request.path()
             ),
         }))
+}
+
+/// Whether `path` is an instance of the document's `template`: the same segments, a
+/// `{name}` segment standing for any non-empty one (`/api/v1/addresses/{ip}`).
+fn matches_template(template: &str, path: &str) -> bool {
+    if !template.contains('{') {
+        return false;
+    }
+    let (mut template, mut path) = (template.split('/'), path.split('/'));
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t.starts_with('{') && t.ends_with('}') && !p.is_empty() => {}
+            (Some(t), Some(p)) if t == p => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_template;
+
+    #[test]
+    fn a_template_segment_stands_for_one_non_empty_segment() {
+        let template = "/api/v1/addresses/{ip}";
+        assert!(matches_template(template, "/api/v1/addresses/1.2.3.4"));
+        assert!(matches_template(template, "/api/v1/addresses/%7Bip%7D"));
+        assert!(!matches_template(template, "/api/v1/addresses/"));
+        assert!(!matches_template(template, "/api/v1/addresses/1/2"));
+        assert!(!matches_template(template, "/api/v1/address/1.2.3.4"));
+        assert!(!matches_template("/api/v1/logs", "/api/v1/logs"));
+    }
 }

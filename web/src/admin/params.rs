@@ -4,7 +4,12 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+use iptrack_entity::query::{
+    logs::{CountryFilter, NetworkFilter},
+    status_class::StatusClass,
+    timeline::{BucketSize, Timeline},
+};
 
 use super::{ApiError, schema};
 
@@ -94,4 +99,97 @@ pub(super) fn ordered(
         )),
         _ => Ok(()),
     }
+}
+
+/// A network in CIDR form with its host bits zero; one with host bits set is refused with
+/// the network it is in, since matching it would silently mean that network.
+pub(super) fn network(name: &str, text: Option<&str>) -> Result<Option<NetworkFilter>, ApiError> {
+    text.map(|text| {
+        schema::check_network(name, text)?;
+        let net: ipnet::IpNet = text.parse().map_err(|_| {
+            ApiError::BadRequest(format!("{name}: {text:?} is not a network in CIDR form"))
+        })?;
+        if net.trunc() != net {
+            return Err(ApiError::BadRequest(format!(
+                "{name}: {text} has host bits set; give the network form, {}",
+                net.trunc()
+            )));
+        }
+        Ok(NetworkFilter::new(net))
+    })
+    .transpose()
+}
+
+/// An HTTP method, compared upper-case.
+pub(super) fn method(name: &str, text: Option<&str>) -> Result<Option<String>, ApiError> {
+    text.map(|text| {
+        schema::check_method(name, text)?;
+        Ok(text.to_ascii_uppercase())
+    })
+    .transpose()
+}
+
+pub(super) fn class(name: &str, text: Option<&str>) -> Result<Option<StatusClass>, ApiError> {
+    text.map(|text| {
+        StatusClass::parse(text).ok_or_else(|| {
+            let names: Vec<&str> = StatusClass::ALL.iter().map(|c| c.name()).collect();
+            ApiError::BadRequest(format!("{name} must be one of {}", names.join(", ")))
+        })
+    })
+    .transpose()
+}
+
+pub(super) fn country(name: &str, text: Option<&str>) -> Result<Option<CountryFilter>, ApiError> {
+    text.map(|text| {
+        schema::check_country(name, text)?;
+        Ok(if text == "unknown" {
+            CountryFilter::Unknown
+        } else {
+            CountryFilter::Code(text.to_ascii_uppercase())
+        })
+    })
+    .transpose()
+}
+
+pub(super) fn bucket(name: &str, text: Option<&str>) -> Result<Option<BucketSize>, ApiError> {
+    text.map(|text| {
+        BucketSize::parse(text)
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} must be one of minute, hour, day")))
+    })
+    .transpose()
+}
+
+/// `[since, until)` from the parameters: `until` defaults to now, `since` to `default`
+/// before `until`; at most 90 days long.
+pub(super) fn range(
+    since: Option<&str>,
+    until: Option<&str>,
+    default: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let until = time("until", until)?.unwrap_or_else(Utc::now);
+    let since = match time("since", since)? {
+        Some(since) => since,
+        None => until
+            .checked_sub_signed(default)
+            .ok_or_else(|| ApiError::BadRequest("until is too early".to_owned()))?,
+    };
+    ordered(Some(since), Some(until))?;
+    if until - since > iptrack_entity::query::timeline::MAX_RANGE {
+        return Err(ApiError::BadRequest(
+            "the range from since to until may be at most 90 days".to_owned(),
+        ));
+    }
+    Ok((since, until))
+}
+
+/// [`range`] in buckets of `bucket` (the range's own size when `None`).
+pub(super) fn timeline(
+    since: Option<&str>,
+    until: Option<&str>,
+    bucket: Option<&str>,
+    default: Duration,
+) -> Result<Timeline, ApiError> {
+    let (since, until) = range(since, until, default)?;
+    let bucket = self::bucket("bucket", bucket)?;
+    Timeline::new(since, until, bucket).map_err(|e| ApiError::BadRequest(e.to_string()))
 }

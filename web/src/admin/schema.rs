@@ -80,6 +80,21 @@ pub(super) static BLOCK_TARGET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A network in CIDR form: a prefix length is required (an address alone is `ip`'s).
+pub(super) static NETWORK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "^(?:{v4}/{V4_PREFIX}|{v6}/{V6_PREFIX})$",
+        v4 = ipv4(),
+        v6 = ipv6()
+    )
+});
+
+/// An HTTP method as the logs filter takes it: letters, any case.
+pub(super) const METHOD: &str = "^[A-Za-z]{1,16}$";
+
+/// A country filter: an ISO 3166-1 alpha-2 code in any case, or `unknown`.
+pub(super) const COUNTRY: &str = "^(?:[A-Za-z]{2}|unknown)$";
+
 /// A block's source as `blocked_ip.source` holds it.
 pub(super) const BLOCK_SOURCE: &str = "^(?:manual|(?:rule|feed):[A-Za-z0-9_.-]{1,64})$";
 
@@ -89,6 +104,9 @@ pub(super) const NO_NUL: &str = "^[^\\x00]*$";
 static IP_ADDRESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(&IP_ADDRESS));
 static BLOCK_TARGET_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(&BLOCK_TARGET));
 static BLOCK_SOURCE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(BLOCK_SOURCE));
+static NETWORK_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(&NETWORK));
+static METHOD_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(METHOD));
+static COUNTRY_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(COUNTRY));
 
 fn compile(pattern: &str) -> Option<Regex> {
     Regex::new(pattern)
@@ -133,6 +151,60 @@ pub(super) fn check_block_source(name: &str, text: &str) -> Result<(), ApiError>
         text,
         "a source: manual, rule:NAME or feed:NAME",
     )
+}
+
+pub(super) fn check_network(name: &str, text: &str) -> Result<(), ApiError> {
+    conforms(
+        &NETWORK_RE,
+        name,
+        text,
+        "a network in CIDR form such as 203.0.113.0/24 or 2001:db8::/32",
+    )
+}
+
+pub(super) fn check_method(name: &str, text: &str) -> Result<(), ApiError> {
+    conforms(&METHOD_RE, name, text, "an HTTP method: 1 to 16 letters")
+}
+
+pub(super) fn check_country(name: &str, text: &str) -> Result<(), ApiError> {
+    conforms(
+        &COUNTRY_RE,
+        name,
+        text,
+        "a two-letter country code (ISO 3166-1 alpha-2) or unknown",
+    )
+}
+
+/// Schema of a `network` parameter.
+pub(super) fn network() -> Object {
+    string_with_pattern(
+        &NETWORK,
+        "A network in CIDR form with its host bits zero (203.0.113.0/24, 2001:db8::/32)",
+    )
+    .build()
+}
+
+/// Schema of a `method` parameter.
+pub(super) fn method() -> Object {
+    string_with_pattern(METHOD, "An HTTP method, any case (GET, post)").build()
+}
+
+/// Schema of a `country` parameter.
+pub(super) fn country() -> Object {
+    string_with_pattern(
+        COUNTRY,
+        "An ISO 3166-1 alpha-2 code, any case (GB, de), or `unknown` for rows with no country",
+    )
+    .build()
+}
+
+/// Schema of a parameter taking one of `names`.
+pub(super) fn one_of(names: &[&str], default: Option<&str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names.iter().copied()))
+        .default(default.map(Into::into))
+        .build()
 }
 
 /// Schema of a `source` parameter.
