@@ -120,26 +120,27 @@ pub async fn countries<C: ConnectionTrait>(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Countries, DbErr> {
-    let mut countries = per_country(since, until)
-        .into_model::<CountryStats>()
-        .all(db)
-        .await?;
-    let flagged: HashMap<String, i64> = flagged_per_country(since, until)
-        .into_model::<Flagged>()
-        .all(db)
-        .await?
+    // Independent aggregates over the same range: run at once (see `stats`).
+    let (mut countries, flagged, unlocated_requests) = futures::try_join!(
+        per_country(since, until)
+            .into_model::<CountryStats>()
+            .all(db),
+        flagged_per_country(since, until)
+            .into_model::<Flagged>()
+            .all(db),
+        in_range(since, until)
+            .filter(Column::CountryCode.eq(""))
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .into_tuple::<i64>()
+            .one(db),
+    )?;
+    let flagged: HashMap<String, i64> = flagged
         .into_iter()
         .map(|f| (f.country_code, f.flagged))
         .collect();
     for country in &mut countries {
         country.flagged_addresses = flagged.get(&country.country_code).copied().unwrap_or(0);
     }
-    let unlocated_requests: Option<i64> = in_range(since, until)
-        .filter(Column::CountryCode.eq(""))
-        .column_as(Expr::cust("COUNT(*)"), "n")
-        .into_tuple()
-        .one(db)
-        .await?;
     Ok(Countries {
         since,
         until,
