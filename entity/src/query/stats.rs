@@ -86,18 +86,14 @@ pub async fn stats<C: ConnectionTrait>(
     top: u64,
 ) -> Result<Stats, DbErr> {
     let q = Queries::new(timeline, top);
-    let buckets = timeline::series(db, timeline, Condition::all()).await?;
-    let top_addresses = q
-        .top_addresses()
-        .into_model::<AddressCount>()
-        .all(db)
-        .await?;
-    let top_countries = q
-        .top_countries()
-        .into_model::<CountryCount>()
-        .all(db)
-        .await?;
-    let top_paths = q.top_paths().into_model::<PathCount>().all(db).await?;
+    // Independent aggregates over the same range: run at once, each on a connection of
+    // the pool, so the answer takes as long as the slowest rather than the sum.
+    let (buckets, top_addresses, top_countries, top_paths) = futures::try_join!(
+        timeline::series(db, timeline, Condition::all()),
+        q.top_addresses().into_model::<AddressCount>().all(db),
+        q.top_countries().into_model::<CountryCount>().all(db),
+        q.top_paths().into_model::<PathCount>().all(db),
+    )?;
 
     let requests_per_minute = if timeline.bucket == BucketSize::Minute {
         buckets
