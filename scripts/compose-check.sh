@@ -450,35 +450,37 @@ totals_api=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(s["to
 totals_db=$(sql "select count(*) || ' ' || count(*) filter (where status = 403) from request_log")
 [ "$totals_api" = "$totals_db" ] || fail "the dashboard's totals (all, 403) are $totals_api, the database's $totals_db"
 # The investigation views' queries against the database they summarise: a 7-day range in
-# hour buckets, the client's address page (blocked since step 5), the countries view.
+# hour buckets, the client's address page (blocked since step 5), the countries view. The
+# documents go to python on stdin: a 24-hour address page (1,441 minute buckets) is longer
+# than one command-line argument may be.
 week_ago=$(date -u -d '7 days ago' +%Y-%m-%dT%H:%M:%SZ)
 week=$(curl -fsS "${auth[@]}" "$base_url/api/v1/stats?since=$week_ago") || fail "GET /api/v1/stats for 7 days failed"
 python3 -c '
 import json, sys
-s = json.loads(sys.argv[1])
+s = json.load(sys.stdin)
 assert s["bucket"] == "hour", s["bucket"]
 assert len(s["buckets"]) in (168, 169), len(s["buckets"])
 assert sum(b["requests"] for b in s["buckets"]) == s["total"], "buckets do not add up to the total"
 assert all(sum(b["classes"].values()) == b["requests"] for b in s["buckets"]), "classes do not add up"
-' "$week" || fail "the 7-day stats are wrong: $(head -c 300 <<<"$week")"
+' <<<"$week" || fail "the 7-day stats are wrong: $(head -c 300 <<<"$week")"
 address=$(curl -fsS "${auth[@]}" "$base_url/api/v1/addresses/$client") || fail "GET /api/v1/addresses/$client failed"
 client_rows=$(sql "select count(*) from request_log where ip_address = '$client' and timestamp >= now() - interval '24 hours'")
 python3 -c '
 import json, sys
-a, rows = json.loads(sys.argv[1]), int(sys.argv[2])
+a, rows = json.load(sys.stdin), int(sys.argv[1])
 assert a["requests"] == rows, (a["requests"], rows)
 assert a["blocked"] and a["blocks"], "the block of step 5 is not shown"
 assert sum(s["requests"] for s in a["statuses"]) == rows
-' "$address" "$client_rows" || fail "the address page of $client disagrees with the database: $(head -c 300 <<<"$address")"
+' "$client_rows" <<<"$address" || fail "the address page of $client disagrees with the database: $(head -c 300 <<<"$address")"
 countries=$(curl -fsS "${auth[@]}" "$base_url/api/v1/countries") || fail "GET /api/v1/countries failed"
 day_rows=$(sql "select count(*) from request_log where timestamp >= now() - interval '24 hours'")
 python3 -c '
 import json, sys
-c, rows = json.loads(sys.argv[1]), int(sys.argv[2])
+c, rows = json.load(sys.stdin), int(sys.argv[1])
 located = sum(x["requests"] for x in c["countries"])
 # Requests may arrive between the two reads (the stack is idle here, but never assume).
 assert located + c["unlocated_requests"] <= rows + 5 and located + c["unlocated_requests"] >= rows, (located, c["unlocated_requests"], rows)
-' "$countries" "$day_rows" || fail "the countries view disagrees with the database: $(head -c 300 <<<"$countries")"
+' "$day_rows" <<<"$countries" || fail "the countries view disagrees with the database: $(head -c 300 <<<"$countries")"
 curl -fsS -o /dev/null "${auth[@]}" "$base_url/api/v1/suspicious?limit=50" || fail "GET /api/v1/suspicious failed"
 blocked_api=$(curl -fsS "${auth[@]}" "$base_url/api/v1/blocked") || fail "GET /api/v1/blocked failed"
 grep -q "$readme_address" <<<"$blocked_api" && grep -q "$client" <<<"$blocked_api" ||
