@@ -80,6 +80,55 @@ pub enum CountryFilter {
     Unknown,
 }
 
+/// Why a filter's text was refused. The messages leave out the parameter's name: the API
+/// and the CLI each put their own before them.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadFilter {
+    #[error("{0:?} is not a network in CIDR form")]
+    NotNetwork(String),
+    /// Matching it would silently mean the network it is in, so that is named instead.
+    #[error("{given} has host bits set; give the network form, {network}")]
+    HostBitsSet { given: String, network: IpNet },
+    #[error("{0:?} is not an HTTP method: 1 to 16 letters")]
+    NotMethod(String),
+    #[error("{0:?} is not a two-letter country code (ISO 3166-1 alpha-2) or unknown")]
+    NotCountry(String),
+    #[error("must be an HTTP status code (100 to 599)")]
+    NotStatus,
+}
+
+/// A response status as the filter takes it: 100 to 599.
+pub fn parse_status(text: &str) -> Result<i32, BadFilter> {
+    match text.parse::<i32>() {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        _ => Err(BadFilter::NotStatus),
+    }
+}
+
+impl std::str::FromStr for CountryFilter {
+    type Err = BadFilter;
+
+    /// A code in any case (compared upper-case), or `unknown`.
+    fn from_str(text: &str) -> Result<Self, BadFilter> {
+        if text == "unknown" {
+            Ok(CountryFilter::Unknown)
+        } else if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+            Ok(CountryFilter::Code(text.to_ascii_uppercase()))
+        } else {
+            Err(BadFilter::NotCountry(text.to_owned()))
+        }
+    }
+}
+
+/// An HTTP method as the filter compares it: 1 to 16 letters, any case, upper-cased.
+pub fn parse_method(text: &str) -> Result<String, BadFilter> {
+    if (1..=16).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(text.to_ascii_uppercase())
+    } else {
+        Err(BadFilter::NotMethod(text.to_owned()))
+    }
+}
+
 /// The networks whose addresses match a network filter. Addresses are stored canonical
 /// (IPv4-mapped IPv6 as IPv4), so a network asked for in the mapped range
 /// (`::ffff:203.0.113.0/120`) matches as the IPv4 network it stands for, and an IPv6
@@ -87,6 +136,24 @@ pub enum CountryFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkFilter {
     networks: Vec<IpNet>,
+}
+
+impl std::str::FromStr for NetworkFilter {
+    type Err = BadFilter;
+
+    /// A network in CIDR form with its host bits zero.
+    fn from_str(text: &str) -> Result<Self, BadFilter> {
+        let net: IpNet = text
+            .parse()
+            .map_err(|_| BadFilter::NotNetwork(text.to_owned()))?;
+        if net.trunc() != net {
+            return Err(BadFilter::HostBitsSet {
+                given: text.to_owned(),
+                network: net.trunc(),
+            });
+        }
+        Ok(Self::new(net))
+    }
 }
 
 impl NetworkFilter {

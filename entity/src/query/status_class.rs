@@ -103,6 +103,19 @@ impl StatusClass {
     }
 }
 
+/// A name that is no class's.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be one of {}", StatusClass::ALL.map(StatusClass::name).join(", "))]
+pub struct UnknownClass;
+
+impl std::str::FromStr for StatusClass {
+    type Err = UnknownClass;
+
+    fn from_str(name: &str) -> Result<Self, UnknownClass> {
+        Self::parse(name).ok_or(UnknownClass)
+    }
+}
+
 /// SQL giving each row's class number, for `GROUP BY`. On PostgreSQL a `CASE` of integer
 /// literals is an `integer` (32 bits) while SQLite's integers are 64-bit; the `CAST` makes
 /// it `BIGINT` on both, so it is read back as `i64` everywhere (reading PostgreSQL's

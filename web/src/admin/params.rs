@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use iptrack_entity::query::{
-    logs::{CountryFilter, NetworkFilter},
+    logs::{self, CountryFilter, NetworkFilter},
     status_class::StatusClass,
     timeline::{BucketSize, Timeline},
 };
@@ -79,11 +79,8 @@ pub(super) fn storable_text(name: &str, text: &str) -> Result<(), ApiError> {
 }
 
 pub(super) fn status(name: &str, text: Option<&str>) -> Result<Option<i32>, ApiError> {
-    text.map(|text| match text.parse::<i32>() {
-        Ok(code) if (100..=599).contains(&code) => Ok(code),
-        _ => Err(ApiError::BadRequest(format!(
-            "{name} must be an HTTP status code (100 to 599)"
-        ))),
+    text.map(|text| {
+        logs::parse_status(text).map_err(|e| ApiError::BadRequest(format!("{name} {e}")))
     })
     .transpose()
 }
@@ -101,21 +98,17 @@ pub(super) fn ordered(
     }
 }
 
-/// A network in CIDR form with its host bits zero; one with host bits set is refused with
-/// the network it is in, since matching it would silently mean that network.
+/// A filter's refusal as a 400 naming the parameter.
+fn bad_filter(name: &str) -> impl Fn(logs::BadFilter) -> ApiError + '_ {
+    move |e| ApiError::BadRequest(format!("{name}: {e}"))
+}
+
+/// A network in CIDR form with its host bits zero (see `NetworkFilter`'s `FromStr`, which
+/// `iptrack logs` uses too), in a form the document's pattern describes.
 pub(super) fn network(name: &str, text: Option<&str>) -> Result<Option<NetworkFilter>, ApiError> {
     text.map(|text| {
         schema::check_network(name, text)?;
-        let net: ipnet::IpNet = text.parse().map_err(|_| {
-            ApiError::BadRequest(format!("{name}: {text:?} is not a network in CIDR form"))
-        })?;
-        if net.trunc() != net {
-            return Err(ApiError::BadRequest(format!(
-                "{name}: {text} has host bits set; give the network form, {}",
-                net.trunc()
-            )));
-        }
-        Ok(NetworkFilter::new(net))
+        text.parse::<NetworkFilter>().map_err(bad_filter(name))
     })
     .transpose()
 }
@@ -124,17 +117,15 @@ pub(super) fn network(name: &str, text: Option<&str>) -> Result<Option<NetworkFi
 pub(super) fn method(name: &str, text: Option<&str>) -> Result<Option<String>, ApiError> {
     text.map(|text| {
         schema::check_method(name, text)?;
-        Ok(text.to_ascii_uppercase())
+        logs::parse_method(text).map_err(bad_filter(name))
     })
     .transpose()
 }
 
 pub(super) fn class(name: &str, text: Option<&str>) -> Result<Option<StatusClass>, ApiError> {
     text.map(|text| {
-        StatusClass::parse(text).ok_or_else(|| {
-            let names: Vec<&str> = StatusClass::ALL.iter().map(|c| c.name()).collect();
-            ApiError::BadRequest(format!("{name} must be one of {}", names.join(", ")))
-        })
+        text.parse::<StatusClass>()
+            .map_err(|e| ApiError::BadRequest(format!("{name} {e}")))
     })
     .transpose()
 }
@@ -142,11 +133,7 @@ pub(super) fn class(name: &str, text: Option<&str>) -> Result<Option<StatusClass
 pub(super) fn country(name: &str, text: Option<&str>) -> Result<Option<CountryFilter>, ApiError> {
     text.map(|text| {
         schema::check_country(name, text)?;
-        Ok(if text == "unknown" {
-            CountryFilter::Unknown
-        } else {
-            CountryFilter::Code(text.to_ascii_uppercase())
-        })
+        text.parse::<CountryFilter>().map_err(bad_filter(name))
     })
     .transpose()
 }
