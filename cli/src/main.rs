@@ -106,18 +106,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the most recent logged requests, newest first.
-    Logs {
-        /// Only requests from this address.
-        #[arg(long, value_parser = parse_ip)]
-        ip: Option<std::net::IpAddr>,
-        /// How many requests to show.
-        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        limit: u64,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show the most recent logged requests, newest first (the filters of the admin API's
+    /// /api/v1/logs, all of them together).
+    Logs(commands::logs::LogsArgs),
 }
 
 /// An address as the log stores it (IPv4-mapped IPv6 as IPv4).
@@ -235,9 +226,7 @@ async fn main() -> ExitCode {
             commands::suspicious::run(&settings, limit, json).await
         }
         Command::Queues { json } => commands::queues::run(&settings, json).await,
-        Command::Logs { ip, limit, json } => {
-            commands::logs::run(&settings, ip.map(|ip| ip.to_string()), limit, json).await
-        }
+        Command::Logs(args) => commands::logs::run(&settings, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +260,7 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
     ) || error.is::<WindowOutOfRange>()
         || error.is::<commands::import_blocklist::ListRefused>()
         || error.is::<commands::import_blocklist::BadFile>()
+        || error.is::<commands::logs::BadRange>()
         || error.is::<iptrack_worker::feeds::FeedSetupError>()
         // `iptrack up` starts the workers: a geolocation database or a webhook client that
         // cannot be set up is a setting to fix, as it is for iptrack-worker.
