@@ -8,7 +8,9 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use iptrack_entity::{request_log, suspicious_ip};
 use iptrack_tests::{TestDb, TestRedis, both_backends};
 use reqwest::Method;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
+};
 use serde_json::Value;
 
 use crate::{Stack, iptrack};
@@ -403,6 +405,66 @@ both_backends!(
         assert_eq!(code, 2);
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains("is not an IP address"), "{err}");
+    }
+);
+
+both_backends!(
+    iptrack_logs_takes_the_api_filters_and_lists_exactly_the_matching_rows,
+    |backend| async move {
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let base = base_time();
+        let conn = db.connect().await;
+        seed_logs(
+            &conn,
+            base,
+            &[
+                ("203.0.113.1", 0, "/a", 200, "DE"),
+                ("203.0.113.200", 1, "/b", 429, "FR"),
+                ("198.51.100.7", 2, "/c", 429, ""),
+                ("2001:db8::9", 3, "/d", 403, ""),
+                ("2001:db9::1", 4, "/e", 200, "DE"),
+                ("203.0.114.1", 5, "/post", 200, "DE"),
+            ],
+        )
+        .await;
+        request_log::Entity::update_many()
+            .col_expr(request_log::Column::Method, Expr::value("POST"))
+            .filter(request_log::Column::Path.eq("/post"))
+            .exec(&conn)
+            .await
+            .unwrap();
+        let stack = api_stack(&db, &redis);
+        let time = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let (since, until) = (time(base - Duration::minutes(2)), time(base));
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (vec!["--network", "203.0.113.0/24"], vec!["/a", "/b"]),
+            (vec!["--network", "2001:db8::/32"], vec!["/d"]),
+            (vec!["--class", "429"], vec!["/b", "/c"]),
+            (vec!["--country", "unknown"], vec!["/c", "/d"]),
+            (vec!["--method", "post"], vec!["/post"]),
+            (vec!["--status", "403"], vec!["/d"]),
+            (
+                vec!["--country", "de", "--status", "200", "--path", "/"],
+                vec!["/a", "/e", "/post"],
+            ),
+            (vec!["--since", &since, "--until", &until], vec!["/b", "/c"]),
+            (vec!["--class", "2xx", "--limit", "2"], vec!["/a", "/e"]),
+            (vec!["--ip", "::ffff:198.51.100.7"], vec!["/c"]),
+        ];
+        for (filter, expected) in cases {
+            let mut args = vec!["logs", "--json"];
+            args.extend(&filter);
+            let (code, out, err) = iptrack(&stack, &args);
+            assert_eq!(code, 0, "{filter:?}: {err}");
+            let listed: Value = serde_json::from_str(&out).unwrap();
+            let paths: Vec<&str> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["path"].as_str().unwrap())
+                .collect();
+            assert_eq!(paths, expected, "{filter:?}");
+        }
     }
 );
 

@@ -71,6 +71,34 @@ fn every_command_refuses_malformed_arguments_with_status_2_and_one_line_naming_t
         (os(&["logs", "--ip", "1.2.3"]), "1.2.3"),
         (os(&["logs", "--ip"]), "--ip"),
         (
+            os(&["logs", "--network", "203.0.113.9/24"]),
+            "give the network form, 203.0.113.0/24",
+        ),
+        (
+            os(&["logs", "--network", "2001:db8::1/32"]),
+            "give the network form, 2001:db8::/32",
+        ),
+        (os(&["logs", "--network", "nonsense"]), "not a network in CIDR form"),
+        (
+            os(&["logs", "--ip", "1.2.3.4", "--network", "1.2.3.0/24"]),
+            "cannot be used with",
+        ),
+        (os(&["logs", "--class", "418"]), "must be one of 2xx"),
+        (os(&["logs", "--country", "DEU"]), "two-letter country code"),
+        (os(&["logs", "--method", "G3T"]), "HTTP method"),
+        (os(&["logs", "--status", "700"]), "HTTP status code"),
+        (os(&["logs", "--until", "tomorrow"]), "RFC 3339"),
+        (
+            os(&[
+                "logs",
+                "--since",
+                "2026-11-21T10:00:00Z",
+                "--until",
+                "2026-11-21T09:00:00Z",
+            ]),
+            "--since must be earlier than --until",
+        ),
+        (
             os(&["logs", "--limit", "99999999999999999999"]),
             "99999999999999999999",
         ),
