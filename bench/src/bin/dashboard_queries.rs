@@ -288,7 +288,7 @@ async fn run(conn: &DatabaseConnection, backend: Backend, runs: usize) {
     for (name, filter) in filters.iter().skip(1) {
         for (step, statement) in ["bound", "matches"]
             .into_iter()
-            .zip(logs::statements(db_backend, filter, 100))
+            .zip(logs::statements(conn, filter, 100).await.unwrap())
         {
             plans.push((format!("{name}: {step}"), statement));
         }

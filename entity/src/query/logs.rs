@@ -297,21 +297,8 @@ pub async fn page<C: ConnectionTrait>(
         let items = ordered(scan).limit(page_size + 1).all(db).await?;
         return Ok(finish(items, page_size, None));
     }
-    // The last row the page may examine; none when fewer rows remain.
-    let bound: Option<Cursor> = ordered(scan.clone())
-        .select_only()
-        .column(Column::Timestamp)
-        .column(Column::Id)
-        .offset(MAX_EXAMINED - 1)
-        .limit(1)
-        .into_tuple::<(DateTime<Utc>, i64)>()
-        .one(db)
-        .await?
-        .map(|(timestamp, id)| Cursor { timestamp, id });
-    let mut within = scan.add(matches_sql(filter, backend));
-    if let Some(bound) = bound {
-        within = within.add(at_or_after(bound));
-    }
+    let bound = find_bound(db, scan.clone()).await?;
+    let within = within_bound(filter, backend, scan, bound);
     let items = match (&filter.network, backend) {
         (Some(network), DbBackend::Sqlite | DbBackend::MySql) => {
             matching_in_chunks(db, within, network, page_size + 1).await?
@@ -319,6 +306,40 @@ pub async fn page<C: ConnectionTrait>(
         _ => ordered(within).limit(page_size + 1).all(db).await?,
     };
     Ok(finish(items, page_size, bound))
+}
+
+/// The query of a filtered page's bound: the last row it may examine.
+fn bound_query(scan: Condition) -> Select<request_log::Entity> {
+    ordered(scan)
+        .select_only()
+        .column(Column::Timestamp)
+        .column(Column::Id)
+        .offset(MAX_EXAMINED - 1)
+        .limit(1)
+}
+
+/// The bound of a filtered page walking `scan`; none when fewer rows remain.
+async fn find_bound<C: ConnectionTrait>(db: &C, scan: Condition) -> Result<Option<Cursor>, DbErr> {
+    Ok(bound_query(scan)
+        .into_tuple::<(DateTime<Utc>, i64)>()
+        .one(db)
+        .await?
+        .map(|(timestamp, id)| Cursor { timestamp, id }))
+}
+
+/// The rows a filtered page's matches are read from: the scan's, meeting the filters, at
+/// or after the bound.
+fn within_bound(
+    filter: &LogFilter,
+    backend: DbBackend,
+    scan: Condition,
+    bound: Option<Cursor>,
+) -> Condition {
+    let within = scan.add(matches_sql(filter, backend));
+    match bound {
+        Some(bound) => within.add(at_or_after(bound)),
+        None => within,
+    }
 }
 
 /// The page from `items` (up to `page_size + 1` matches): the next page starts after its
@@ -477,26 +498,25 @@ async fn matching_in_chunks<C: ConnectionTrait>(
         .await
 }
 
-/// The SQL of a filtered page's two statements (the bound, then the matches), for
-/// `EXPLAIN` in the benchmarks.
-pub fn statements(
-    backend: DbBackend,
+/// The SQL of a filtered first page's two statements (the bound, then the matches), for
+/// `EXPLAIN` in the benchmarks. The bound is found first, as [`page`] does, so the
+/// matches statement carries it: without it the plan would show a scan of every
+/// matching row that no page runs. (Where SQLite matches a network here, in chunks, the
+/// matches statement shown is the SQL-only form, without the chunks' address prefilter.)
+pub async fn statements<C: ConnectionTrait>(
+    db: &C,
     filter: &LogFilter,
     page_size: u64,
-) -> Vec<sea_orm::Statement> {
+) -> Result<Vec<sea_orm::Statement>, DbErr> {
+    let backend = db.get_database_backend();
     let scan = scan_condition(filter, None);
-    vec![
-        ordered(scan.clone())
-            .select_only()
-            .column(Column::Timestamp)
-            .column(Column::Id)
-            .offset(MAX_EXAMINED - 1)
-            .limit(1)
-            .build(backend),
-        ordered(scan.add(matches_sql(filter, backend)))
+    let bound = find_bound(db, scan.clone()).await?;
+    Ok(vec![
+        bound_query(scan.clone()).build(backend),
+        ordered(within_bound(filter, backend, scan, bound))
             .limit(page_size + 1)
             .build(backend),
-    ]
+    ])
 }
 
 #[cfg(test)]
