@@ -78,7 +78,10 @@ fn every_command_refuses_malformed_arguments_with_status_2_and_one_line_naming_t
             os(&["logs", "--network", "2001:db8::1/32"]),
             "give the network form, 2001:db8::/32",
         ),
-        (os(&["logs", "--network", "nonsense"]), "not a network in CIDR form"),
+        (
+            os(&["logs", "--network", "nonsense"]),
+            "not a network in CIDR form",
+        ),
         (
             os(&["logs", "--ip", "1.2.3.4", "--network", "1.2.3.0/24"]),
             "cannot be used with",
