@@ -586,6 +586,39 @@ mod tests {
     }
 
     #[test]
+    fn filter_text_is_parsed_as_the_api_and_the_cli_take_it() {
+        let network = |text: &str| text.parse::<NetworkFilter>().map_err(|e| e.to_string());
+        assert!(network("203.0.113.0/24").is_ok());
+        assert_eq!(
+            network("203.0.113.9/24"),
+            Err("203.0.113.9/24 has host bits set; give the network form, 203.0.113.0/24".into())
+        );
+        assert_eq!(
+            network("2001:db8::1/32"),
+            Err("2001:db8::1/32 has host bits set; give the network form, 2001:db8::/32".into())
+        );
+        assert!(network("203.0.113.9").is_err());
+        assert_eq!("unknown".parse(), Ok(CountryFilter::Unknown));
+        assert_eq!("de".parse(), Ok(CountryFilter::Code("DE".into())));
+        for bad in ["DEU", "D1", "", "Unknown"] {
+            assert!(bad.parse::<CountryFilter>().is_err(), "{bad}");
+        }
+        assert_eq!(parse_method("post"), Ok("POST".into()));
+        for bad in ["", "G3T", "GET ", &"A".repeat(17)] {
+            assert!(parse_method(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_status("429"), Ok(429));
+        for bad in ["99", "600", "abc", "-1"] {
+            assert_eq!(parse_status(bad), Err(BadFilter::NotStatus), "{bad}");
+        }
+        assert_eq!("429".parse(), Ok(StatusClass::TooMany429));
+        assert_eq!(
+            "418".parse::<StatusClass>().map_err(|e| e.to_string()),
+            Err("must be one of 2xx, 3xx, 4xx, 403, 429, 5xx, other".into())
+        );
+    }
+
+    #[test]
     fn malformed_cursors_are_refused() {
         for text in [
             "",
