@@ -112,6 +112,8 @@ fn micros_since_2000(time: &DateTime<Utc>) -> Result<i64, CopyError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
