@@ -1,5 +1,8 @@
 //! `request-logs`: write one batch of logged requests to `request_log`.
 //!
+//! On PostgreSQL the rows go in with one binary `COPY` ([`crate::pg_copy`]), on SQLite with
+//! multi-row INSERTs; both from the one mapping [`to_row`].
+//!
 //! Idempotent by batch id: the id goes into `log_batch` in the same transaction as the rows.
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
