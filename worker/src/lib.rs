@@ -12,6 +12,7 @@ pub mod geo;
 pub mod jobs;
 pub mod maintenance;
 pub mod notify;
+pub mod pg_copy;
 pub mod poll;
 pub mod startup;
 pub mod supervisor;

@@ -23,6 +23,7 @@ mod feeds;
 mod flagging;
 mod forward_auth;
 mod geolocation;
+mod hostile_text;
 mod in_process;
 mod kubernetes;
 mod live_events;

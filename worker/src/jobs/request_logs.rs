@@ -1,5 +1,8 @@
 //! `request-logs`: write one batch of logged requests to `request_log`.
 //!
+//! On PostgreSQL the rows go in with one binary `COPY` ([`crate::pg_copy`]), on SQLite with
+//! multi-row INSERTs; both from the one mapping [`to_row`].
+//!
 //! Idempotent by batch id: the id goes into `log_batch` in the same transaction as the rows.
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
@@ -39,19 +42,20 @@ use iptrack_core::{
     },
 };
 use iptrack_entity::{log_batch, request_log};
-use iptrack_migration::request_count::{greatest, hour_sql, least, section_sql};
+use iptrack_migration::request_count::{greatest, least};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, IdenStatic,
     Iterable, Statement, TransactionTrait, TryInsertResult, Value,
-    sea_query::ArrayType,
+    sqlx::{self, AssertSqlSafe, PgPool, postgres::PgConnection},
 };
 
 use super::geolocate::fill_rows;
 use crate::{
     context::JobContext,
     geo::{Geo, Location, Lookup, is_public},
+    pg_copy::BinaryCopy,
 };
 
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
@@ -146,10 +150,16 @@ pub async fn ingest_located(
     batch: &RequestLogBatch,
     located: &HashMap<IpAddr, Location>,
 ) -> anyhow::Result<Ingested> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        // A PostgreSQL `DatabaseConnection` made by `Database::connect` is always a sqlx
+        // pool (SeaORM's mock and proxy connections are not compiled in), so this does not
+        // panic.
+        return ingest_postgres(db.get_postgres_connection_pool(), batch, located).await;
+    }
     let txn = db.begin().await.context("cannot begin a transaction")?;
     let claim = log_batch::Entity::insert(log_batch::ActiveModel {
         batch_id: Set(batch.batch_id.to_string()),
-        events: Set(i32::try_from(batch.events.len()).unwrap_or(i32::MAX)),
+        events: Set(batch_events(batch)),
         ingested_at: Set(Utc::now()),
     })
     .on_conflict_do_nothing_on([log_batch::Column::BatchId])
@@ -160,14 +170,48 @@ pub async fn ingest_located(
         txn.rollback().await.context("cannot roll back")?;
         return Ok(Ingested::AlreadyWritten);
     }
-    let rows = match txn.get_database_backend() {
-        DbBackend::Postgres => insert_unnest(&txn, &batch.events, located).await?,
-        _ => {
-            let rows = insert_many(&txn, &batch.events, located).await?;
-            add_counts(&txn, &batch.events).await?;
-            rows
-        }
-    };
+    let rows = insert_many(&txn, &batch.events, located).await?;
+    add_counts(&txn, &batch.events).await?;
+    txn.commit().await.context("cannot commit the batch")?;
+    Ok(Ingested::Rows(rows))
+}
+
+/// `log_batch.events` of a batch.
+fn batch_events(batch: &RequestLogBatch) -> i32 {
+    i32::try_from(batch.events.len()).unwrap_or(i32::MAX)
+}
+
+/// The PostgreSQL write: the claim, a binary `COPY` of the rows and the counts' upsert,
+/// in one transaction on one sqlx connection. SeaORM has no `COPY`, and its own
+/// transaction cannot lend its connection to one, so the whole batch runs on the sqlx
+/// pool under SeaORM (the same connections, settings and statement timeout).
+///
+/// `COPY` instead of an `INSERT`: PostgreSQL reads lengths and bytes instead of planning a
+/// statement and unpacking one array per column, which is most of what an insert cost
+/// (BENCHMARKS.md, "Request logging").
+async fn ingest_postgres(
+    pool: &PgPool,
+    batch: &RequestLogBatch,
+    located: &HashMap<IpAddr, Location>,
+) -> anyhow::Result<Ingested> {
+    let mut txn = pool.begin().await.context("cannot begin a transaction")?;
+    let claimed = sqlx::query(
+        "INSERT INTO log_batch (batch_id, events, ingested_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (batch_id) DO NOTHING",
+    )
+    .bind(batch.batch_id.to_string())
+    .bind(batch_events(batch))
+    .bind(Utc::now())
+    .execute(&mut *txn)
+    .await
+    .context("cannot record the batch id")?
+    .rows_affected();
+    if claimed == 0 {
+        txn.rollback().await.context("cannot roll back")?;
+        return Ok(Ingested::AlreadyWritten);
+    }
+    let rows = copy_rows(&mut txn, &batch.events, located).await?;
+    upsert_counts_postgres(&mut txn, &count_events(&batch.events)?).await?;
     txn.commit().await.context("cannot commit the batch")?;
     Ok(Ingested::Rows(rows))
 }
@@ -188,19 +232,12 @@ async fn insert_many(
     Ok(rows)
 }
 
-/// The whole batch as one `INSERT … SELECT FROM UNNEST` of one array per column
-/// (PostgreSQL). One bind parameter per column instead of one per cell: PostgreSQL parses
-/// and plans one small statement, and no batch size runs into the 65,535-parameter limit.
-/// It runs inside the batch's transaction, which `COPY` through SeaORM cannot.
+/// The whole batch as one binary `COPY request_log (…) FROM STDIN` (PostgreSQL).
 ///
-/// The same statement adds the inserted rows to `request_count` (a data-modifying `WITH`:
-/// the counts are made from exactly the rows written, with the SQL of the migration that
-/// filled the table, and upserted in key order).
-///
-/// The arrays are cut from the very rows [`to_row`] makes for SQLite, column by column in
-/// the entity's order, so the two inserts cannot disagree on what goes where.
-async fn insert_unnest(
-    txn: &DatabaseTransaction,
+/// The stream is cut from the very rows [`to_row`] makes for SQLite's INSERT, column by
+/// column in the entity's order, so the two writes cannot disagree on what goes where.
+async fn copy_rows(
+    txn: &mut PgConnection,
     events: &[LogEvent],
     located: &HashMap<IpAddr, Location>,
 ) -> anyhow::Result<u64> {
@@ -208,52 +245,95 @@ async fn insert_unnest(
     let Some(first) = rows.first() else {
         return Ok(0);
     };
-    let (mut names, mut arrays, mut parameters) = (Vec::new(), Vec::new(), Vec::new());
     // Every column `to_row` sets: all but the generated id.
-    for column in request_log::Column::iter().filter(|&c| first.get(c).is_set()) {
-        let cells: Vec<Value> = rows
-            .iter()
-            .filter_map(|row| row.get(column).into_value())
-            .collect();
-        let element = cells.first().map(Value::array_type);
-        let sql_type = element.as_ref().and_then(postgres_type).with_context(|| {
-            format!(
-                "no PostgreSQL array type for request_log.{}",
-                column.as_str()
-            )
-        })?;
-        names.push(column.as_str());
-        parameters.push(format!("${}::{sql_type}[]", parameters.len() + 1));
-        arrays.push(Value::Array(
-            element.unwrap_or(ArrayType::String),
-            Some(Box::new(cells)),
-        ));
+    let columns: Vec<request_log::Column> = request_log::Column::iter()
+        .filter(|&c| first.get(c).is_set())
+        .collect();
+    let mut stream = BinaryCopy::new();
+    let mut values = Vec::with_capacity(columns.len());
+    for row in &rows {
+        values.clear();
+        for &column in &columns {
+            values.push(
+                row.get(column)
+                    .into_value()
+                    .with_context(|| format!("request_log.{} not set in a row", column.as_str()))?,
+            );
+        }
+        stream
+            .row(values.iter())
+            .context("cannot encode a request_log row for COPY")?;
     }
-    let backend = DbBackend::Postgres;
-    let (hour, section) = (
-        hour_sql(backend, "\"timestamp\""),
-        section_sql(backend, "path"),
+    let names: Vec<String> = columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.as_str()))
+        .collect();
+    let mut copy = txn
+        .copy_in_raw(&format!(
+            "COPY request_log ({}) FROM STDIN (FORMAT binary)",
+            names.join(", ")
+        ))
+        .await
+        .context("cannot start COPY into request_log")?;
+    if let Err(error) = copy.send(stream.finish()).await {
+        // Leaves the connection usable; the transaction rolls back when dropped.
+        let _ = copy.abort("iptrack: cannot send the rows").await;
+        return Err(anyhow::Error::new(error).context("cannot send request_log rows"));
+    }
+    let copied = copy
+        .finish()
+        .await
+        .context("cannot insert request_log rows")?;
+    Ok(copied)
+}
+
+/// Adds a batch's counts to `request_count` (PostgreSQL): one upsert of one array per
+/// column, in key order.
+async fn upsert_counts_postgres(
+    txn: &mut PgConnection,
+    counts: &[(CountKey<'_>, Count)],
+) -> anyhow::Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut columns = (
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
     );
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "WITH new AS (INSERT INTO request_log ({}) SELECT * FROM UNNEST({}) \
-             RETURNING ip_address, \"timestamp\", path) \
-             INSERT INTO request_count \
-             (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
-             SELECT {hour}, ip_address, {section}, COUNT(*), MIN(\"timestamp\"), \
-                    MAX(\"timestamp\"), MIN(path) \
-             FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 {}",
-            names.join(", "),
-            parameters.join(", "),
-            upsert_counts(backend),
-        ),
-        arrays,
-    ))
+    for ((hour, ip, section), count) in counts {
+        columns.0.push(*hour);
+        columns.1.push(ip.as_str());
+        columns.2.push(*section);
+        columns.3.push(count.requests);
+        columns.4.push(count.first_seen);
+        columns.5.push(count.last_seen);
+        columns.6.push(count.min_path.as_str());
+    }
+    // Built from constants only: no value reaches the text.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO request_count \
+         (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
+         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int8[], \
+                              $5::timestamptz[], $6::timestamptz[], $7::text[]) \
+         ORDER BY 1, 2, 3 {}",
+        upsert_counts(DbBackend::Postgres)
+    )))
+    .bind(columns.0)
+    .bind(columns.1)
+    .bind(columns.2)
+    .bind(columns.3)
+    .bind(columns.4)
+    .bind(columns.5)
+    .bind(columns.6)
+    .execute(&mut *txn)
     .await
-    .context("cannot insert request_log rows")?;
-    // Every row is inserted or the statement fails (no conflict clause on request_log).
-    Ok(rows.len() as u64)
+    .context("cannot add to request_count")?;
+    Ok(())
 }
 
 /// `ON CONFLICT … DO UPDATE` adding new counts to stored ones.
@@ -288,11 +368,15 @@ struct Count {
     min_path: String,
 }
 
-/// Adds `events` to `request_count` (SQLite): counted here, in key order, then upserted in
-/// multi-row statements. SQLite compares text byte by byte, as Rust does, so the smallest
-/// path is the one `MIN(path)` would give.
-async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::Result<()> {
-    let mut counts: BTreeMap<(DateTime<Utc>, String, &str), Count> = BTreeMap::new();
+/// `request_count`'s key: hour, address, path section.
+type CountKey<'a> = (DateTime<Utc>, String, &'a str);
+
+/// A batch's counts, in key order, for both databases. The smallest path is the smallest
+/// by bytes, as Rust, SQLite and PostgreSQL's `C` and `C.UTF-8` collations compare text
+/// (paths are stored canonical, ASCII, so other collations differ at most on case and
+/// punctuation of this example path, never on the counts).
+fn count_events(events: &[LogEvent]) -> anyhow::Result<Vec<(CountKey<'_>, Count)>> {
+    let mut counts: BTreeMap<CountKey<'_>, Count> = BTreeMap::new();
     for event in events {
         let hour = event
             .timestamp
@@ -312,7 +396,13 @@ async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::R
             count.min_path.clone_from(&event.path);
         }
     }
-    let counts: Vec<_> = counts.into_iter().collect();
+    Ok(counts.into_iter().collect())
+}
+
+/// Adds `events` to `request_count` (SQLite): counted here, in key order, then upserted in
+/// multi-row statements.
+async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::Result<()> {
+    let counts = count_events(events)?;
     for chunk in counts.chunks(COUNTS_PER_STATEMENT) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
         for ((hour, ip, section), count) in chunk {
@@ -341,17 +431,6 @@ async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::R
         .context("cannot add to request_count")?;
     }
     Ok(())
-}
-
-/// The PostgreSQL element type of the columns `request_log` has.
-fn postgres_type(element: &ArrayType) -> Option<&'static str> {
-    match element {
-        ArrayType::String => Some("text"),
-        ArrayType::Int => Some("int4"),
-        ArrayType::BigInt => Some("int8"),
-        ArrayType::ChronoDateTimeUtc => Some("timestamptz"),
-        _ => None,
-    }
 }
 
 /// The one mapping from a logged request to its `request_log` row, for both inserts.

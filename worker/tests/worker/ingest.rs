@@ -6,16 +6,16 @@ use std::{
 };
 
 use apalis::prelude::Data;
-use chrono::SubsecRound;
-use iptrack_core::{Settings, blocklist::service::BlocklistService};
-use iptrack_entity::request_log;
+use chrono::{DateTime, SubsecRound, Utc};
+use iptrack_core::{Settings, blocklist::service::BlocklistService, jobs::RequestLogBatch};
+use iptrack_entity::{request_count, request_log};
 use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually};
 use iptrack_worker::{
     context::JobContext,
     jobs::request_logs::{self, Ingested, ingest},
 };
 use redis::aio::ConnectionManager;
-use sea_orm::{EntityTrait, QueryOrder};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 
 use crate::batch;
 
@@ -99,6 +99,149 @@ both_backends!(
         assert_eq!(db.count(&conn, "request_log").await, 12_345);
     }
 );
+
+/// Text an attacker controls in every text column the worker writes: quotes, backslashes
+/// and the `\N` and `\.` a text-format `COPY` would read as NULL and end of data, tabs,
+/// newlines and commas (text and CSV delimiters), multi-byte characters, long values; and
+/// the edges of the other columns (an extension method, a status above 599, a duration
+/// past `i64::MAX`, an IPv6 address, a time before 2000, PostgreSQL's epoch).
+fn hostile_batch() -> RequestLogBatch {
+    let mut batch = batch("hostile", 5, "203.0.113.50");
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    batch.events[0].path = "/a'b\"c\\d\te\nf\r\ng,h;i|\\N\\.".into();
+    batch.events[0].user_agent =
+        "Mozilla \"quoted\" \\N \\. \t tab\nnewline\r\n ü 日本 🦀 \u{7f} \u{1}".into();
+    batch.events[1].user_agent = "x\\\"'\t\n\r,;|ü".repeat(400);
+    batch.events[1].user_id = Some("o'brien\\\"; DROP TABLE request_log; --".into());
+    batch.events[1].timestamp = at("1999-12-31T23:59:59.999999Z");
+    batch.events[2].query_string = Some("a=1&b=\\x00&c=%00\n\\.\n".into());
+    batch.events[2].method = "M-SEARCH".into();
+    batch.events[2].status = 999;
+    batch.events[2].timestamp = at("2000-01-01T00:00:00Z");
+    batch.events[3].duration_us = u64::MAX;
+    batch.events[3].ip = "2001:db8::1".parse().unwrap();
+    batch.events[4].path = format!("/{}", "%22%5C".repeat(300));
+    batch.events[4].user_id = Some(String::new());
+    batch
+}
+
+type Stored = (
+    String,
+    DateTime<Utc>,
+    String,
+    String,
+    i32,
+    i64,
+    String,
+    String,
+    String,
+);
+
+/// Every stored column but the generated id, in id order.
+async fn stored_rows(conn: &DatabaseConnection) -> Vec<Stored> {
+    request_log::Entity::find()
+        .order_by_asc(request_log::Column::Id)
+        .all(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.ip_address,
+                r.timestamp,
+                r.method,
+                r.path,
+                r.status,
+                r.duration_us,
+                r.user_agent,
+                r.user_id,
+                r.query_string,
+            )
+        })
+        .collect()
+}
+
+async fn stored_counts(conn: &DatabaseConnection) -> Vec<request_count::Model> {
+    request_count::Entity::find()
+        .order_by_asc(request_count::Column::HourStart)
+        .order_by_asc(request_count::Column::IpAddress)
+        .order_by_asc(request_count::Column::Section)
+        .all(conn)
+        .await
+        .unwrap()
+}
+
+/// PostgreSQL's binary `COPY` stores exactly what SQLite's `INSERT` stores, and exactly
+/// what the events carried: the one row mapping feeds both writes.
+#[tokio::test]
+async fn copy_on_postgres_stores_what_the_insert_stores_on_sqlite() {
+    let (pg, lite) = (
+        TestDb::new(Backend::Postgres).await,
+        TestDb::new(Backend::Sqlite).await,
+    );
+    let (pg_conn, lite_conn) = (pg.connect().await, lite.connect().await);
+    let mut batch = hostile_batch();
+    // Whole microseconds, as the web makes them (`event_time`): what PostgreSQL keeps.
+    for event in &mut batch.events {
+        event.timestamp = event.timestamp.trunc_subsecs(6);
+    }
+    assert_eq!(ingest(&pg_conn, &batch).await.unwrap(), Ingested::Rows(5));
+    assert_eq!(ingest(&lite_conn, &batch).await.unwrap(), Ingested::Rows(5));
+
+    let expected: Vec<Stored> = batch
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.ip.to_string(),
+                e.timestamp,
+                e.method.clone(),
+                e.path.clone(),
+                i32::from(e.status),
+                i64::try_from(e.duration_us).unwrap_or(i64::MAX),
+                e.user_agent.clone(),
+                e.user_id.clone().unwrap_or_default(),
+                e.query_string.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let from_copy = stored_rows(&pg_conn).await;
+    assert_eq!(from_copy, expected);
+    assert_eq!(from_copy, stored_rows(&lite_conn).await);
+    // The counts too, the same on both.
+    let counts = stored_counts(&pg_conn).await;
+    assert_eq!(counts.iter().map(|c| c.requests).sum::<i64>(), 5);
+    assert_eq!(counts, stored_counts(&lite_conn).await);
+
+    // Delivered again: nothing more on either.
+    for conn in [&pg_conn, &lite_conn] {
+        assert_eq!(
+            ingest(conn, &batch).await.unwrap(),
+            Ingested::AlreadyWritten
+        );
+    }
+    assert_eq!(stored_rows(&pg_conn).await, expected);
+    assert_eq!(stored_counts(&pg_conn).await, counts);
+}
+
+/// PostgreSQL's `text` cannot hold NUL. The web never produces one (header values cannot
+/// carry it, paths are stored percent-encoded), but any producer can push to the queue: the
+/// batch fails whole, as the `INSERT` it replaced did, and leaves no trace, not even its
+/// claim, so it is retried rather than marked written.
+#[tokio::test]
+async fn a_nul_in_text_fails_the_whole_batch_on_postgres_and_claims_nothing() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let conn = db.connect().await;
+    let mut batch = batch("nul", 3, "198.51.100.4");
+    batch.events[1].user_agent = "a\0b".into();
+    assert!(ingest(&conn, &batch).await.is_err());
+    for table in ["request_log", "request_count", "log_batch"] {
+        assert_eq!(db.count(&conn, table).await, 0, "{table}");
+    }
+    // The connection went back to the pool usable.
+    batch.events[1].user_agent = "ab".into();
+    assert_eq!(ingest(&conn, &batch).await.unwrap(), Ingested::Rows(3));
+}
 
 /// apalis drops a job's future when its worker stops (any Redis error ends an apalis-redis
 /// worker), at whatever point the job had reached. The batch must still be written, and
