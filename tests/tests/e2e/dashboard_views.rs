@@ -289,6 +289,29 @@ async fn site_status(stack: &Stack, ip: &str, sent: &AtomicUsize) -> u16 {
 
 /// Sends the traffic the site answers, each request from its address (the test is a
 /// trusted proxy), and checks the site answered each with the status expected of it.
+/// Waits until `/api/v1/meta` reports `geolocation` as `state`: each worker says at start
+/// whether it geolocates.
+async fn wait_for_geolocation(stack: &Stack, state: &str) {
+    let client = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(30),
+        &format!("the worker to say geolocation is {state}"),
+        || async {
+            let meta: Value = client
+                .get(stack.url("/api/v1/meta"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (meta["geolocation"] == state).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn send_site_traffic(stack: &Stack) {
     let client = reqwest::Client::new();
     for t in traffic().iter().filter(|t| t.via == Via::Site) {
@@ -368,24 +391,7 @@ both_backends!(
             .with("IPTRACK_DETECT_RULES", "off");
         let _web = stack.serve_web().await;
         let _worker = Service::start("iptrack-worker", &[], &stack.env);
-        let client = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(30),
-            "the worker to say it geolocates",
-            || async {
-                let meta: Value = client
-                    .get(stack.url("/api/v1/meta"))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (meta["geolocation"] == "on").then_some(())
-            },
-        )
-        .await;
+        wait_for_geolocation(&stack, "on").await;
         send_site_traffic(&stack).await;
         wait_until_stored_and_located(&conn).await;
         // Requests `site_status` sends below: logged too, so in the 7-day total.
@@ -756,20 +762,8 @@ both_backends!(
         let _web = stack.serve_web().await;
         // The worker says whether it geolocates when it starts.
         let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        wait_for_geolocation(&stack, "off").await;
         let client = reqwest::Client::new();
-        eventually(Duration::from_secs(30), "the worker to say", || async {
-            let meta: Value = client
-                .get(stack.url("/api/v1/meta"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (meta["geolocation"] == "off").then_some(())
-        })
-        .await;
         let driver = ChromeDriver::start().await;
         let browser = Browser::open(&driver).await;
         sign_in(&browser, &stack, "#/countries").await;
