@@ -33,6 +33,9 @@ pub fn notices_channel(prefix: &str) -> String {
 /// Queue of [`RefreshBlocklistFeed`] jobs: scheduler → worker.
 pub const BLOCKLIST_FEEDS_QUEUE: &str = "blocklist-feeds";
 
+/// Queue of [`SummarizeRequests`] jobs: scheduler → worker.
+pub const REQUEST_SUMMARIES_QUEUE: &str = "request-summaries";
+
 /// Every queue iptrack uses; the worker keeps each one's sets in bounds.
 pub const ALL_QUEUES: &[&str] = &[
     REQUEST_LOGS_QUEUE,
@@ -41,6 +44,7 @@ pub const ALL_QUEUES: &[&str] = &[
     GEOLOCATE_QUEUE,
     NOTIFICATIONS_QUEUE,
     BLOCKLIST_FEEDS_QUEUE,
+    REQUEST_SUMMARIES_QUEUE,
 ];
 
 /// Fetch the list at `url` and make it the whole of feed `source`'s entries
@@ -102,6 +106,14 @@ pub struct WindowOutOfRange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeLogs {
     pub older_than: DateTime<Utc>,
+}
+
+/// Summarize each closed hour of the 24 before `now` that has no current summary (top
+/// addresses and paths, distinct addresses per country: the dashboard's figures that
+/// minute counts cannot give). Pushed every few minutes, once per tick cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummarizeRequests {
+    pub now: DateTime<Utc>,
 }
 
 /// Most addresses in one [`GeolocateAddresses`] job: ip-api's batch endpoint takes 100.

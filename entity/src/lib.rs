@@ -8,4 +8,5 @@ pub mod log_batch;
 pub mod query;
 pub mod request_count;
 pub mod request_log;
+pub mod request_rollup;
 pub mod suspicious_ip;

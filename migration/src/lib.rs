@@ -12,6 +12,7 @@ mod m20261201_000005_blocklist_feeds;
 mod m20261201_000006_ban_history;
 mod m20261201_000007_request_count;
 mod m20261201_000008_dashboard_indexes;
+mod m20261202_000009_request_rollup;
 
 /// The SQL that builds `request_count`, shared with the request-log job that keeps it and
 /// the benchmarks that fill `request_log` directly.
@@ -19,6 +20,12 @@ pub mod request_count {
     pub use crate::m20261201_000007_request_count::{
         backfill, greatest, hour_sql, least, section_sql,
     };
+}
+
+/// The SQL that builds `request_rollup`, shared with the request-log job and the
+/// geolocation fill that keep it, and the benchmarks that fill `request_log` directly.
+pub mod request_rollup {
+    pub use crate::m20261202_000009_request_rollup::{backfill, minute_sql, upsert_sql};
 }
 
 #[derive(Debug)]
@@ -36,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_ban_history::Migration),
             Box::new(m20261201_000007_request_count::Migration),
             Box::new(m20261201_000008_dashboard_indexes::Migration),
+            Box::new(m20261202_000009_request_rollup::Migration),
         ]
     }
 }

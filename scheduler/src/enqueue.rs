@@ -7,7 +7,7 @@ use cron::Schedule;
 use iptrack_core::{
     jobs::{
         BLOCKLIST_FEEDS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps, PURGE_LOGS_QUEUE,
-        PurgeLogs, RefreshBlocklistFeed,
+        PurgeLogs, REQUEST_SUMMARIES_QUEUE, RefreshBlocklistFeed, SummarizeRequests,
     },
     queue::{self, JobQueue, QueueError},
     settings::{FeedSchedule, ScheduleSettings},
@@ -19,6 +19,10 @@ use crate::windows::missed_ticks;
 /// How long a window's claim is remembered. Longer than any catch-up reaches back
 /// (24 hourly windows by default), so no window is enqueued twice.
 const CLAIM_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// How long a `request-summaries` tick's claim is remembered: longer than the ticks'
+/// spacing and any clock skew between schedulers, short enough not to pile up keys.
+const SUMMARY_CLAIM_TTL: Duration = Duration::from_secs(3_600);
 
 /// Sets a key to a number only if that is greater than what it holds.
 static SET_IF_GREATER: LazyLock<Script> = LazyLock::new(|| {
@@ -36,6 +40,7 @@ pub struct Enqueuer {
     flag: JobQueue<FlagSuspiciousIps>,
     purge: JobQueue<PurgeLogs>,
     feeds: JobQueue<RefreshBlocklistFeed>,
+    summaries: JobQueue<SummarizeRequests>,
     rules: ScheduleSettings,
     /// Redis key holding the end (unix seconds) of the latest window enqueued by anyone.
     last_window_key: String,
@@ -55,6 +60,10 @@ impl Enqueuer {
             feeds: JobQueue::new(
                 conn.clone(),
                 queue::producer_config(redis_prefix, BLOCKLIST_FEEDS_QUEUE),
+            ),
+            summaries: JobQueue::new(
+                conn.clone(),
+                queue::producer_config(redis_prefix, REQUEST_SUMMARIES_QUEUE),
             ),
             conn,
             rules: rules.clone(),
@@ -146,6 +155,20 @@ impl Enqueuer {
             .await?;
         if pushed {
             tracing::info!(older_than = %job.older_than, "purge-logs enqueued");
+        }
+        Ok(pushed)
+    }
+
+    /// Enqueues `request-summaries` for the tick at `tick` unless some scheduler already
+    /// did (the claim outlives the ticks' spacing, so one job per tick cluster-wide).
+    pub async fn summarize(&mut self, tick: DateTime<Utc>) -> Result<bool, QueueError> {
+        let job = SummarizeRequests { now: tick };
+        let pushed = self
+            .summaries
+            .push_once(&tick.timestamp().to_string(), SUMMARY_CLAIM_TTL, &job)
+            .await?;
+        if pushed {
+            tracing::debug!(now = %tick, "request-summaries enqueued");
         }
         Ok(pushed)
     }

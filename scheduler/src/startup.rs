@@ -29,6 +29,10 @@ impl RunningScheduler {
     }
 }
 
+/// When `request-summaries` is enqueued: every 5 minutes, so a closed hour is summarized
+/// a few minutes after it ends, and an hour that late rows made stale soon after they came.
+const SUMMARIES_SCHEDULE: &str = "0 */5 * * * *";
+
 /// What each tick handler needs.
 #[derive(Debug, Clone)]
 struct TickContext {
@@ -43,6 +47,9 @@ pub async fn start(
 ) -> anyhow::Result<RunningScheduler> {
     let flag_schedule = settings.schedules.flag_schedule.clone();
     let purge_schedule = settings.schedules.purge_schedule.clone();
+    let summaries_schedule: Schedule = SUMMARIES_SCHEDULE
+        .parse()
+        .context("the request-summaries schedule")?;
     let conn = queue::connect_to(&settings.redis).context("REDIS_URL")?;
     let mut enqueuer = Enqueuer::new(&settings.schedules, &settings.redis.prefix, conn);
 
@@ -80,9 +87,16 @@ pub async fn start(
     tasks.spawn(run_cron(
         "iptrack-scheduler-purge-logs",
         purge_schedule,
+        context.clone(),
+        shutdown.clone(),
+        on_purge_tick,
+    ));
+    tasks.spawn(run_cron(
+        "iptrack-scheduler-request-summaries",
+        summaries_schedule,
         context,
         shutdown,
-        on_purge_tick,
+        on_summaries_tick,
     ));
     tracing::info!(
         flag_schedule = %settings.schedules.flag_schedule,
@@ -184,6 +198,18 @@ async fn on_purge_tick(tick: Tick, context: Data<TickContext>) -> Result<(), Box
         .await
         .map_err(|error| {
             redis_status::report_queue("scheduler, purge-logs", &error);
+            error.into()
+        })
+        .map(|_| redis_status::answered())
+}
+
+async fn on_summaries_tick(tick: Tick, context: Data<TickContext>) -> Result<(), BoxDynError> {
+    let mut enqueuer = context.enqueuer.clone();
+    enqueuer
+        .summarize(tick_time(&tick))
+        .await
+        .map_err(|error| {
+            redis_status::report_queue("scheduler, request-summaries", &error);
             error.into()
         })
         .map(|_| redis_status::answered())

@@ -118,6 +118,27 @@ impl TestDb {
     }
 }
 
+/// Counts `request_rollup` again from `request_log`, for tests that seed `request_log`
+/// directly instead of through the request-log job (which keeps the rollup, and which
+/// the dashboard's views read). On PostgreSQL the table is locked first, so a batch a
+/// running worker commits meanwhile is counted once: by itself, after this.
+pub async fn recount_rollup(conn: &DatabaseConnection) {
+    use sea_orm::TransactionTrait;
+    let txn = conn.begin().await.expect("cannot begin");
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared("LOCK TABLE request_rollup IN EXCLUSIVE MODE")
+            .await
+            .expect("cannot lock request_rollup");
+    }
+    txn.execute_unprepared("DELETE FROM request_rollup")
+        .await
+        .expect("cannot empty request_rollup");
+    iptrack_migration::request_rollup::backfill(&txn)
+        .await
+        .expect("cannot count request_rollup");
+    txn.commit().await.expect("cannot commit");
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.postgres_name.take() else {

@@ -11,7 +11,8 @@ use iptrack_core::{
     jobs::{
         ALL_QUEUES, BLOCKLIST_FEEDS_QUEUE, FLAG_SUSPICIOUS_IPS_QUEUE, FlagSuspiciousIps,
         GEOLOCATE_QUEUE, GeolocateAddresses, NOTIFICATIONS_QUEUE, Notice, PURGE_LOGS_QUEUE,
-        PurgeLogs, REQUEST_LOGS_QUEUE, RefreshBlocklistFeed, RequestLogBatch,
+        PurgeLogs, REQUEST_LOGS_QUEUE, REQUEST_SUMMARIES_QUEUE, RefreshBlocklistFeed,
+        RequestLogBatch, SummarizeRequests,
     },
     queue,
     settings::Settings,
@@ -26,6 +27,7 @@ use crate::{
     geo::Geo,
     jobs::{
         deliver_notice, flag_suspicious_ips, geolocate, purge_logs, refresh_feed, request_logs,
+        request_summaries,
     },
     maintenance,
     notify::Notifier,
@@ -257,6 +259,14 @@ pub async fn start(
         PURGE_LOGS_QUEUE,
         PurgeLogs,
         purge_logs::handle,
+        1
+    );
+    spawn_queue!(
+        tasks,
+        env,
+        REQUEST_SUMMARIES_QUEUE,
+        SummarizeRequests,
+        request_summaries::handle,
         1
     );
     // One feed worker per process: refreshes come once per feed and interval, and two

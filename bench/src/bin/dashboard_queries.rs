@@ -15,23 +15,39 @@
 //! spread over `10.0.0.0/8`; 2 % answered 403, 1 % 429, 4 % 404, 2.5 % 301, 0.2 % 500;
 //! 2 % `POST /login`, the rest `GET /items/N`; 20 × 7 country codes with a tenth not
 //! located; seven user agents. The busy addresses are flagged, and their /24 is blocked.
+//!
+//! The pre-aggregates are then built as the product builds them: `request_rollup` by the
+//! migration's backfill SQL (`iptrack_migration::request_rollup::backfill`, what
+//! `m20261202_000009_request_rollup` runs over existing rows), the hour summaries by the
+//! `request-summaries` job's own function, looking back over the whole fill instead of the
+//! scheduled 24 hours. Both are timed.
+//!
+//! Last, a busy-ingest check: batches of 1,000 requests (minutes and countries spread as
+//! a busy site's) written by the request-log job's `ingest_located`, and the rollup upsert
+//! of the same batches alone: what the rollup adds to each batch's transaction.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Instant;
+use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
 use iptrack_bench::{FILL_END_EPOCH, median};
+use iptrack_core::jobs::{LogEvent, RequestLogBatch};
 use iptrack_entity::query::{
     addresses, countries,
     logs::{self, CountryFilter, LogFilter, NetworkFilter},
     stats,
     status_class::StatusClass,
+    summaries::Coverage,
     timeline::{self, Timeline},
 };
 use iptrack_entity::request_log;
 use iptrack_tests::{Backend, TestDb};
+use iptrack_worker::{
+    geo::Location,
+    jobs::{request_logs, request_summaries},
+};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection};
 
 #[derive(Debug, Parser)]
@@ -72,8 +88,102 @@ async fn main() {
             "\n## {backend:?}: {rows} rows (filled in {:.0} s)\n",
             started.elapsed().as_secs_f64()
         );
+        let started = Instant::now();
+        iptrack_migration::request_rollup::backfill(&conn)
+            .await
+            .expect("rollup backfill failed");
+        let backfill_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let end = DateTime::from_timestamp(FILL_END_EPOCH, 0).unwrap();
+        let hours = request_summaries::summarize_due(&conn, end, Duration::days(31))
+            .await
+            .expect("summaries failed");
+        println!(
+            "rollup backfill (the migration's SQL): {backfill_secs:.1} s; \
+             {hours} hour summaries (the job's function): {:.1} s\n",
+            started.elapsed().as_secs_f64()
+        );
         run(&conn, backend, args.runs).await;
+        busy_ingest(&conn, args.runs).await;
     }
+}
+
+/// Times `runs` batches of 1,000 requests through the request-log job's write, then the
+/// rollup upsert of the same batches alone (each in a transaction of its own).
+async fn busy_ingest(conn: &DatabaseConnection, runs: usize) {
+    let end: DateTime<Utc> = DateTime::from_timestamp(FILL_END_EPOCH, 0).unwrap();
+    let located: HashMap<IpAddr, Location> = (0..140u32)
+        .map(|i| {
+            let ip: IpAddr = format!("10.9.{}.{}", i / 256, i % 256).parse().unwrap();
+            let code = format!(
+                "{}{}",
+                char::from(b'A' + (i % 20) as u8),
+                char::from(b'A' + (i % 7) as u8)
+            );
+            (
+                ip,
+                Location {
+                    country: code.clone(),
+                    country_code: code,
+                    city: String::new(),
+                },
+            )
+        })
+        .collect();
+    let batch = |run: usize| {
+        RequestLogBatch::new(
+            (0..1_000u32)
+                .map(|i| LogEvent {
+                    ip: format!("10.9.{}.{}", (i % 160) / 256, (i % 160) % 256)
+                        .parse()
+                        .unwrap(),
+                    // A batch spans the few seconds before a flush, across a minute edge.
+                    timestamp: end - Duration::seconds(30)
+                        + Duration::milliseconds(i64::from(i) * 40)
+                        + Duration::minutes(run as i64),
+                    method: "GET".into(),
+                    path: format!("/items/{}", i % 50),
+                    status: [200, 200, 200, 404, 403, 429, 301][i as usize % 7],
+                    duration_us: 100,
+                    user_agent: "bench".into(),
+                    user_id: None,
+                    query_string: None,
+                })
+                .collect(),
+        )
+    };
+    let batches: Vec<RequestLogBatch> = (0..runs.max(1)).map(batch).collect();
+    let mut whole = Vec::new();
+    for batch in &batches {
+        let started = Instant::now();
+        request_logs::ingest_located(conn, batch, &located)
+            .await
+            .expect("ingest failed");
+        whole.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut rollup = Vec::new();
+    let mut groups = 0;
+    for batch in &batches {
+        let started = Instant::now();
+        groups = request_logs::add_rollup_alone(conn, &batch.events, &located)
+            .await
+            .expect("rollup upsert failed");
+        rollup.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("\n| busy ingest, 1,000-request batches | median | p95 |\n|---|---|---|");
+    row_plain("whole batch (rows, counts, rollup)", whole);
+    row_plain(
+        &format!("rollup upsert alone ({groups} rollup rows)"),
+        rollup,
+    );
+}
+
+fn row_plain(name: &str, mut times: Vec<f64>) {
+    let p95 = percentile(&mut times, 0.95);
+    println!(
+        "| {name} | {:.1} ms | {p95:.1} ms |",
+        median(&mut times).unwrap_or(f64::NAN)
+    );
 }
 
 /// The rows described in the module's comment, then the statistics the planner needs (and
@@ -278,7 +388,15 @@ async fn run(conn: &DatabaseConnection, backend: Backend, runs: usize) {
     let db_backend = conn.get_database_backend();
     let mut plans: Vec<(String, sea_orm::Statement)> = Vec::new();
     for (range, timeline) in [("24 h", &day), ("7 days", &week)] {
-        for (name, statement) in stats::statements(db_backend, timeline, 10) {
+        let coverage = Coverage::of(conn, timeline.since, timeline.until)
+            .await
+            .unwrap();
+        println!(
+            "{range}: {} whole hours from summaries, {} raw ranges",
+            coverage.summarized.len(),
+            coverage.raw.len()
+        );
+        for (name, statement) in stats::statements(db_backend, timeline, 10, &coverage) {
             plans.push((format!("stats {range}: {name}"), statement));
         }
         for (name, statement) in countries::statements(db_backend, timeline.since, timeline.until) {

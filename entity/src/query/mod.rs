@@ -11,9 +11,11 @@
 pub mod addresses;
 pub mod countries;
 pub mod logs;
+pub mod rollup;
 pub mod sources;
 pub mod stats;
 pub mod status_class;
+pub mod summaries;
 pub mod suspicious;
 pub mod timeline;
 

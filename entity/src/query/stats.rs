@@ -2,20 +2,26 @@
 //! addresses, countries and paths, and how many requests were refused (403) or
 //! rate-limited (429).
 //!
-//! Each figure is one aggregate whose WHERE clause is a range on `request_log.timestamp`,
-//! so the database reads only the range's rows through the time index, never the table.
-//! The buckets come from `timeline` (grouped in SQL, empty ones filled in there); the
-//! totals are their sums, so the range is aggregated once for both.
+//! The figures come from the pre-aggregates (`rollup`, `summaries`), not from every row of
+//! the range: the buckets and top countries from `request_rollup`'s whole minutes plus the
+//! rows of the partial minutes at the edges (exact); top addresses and paths from the hour
+//! summaries plus raw rows for the rest of the range (exact when no hour is summarized,
+//! merged per-hour top lists otherwise: see `summaries`). The totals are the buckets'
+//! sums, so the range is aggregated once for both.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    sea_query::{Expr, Order},
+    sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, UnionType},
 };
 use serde::Serialize;
 
-use super::timeline::{self, Bucket, BucketSize, Timeline};
+use super::{
+    rollup::Split,
+    summaries::{self, Coverage},
+    timeline::{self, Bucket, BucketSize, Timeline},
+};
 use crate::request_log::{self, Column};
 
 /// Most entries per "top" list.
@@ -86,14 +92,49 @@ pub async fn stats<C: ConnectionTrait>(
     top: u64,
 ) -> Result<Stats, DbErr> {
     let q = Queries::new(timeline, top);
+    let backend = db.get_database_backend();
     // Independent aggregates over the same range: run at once, each on a connection of
     // the pool, so the answer takes as long as the slowest rather than the sum.
-    let (buckets, top_addresses, top_countries, top_paths) = futures::try_join!(
-        timeline::series(db, timeline, Condition::all()),
-        q.top_addresses().into_model::<AddressCount>().all(db),
-        q.top_countries().into_model::<CountryCount>().all(db),
-        q.top_paths().into_model::<PathCount>().all(db),
+    let top_lists = async {
+        let coverage = Coverage::of(db, timeline.since, timeline.until).await?;
+        futures::try_join!(
+            summaries::top(
+                db,
+                &coverage,
+                Column::IpAddress,
+                "request_summary_address",
+                q.top,
+                q.top_by_key(Column::IpAddress),
+            ),
+            summaries::top(
+                db,
+                &coverage,
+                Column::Path,
+                "request_summary_path",
+                q.top,
+                q.top_by_key(Column::Path),
+            ),
+        )
+    };
+    let (buckets, (top_addresses, top_paths), top_countries) = futures::try_join!(
+        timeline::series_all(db, timeline),
+        top_lists,
+        CountryCount::find_by_statement(backend.build(&q.top_countries())).all(db),
     )?;
+    let top_addresses = top_addresses
+        .into_iter()
+        .map(|entry| AddressCount {
+            ip_address: entry.key,
+            requests: entry.requests,
+        })
+        .collect();
+    let top_paths = top_paths
+        .into_iter()
+        .map(|entry| PathCount {
+            path: entry.key,
+            requests: entry.requests,
+        })
+        .collect();
 
     let requests_per_minute = if timeline.bucket == BucketSize::Minute {
         buckets
@@ -136,49 +177,116 @@ impl Queries {
         }
     }
 
-    /// The rows of the range: the predicate every figure starts from.
+    /// The rows of the range: the predicate every raw figure starts from.
     fn in_range(&self) -> Select<request_log::Entity> {
         request_log::Entity::find()
             .select_only()
             .filter(self.timeline.condition())
     }
 
-    fn top_addresses(&self) -> Select<request_log::Entity> {
-        top_by(self.in_range(), Column::IpAddress, self.top).column(Column::IpAddress)
+    /// The raw top list by `column` over the whole range, as `key` and `requests`.
+    fn top_by_key(&self, column: Column) -> Select<request_log::Entity> {
+        top_by(self.in_range(), column, self.top).column_as(column, "key")
     }
 
-    fn top_countries(&self) -> Select<request_log::Entity> {
-        top_by(
-            self.in_range().filter(Column::CountryCode.ne("")),
-            Column::CountryCode,
-            self.top,
-        )
-        .column(Column::CountryCode)
-        // Names of one code can differ between provider versions; any one of them will do.
-        .column_as(Column::Country.max(), "country")
-    }
-
-    fn top_paths(&self) -> Select<request_log::Entity> {
-        top_by(self.in_range(), Column::Path, self.top).column(Column::Path)
+    /// Top countries: the rollup's whole minutes and the edge rows, merged in SQL (so the
+    /// order of ties and the `MAX` of names follow the database's collation, as they did
+    /// over the rows alone).
+    fn top_countries(&self) -> SelectStatement {
+        let split = Split::new(self.timeline.since, self.timeline.until);
+        let rollup_part = |(from, to): (DateTime<Utc>, DateTime<Utc>)| {
+            Query::select()
+                .column(Alias::new("country_code"))
+                .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
+                .expr_as(Expr::cust("SUM(requests)"), Alias::new("requests"))
+                .from(Alias::new("request_rollup"))
+                .and_where(Expr::col(Alias::new("minute")).gte(from))
+                .and_where(Expr::col(Alias::new("minute")).lt(to))
+                .and_where(Expr::col(Alias::new("country_code")).ne(""))
+                .group_by_col(Alias::new("country_code"))
+                .to_owned()
+        };
+        let rows_part = |rows: Condition| {
+            request_log::Entity::find()
+                .select_only()
+                .filter(rows)
+                .filter(Column::CountryCode.ne(""))
+                .column(Column::CountryCode)
+                // Names of one code can differ between provider versions; any one will do.
+                .column_as(Column::Country.max(), "country")
+                .column_as(Expr::cust("COUNT(*)"), "requests")
+                .group_by(Column::CountryCode)
+                .into_query()
+        };
+        let mut parts: Vec<SelectStatement> = split.minutes.map(rollup_part).into_iter().collect();
+        parts.extend(split.rows_condition().map(rows_part));
+        merged_top(parts, self.top)
     }
 }
 
-/// The SQL [`stats`] runs for a range, by figure, for `EXPLAIN` in the benchmark.
+/// `parts` (each `country_code`, `country`, `requests`) summed per country, most first.
+fn merged_top(parts: Vec<SelectStatement>, top: u64) -> SelectStatement {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        // An empty range: no part, no country.
+        return Query::select()
+            .expr_as(Expr::cust("''"), Alias::new("country_code"))
+            .expr_as(Expr::cust("''"), Alias::new("country"))
+            .expr_as(Expr::cust("CAST(0 AS BIGINT)"), Alias::new("requests"))
+            .and_where(Expr::cust("1 = 0"))
+            .to_owned();
+    };
+    let wrap = |part: SelectStatement, name: &str| {
+        Query::select()
+            .column(Asterisk)
+            .from_subquery(part, Alias::new(name))
+            .to_owned()
+    };
+    let mut union = wrap(first, "part0");
+    for part in parts {
+        union.union(UnionType::All, wrap(part, "part1"));
+    }
+    Query::select()
+        .column(Alias::new("country_code"))
+        .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
+        .expr_as(
+            Expr::cust("CAST(SUM(requests) AS BIGINT)"),
+            Alias::new("requests"),
+        )
+        .from_subquery(union, Alias::new("parts"))
+        .group_by_col(Alias::new("country_code"))
+        .order_by_expr(Expr::cust("SUM(requests)"), Order::Desc)
+        .order_by(Alias::new("country_code"), Order::Asc)
+        .limit(top)
+        .to_owned()
+}
+
+/// The SQL [`stats`] runs for a range, by figure, for `EXPLAIN` in the benchmark (the top
+/// lists as they run with the summaries `coverage` finds).
 pub fn statements(
     backend: DbBackend,
     timeline: &Timeline,
     top: u64,
+    coverage: &Coverage,
 ) -> Vec<(&'static str, sea_orm::Statement)> {
     let q = Queries::new(timeline, top);
-    vec![
+    let mut statements = timeline::statements_all(backend, timeline);
+    statements.push(("top countries", backend.build(&q.top_countries())));
+    for (name, column, table) in [
         (
-            "buckets by class",
-            timeline::statement(backend, timeline, Condition::all()),
+            "top addresses",
+            Column::IpAddress,
+            "request_summary_address",
         ),
-        ("top addresses", q.top_addresses().build(backend)),
-        ("top countries", q.top_countries().build(backend)),
-        ("top paths", q.top_paths().build(backend)),
-    ]
+        ("top paths", Column::Path, "request_summary_path"),
+    ] {
+        statements.push((
+            name,
+            summaries::top_statement(backend, coverage, column, table, q.top)
+                .unwrap_or_else(|| q.top_by_key(column).build(backend)),
+        ));
+    }
+    statements
 }
 
 /// `query` grouped by `column`, largest groups first (ties by value), `top` of them, with

@@ -75,7 +75,8 @@ impl StatusClass {
     }
 
     /// The number [`case_sql`] gives rows of this class: its place in [`ALL`](Self::ALL).
-    fn code(self) -> i64 {
+    /// `request_rollup.status_class` holds it too.
+    pub fn code(self) -> i64 {
         Self::ALL
             .iter()
             .position(|class| *class == self)

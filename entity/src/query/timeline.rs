@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QuerySelect, QueryTrait, Select, sea_query::Expr,
+    QueryFilter, QuerySelect, QueryTrait, Select,
+    sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement},
 };
 use serde::Serialize;
 
-use super::status_class::{self, ClassCounts, StatusClass};
+use super::{
+    rollup,
+    status_class::{self, ClassCounts, StatusClass},
+};
 use crate::request_log::{self, Column};
 
 /// Longest range a chart covers.
@@ -80,36 +84,35 @@ impl BucketSize {
         DateTime::from_timestamp(secs - secs.rem_euclid(self.seconds()), 0).unwrap_or(time)
     }
 
-    /// SQL giving the start of a row's bucket as text `YYYY-MM-DD?HH:MM` (`?` is `T` or a
-    /// space). PostgreSQL truncates the `timestamptz` in UTC, not the session's zone, and
-    /// formats only each group's value (the GROUP BY is on the truncated timestamp).
-    /// SQLite stores timestamps as RFC 3339 text in UTC, so a bucket is a prefix of it.
-    fn group_sql(self, backend: DbBackend) -> String {
+    /// SQL giving the start of the bucket of a `column` holding a time, as text
+    /// `YYYY-MM-DD?HH:MM` (`?` is `T` or a space): `timestamp` of `request_log` or `minute`
+    /// of `request_rollup`. PostgreSQL truncates the `timestamptz` in UTC, not the
+    /// session's zone, and formats only each group's value (the GROUP BY is on the
+    /// truncated timestamp). SQLite stores timestamps as RFC 3339 text in UTC, so a bucket
+    /// is a prefix of it.
+    pub(crate) fn group_sql(self, backend: DbBackend, column: &str) -> String {
         match backend {
             DbBackend::Postgres => {
-                format!(
-                    "date_trunc('{}', timestamp AT TIME ZONE 'UTC')",
-                    self.name()
-                )
+                format!("date_trunc('{}', {column} AT TIME ZONE 'UTC')", self.name())
             }
             _ => match self {
-                BucketSize::Minute => "substr(timestamp, 1, 16)".to_owned(),
-                BucketSize::Hour => "substr(timestamp, 1, 13)".to_owned(),
-                BucketSize::Day => "substr(timestamp, 1, 10)".to_owned(),
+                BucketSize::Minute => format!("substr({column}, 1, 16)"),
+                BucketSize::Hour => format!("substr({column}, 1, 13)"),
+                BucketSize::Day => format!("substr({column}, 1, 10)"),
             },
         }
     }
 
-    fn label_sql(self, backend: DbBackend) -> String {
+    pub(crate) fn label_sql(self, backend: DbBackend, column: &str) -> String {
         match backend {
             DbBackend::Postgres => format!(
                 "to_char({}, 'YYYY-MM-DD\"T\"HH24:MI')",
-                self.group_sql(backend)
+                self.group_sql(backend, column)
             ),
             _ => match self {
-                BucketSize::Minute => self.group_sql(backend),
-                BucketSize::Hour => format!("{} || ':00'", self.group_sql(backend)),
-                BucketSize::Day => format!("{} || 'T00:00'", self.group_sql(backend)),
+                BucketSize::Minute => self.group_sql(backend, column),
+                BucketSize::Hour => format!("{} || ':00'", self.group_sql(backend, column)),
+                BucketSize::Day => format!("{} || 'T00:00'", self.group_sql(backend, column)),
             },
         }
     }
@@ -170,7 +173,7 @@ impl Timeline {
 
     /// How many buckets the range has (the last may be partial).
     pub fn bucket_count(&self) -> i64 {
-        let secs = (self.until - self.since).num_seconds().max(0);
+        let secs = Ord::max((self.until - self.since).num_seconds(), 0);
         let size = self.bucket.seconds();
         (secs + size - 1) / size
     }
@@ -188,16 +191,51 @@ impl Timeline {
         backend: DbBackend,
         scope: Condition,
     ) -> Select<request_log::Entity> {
+        self.query_rows(backend, self.condition().add(scope))
+    }
+
+    /// The GROUP BY by bucket and class over the `request_log` rows that meet `rows`.
+    fn query_rows(&self, backend: DbBackend, rows: Condition) -> Select<request_log::Entity> {
         let case = status_class::case_sql("status");
         request_log::Entity::find()
             .select_only()
-            .column_as(Expr::cust(self.bucket.label_sql(backend)), "bucket")
+            .column_as(
+                Expr::cust(self.bucket.label_sql(backend, "\"timestamp\"")),
+                "bucket",
+            )
             .column_as(Expr::cust(case.clone()), "class")
             .column_as(Expr::cust("COUNT(*)"), "requests")
-            .filter(self.condition())
-            .filter(scope)
-            .group_by(Expr::cust(self.bucket.group_sql(backend)))
+            .filter(rows)
+            .group_by(Expr::cust(self.bucket.group_sql(backend, "\"timestamp\"")))
             .group_by(Expr::cust(case))
+    }
+
+    /// The same grouping over `request_rollup`'s minutes `[from, to)`.
+    fn query_rollup(
+        &self,
+        backend: DbBackend,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> SelectStatement {
+        let minute = "\"minute\"";
+        Query::select()
+            .expr_as(
+                Expr::cust(self.bucket.label_sql(backend, minute)),
+                Alias::new("bucket"),
+            )
+            .expr_as(Expr::cust("status_class"), Alias::new("class"))
+            .expr_as(
+                Expr::cust("CAST(SUM(requests) AS BIGINT)"),
+                Alias::new("requests"),
+            )
+            .from(Alias::new("request_rollup"))
+            .and_where(Expr::col(Alias::new("minute")).gte(from))
+            .and_where(Expr::col(Alias::new("minute")).lt(to))
+            .add_group_by([
+                Expr::cust(self.bucket.group_sql(backend, minute)),
+                Expr::cust("status_class"),
+            ])
+            .to_owned()
     }
 }
 
@@ -221,7 +259,7 @@ struct Group {
 }
 
 /// Every bucket of `timeline`, oldest first, counting the range's rows that meet `scope`
-/// (`Condition::all()` for every row).
+/// (one address's rows, say). For every row of the range, [`series_all`] is far cheaper.
 pub async fn series<C: ConnectionTrait>(
     db: &C,
     timeline: &Timeline,
@@ -235,9 +273,72 @@ pub async fn series<C: ConnectionTrait>(
     Ok(fill(timeline, &groups))
 }
 
+/// Every bucket of `timeline`, oldest first, counting every row of the range: the whole
+/// minutes from `request_rollup`, the partial minute at the end (`until` need not be a
+/// minute's start; `since` is a bucket's) from `request_log`. Exact: the rollup equals the
+/// rows grouped by minute, class and country.
+pub async fn series_all<C: ConnectionTrait>(
+    db: &C,
+    timeline: &Timeline,
+) -> Result<Vec<Bucket>, DbErr> {
+    let backend = db.get_database_backend();
+    let split = rollup::Split::new(timeline.since, timeline.until);
+    let (from_rollup, from_rows) = futures::try_join!(
+        async {
+            match split.minutes {
+                Some((from, to)) => {
+                    Group::find_by_statement(
+                        backend.build(&timeline.query_rollup(backend, from, to)),
+                    )
+                    .all(db)
+                    .await
+                }
+                None => Ok(Vec::new()),
+            }
+        },
+        async {
+            match split.rows_condition() {
+                Some(rows) => {
+                    timeline
+                        .query_rows(backend, rows)
+                        .into_model::<Group>()
+                        .all(db)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        },
+    )?;
+    let mut groups = from_rollup;
+    groups.extend(from_rows);
+    Ok(fill(timeline, &groups))
+}
+
 /// The SQL of [`series`], for `EXPLAIN` in the benchmarks.
 pub fn statement(backend: DbBackend, timeline: &Timeline, scope: Condition) -> sea_orm::Statement {
     timeline.query(backend, scope).build(backend)
+}
+
+/// The SQL of [`series_all`]: the rollup's part and the rows' part, for `EXPLAIN`.
+pub fn statements_all(
+    backend: DbBackend,
+    timeline: &Timeline,
+) -> Vec<(&'static str, sea_orm::Statement)> {
+    let split = rollup::Split::new(timeline.since, timeline.until);
+    let mut statements = Vec::new();
+    if let Some((from, to)) = split.minutes {
+        statements.push((
+            "buckets by class (rollup)",
+            backend.build(&timeline.query_rollup(backend, from, to)),
+        ));
+    }
+    if let Some(rows) = split.rows_condition() {
+        statements.push((
+            "buckets by class (edge rows)",
+            timeline.query_rows(backend, rows).build(backend),
+        ));
+    }
+    statements
 }
 
 /// One bucket per step of the range, the groups' counts where there were any.

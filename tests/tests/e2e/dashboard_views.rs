@@ -174,6 +174,8 @@ async fn seed(
         .exec(conn)
         .await
         .unwrap();
+    // Written directly, not by the request-log job: count the dashboard's rollup.
+    iptrack_tests::db::recount_rollup(conn).await;
     let now = Utc::now();
     suspicious_ip::Entity::insert(suspicious_ip::ActiveModel {
         ip_address: Set(TOP.to_owned()),
@@ -872,6 +874,7 @@ both_backends!(
         .exec(&conn)
         .await
         .unwrap();
+        iptrack_tests::db::recount_rollup(&conn).await;
         for hash in ["#/requests?ip=192.0.2.66", "#/address/192.0.2.66"] {
             browser.go(&stack.url(&format!("/dashboard{hash}"))).await;
             let table = if hash.starts_with("#/requests") {

@@ -4,12 +4,18 @@
 //! provider failure fails the job and apalis retries it with back-off; the rows are
 //! already stored and simply wait for their location.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
+use anyhow::Context;
 use apalis::prelude::{BoxDynError, Data};
+use chrono::{DateTime, Utc};
 use iptrack_core::jobs::GeolocateAddresses;
-use iptrack_entity::request_log;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use iptrack_entity::query::status_class::case_sql;
+use iptrack_migration::request_rollup;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
+    sqlx::{self, AssertSqlSafe, PgPool},
+};
 
 use crate::{
     context::JobContext,
@@ -101,24 +107,160 @@ impl Geo {
 }
 
 /// Writes `location` onto `ip`'s rows that have none yet (this job's answers, and the
-/// request-log job's step 4 with answers another worker cached).
+/// request-log job's step 4 with answers another worker cached), and moves those rows'
+/// counts in `request_rollup` from country `''` to the location's country in the same
+/// transaction, so the rollup keeps equal to the rows. Returns how many rows were filled.
 pub async fn fill_rows(
     db: &DatabaseConnection,
     ip: IpAddr,
     location: &Location,
-) -> Result<u64, DbErr> {
-    use request_log::Column;
-    let result = request_log::Entity::update_many()
-        .col_expr(
-            Column::CountryCode,
-            Expr::value(location.country_code.clone()),
-        )
-        .col_expr(Column::Country, Expr::value(location.country.clone()))
-        .col_expr(Column::City, Expr::value(location.city.clone()))
-        .filter(Column::IpAddress.eq(ip.to_string()))
-        .filter(Column::CountryCode.eq(""))
-        .filter(Column::City.eq(""))
-        .exec(db)
+) -> anyhow::Result<u64> {
+    match db.get_database_backend() {
+        // A PostgreSQL `DatabaseConnection` is always a sqlx pool (see `request_logs`).
+        DbBackend::Postgres => fill_rows_postgres(db.get_postgres_connection_pool(), ip, location)
+            .await
+            .context("cannot fill in the location of rows"),
+        _ => fill_rows_sqlite(db, ip, location)
+            .await
+            .context("cannot fill in the location of rows"),
+    }
+}
+
+/// The UPDATE's WHERE beside the address: rows with no location yet.
+const NOT_LOCATED: &str = "country_code = '' AND city = ''";
+
+/// PostgreSQL: one statement. A data-modifying CTE updates the rows and returns their
+/// times and statuses; one upsert, in key order like the request-log job's (so the two
+/// never deadlock), takes their counts off country `''` and adds them to the new country.
+/// The rollup rows left at zero go in a second statement of the transaction (one
+/// statement may not modify a row twice).
+async fn fill_rows_postgres(
+    pool: &PgPool,
+    ip: IpAddr,
+    location: &Location,
+) -> Result<u64, sqlx::Error> {
+    let (minute, class) = (
+        request_rollup::minute_sql(DbBackend::Postgres, "\"timestamp\""),
+        case_sql("status"),
+    );
+    let mut txn = pool.begin().await?;
+    // Built from constants only: no value reaches the text.
+    let (filled, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "WITH filled AS ( \
+               UPDATE request_log SET country_code = $1, country = $2, city = $3 \
+               WHERE ip_address = $4 AND {NOT_LOCATED} RETURNING \"timestamp\", status), \
+             moved AS ( \
+               SELECT {minute} AS minute, {class} AS status_class, COUNT(*) AS requests \
+               FROM filled GROUP BY 1, 2), \
+             upserted AS ( \
+               INSERT INTO request_rollup \
+               (minute, status_class, country_code, country, requests) \
+               SELECT minute, status_class, '', '', -requests FROM moved \
+               UNION ALL \
+               SELECT minute, status_class, $1, $2, requests FROM moved \
+               ORDER BY 1, 2, 3 {} RETURNING 1) \
+             SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT), MIN(minute), MAX(minute) \
+             FROM moved",
+            request_rollup::upsert_sql(DbBackend::Postgres)
+        )))
+        .bind(&location.country_code)
+        .bind(&location.country)
+        .bind(&location.city)
+        .bind(ip.to_string())
+        .fetch_one(&mut *txn)
         .await?;
-    Ok(result.rows_affected)
+    if let (Some(first), Some(last)) = (first, last) {
+        sqlx::query(
+            "DELETE FROM request_rollup WHERE minute BETWEEN $1 AND $2 \
+             AND country_code = '' AND requests = 0",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut *txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(u64::try_from(filled).unwrap_or_default())
+}
+
+/// SQLite: the UPDATE first, returning each filled row's minute and class (SQLite's
+/// `RETURNING`): counting before it would read before writing, and a read transaction
+/// that another writer overtakes cannot become a write transaction. The counts then move
+/// in the same transaction.
+async fn fill_rows_sqlite(
+    db: &DatabaseConnection,
+    ip: IpAddr,
+    location: &Location,
+) -> Result<u64, DbErr> {
+    let (minute, class) = (
+        request_rollup::minute_sql(DbBackend::Sqlite, "\"timestamp\""),
+        case_sql("status"),
+    );
+    let txn = db.begin().await?;
+    let filled = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "UPDATE request_log SET country_code = ?, country = ?, city = ? \
+                 WHERE ip_address = ? AND {NOT_LOCATED} \
+                 RETURNING {minute} AS minute, {class} AS status_class"
+            ),
+            [
+                location.country_code.clone().into(),
+                location.country.clone().into(),
+                location.city.clone().into(),
+                ip.to_string().into(),
+            ],
+        ))
+        .await?;
+    let mut moved: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for row in &filled {
+        let key = (
+            row.try_get::<String>("", "minute")?,
+            row.try_get::<i64>("", "status_class")?,
+        );
+        *moved.entry(key).or_default() += 1;
+    }
+    let counts: Vec<(&(String, i64), &i64)> = moved.iter().collect();
+    for chunk in counts.chunks(3_000) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+        for ((minute, class), n) in chunk {
+            for (code, name, delta) in [
+                (String::new(), String::new(), -**n),
+                (location.country_code.clone(), location.country.clone(), **n),
+            ] {
+                values.extend([
+                    Value::from(minute.clone()),
+                    Value::from(*class),
+                    Value::from(code),
+                    Value::from(name),
+                    Value::from(delta),
+                ]);
+            }
+        }
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len() * 2].join(", ");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "INSERT INTO request_rollup \
+                 (minute, status_class, country_code, country, requests) VALUES {rows} {}",
+                request_rollup::upsert_sql(DbBackend::Sqlite)
+            ),
+            values,
+        ))
+        .await?;
+    }
+    let bounds = (moved.keys().next(), moved.keys().next_back());
+    if let (Some((first, _)), Some((last, _))) = bounds {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "DELETE FROM request_rollup WHERE minute BETWEEN ? AND ? \
+             AND country_code = '' AND requests = 0",
+            [first.clone().into(), last.clone().into()],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(filled.len() as u64)
 }

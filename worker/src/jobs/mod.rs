@@ -7,6 +7,7 @@ pub mod geolocate;
 pub mod purge_logs;
 pub mod refresh_feed;
 pub mod request_logs;
+pub mod request_summaries;
 
 use std::time::Instant;
 

@@ -106,5 +106,6 @@ pub async fn purge(db: &DatabaseConnection, job: &PurgeLogs) -> anyhow::Result<u
             _ => break,
         }
     }
+    super::request_summaries::purge_pre_aggregates(db, job.older_than).await?;
     Ok(deleted)
 }

@@ -8,9 +8,12 @@
 //! lost is retried) finds its id taken and writes nothing.
 //!
 //! The same transaction adds the batch to `request_count` (requests per hour, address and
-//! path section), which the hourly flag job reads instead of every request of its window:
-//! exact, and idempotent for the same reason as the rows. Its upserts go in key order, so
-//! two batches touching the same counts lock them in the same order and never deadlock.
+//! path section), which the hourly flag job reads instead of every request of its window,
+//! and to `request_rollup` (requests per minute, status class and country), which the
+//! dashboard's overview and countries views read instead of every request of their range:
+//! both exact, and idempotent for the same reason as the rows. Their upserts go in key
+//! order, so two batches touching the same counts lock them in the same order and never
+//! deadlock.
 //!
 //! With geolocation on, the job never waits on a provider before its rows are stored
 //! (docs/ARCHITECTURE.md, "Geolocation"):
@@ -41,8 +44,11 @@ use iptrack_core::{
         GEOLOCATE_MAX_ADDRESSES, GeolocateAddresses, LogEvent, RequestLogBatch, bounded_method,
     },
 };
-use iptrack_entity::{log_batch, request_log};
-use iptrack_migration::request_count::{greatest, least};
+use iptrack_entity::{log_batch, query::status_class::StatusClass, request_log};
+use iptrack_migration::{
+    request_count::{greatest, least},
+    request_rollup,
+};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
@@ -63,6 +69,8 @@ use crate::{
 const ROWS_PER_STATEMENT: usize = 2_500;
 /// `request_count` rows per upsert (SQLite): 7 columns × 4,000 stays under the same limit.
 const COUNTS_PER_STATEMENT: usize = 4_000;
+/// `request_rollup` rows per upsert (SQLite): 5 columns × 6,000 stays under the same limit.
+const ROLLUP_PER_STATEMENT: usize = 6_000;
 
 /// What writing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +180,11 @@ pub async fn ingest_located(
     }
     let rows = insert_many(&txn, &batch.events, located).await?;
     add_counts(&txn, &batch.events).await?;
+    add_rollup(
+        &txn,
+        &rollup_events(DbBackend::Sqlite, &batch.events, located)?,
+    )
+    .await?;
     txn.commit().await.context("cannot commit the batch")?;
     Ok(Ingested::Rows(rows))
 }
@@ -212,6 +225,11 @@ async fn ingest_postgres(
     }
     let rows = copy_rows(&mut txn, &batch.events, located).await?;
     upsert_counts_postgres(&mut txn, &count_events(&batch.events)?).await?;
+    upsert_rollup_postgres(
+        &mut txn,
+        &rollup_events(DbBackend::Postgres, &batch.events, located)?,
+    )
+    .await?;
     txn.commit().await.context("cannot commit the batch")?;
     Ok(Ingested::Rows(rows))
 }
@@ -429,6 +447,148 @@ async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::R
         ))
         .await
         .context("cannot add to request_count")?;
+    }
+    Ok(())
+}
+
+/// `request_rollup`'s key: minute, status class code, country code (`''` not located).
+pub type RollupKey = (DateTime<Utc>, i64, String);
+
+/// A batch's `request_rollup` rows, in key order, with the country name of each: the
+/// counts of `GROUP BY minute, class, country_code` over the rows [`to_row`] makes.
+///
+/// The minute is the one of the time as the database stores it, which is what the readers
+/// and the migration's backfill group by: PostgreSQL keeps whole microseconds, cut toward
+/// its epoch (2000-01-01) by the binary `COPY` ([`crate::pg_copy`]), so a time a fraction of
+/// a microsecond before a minute can be stored in the next one; SQLite keeps the text.
+pub fn rollup_events(
+    backend: DbBackend,
+    events: &[LogEvent],
+    located: &HashMap<IpAddr, Location>,
+) -> anyhow::Result<Vec<(RollupKey, (String, i64))>> {
+    let pg_epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).context("epoch 2000")?;
+    let mut counts: BTreeMap<RollupKey, (String, i64)> = BTreeMap::new();
+    for event in events {
+        let stored = match backend {
+            DbBackend::Postgres => (event.timestamp - pg_epoch)
+                .num_microseconds()
+                .map(|micros| pg_epoch + TimeDelta::microseconds(micros))
+                .context("an event's time is out of PostgreSQL's range")?,
+            _ => event.timestamp,
+        };
+        let minute = stored
+            .duration_trunc(TimeDelta::minutes(1))
+            .context("an event's time has no minute")?;
+        let class = StatusClass::of(i32::from(event.status)).code();
+        let (code, name) = located
+            .get(&event.ip)
+            .map(|l| (l.country_code.clone(), l.country.clone()))
+            .unwrap_or_default();
+        let count = counts
+            .entry((minute, class, code))
+            .or_insert_with(|| (name.clone(), 0));
+        if name > count.0 {
+            count.0 = name;
+        }
+        count.1 += 1;
+    }
+    Ok(counts.into_iter().collect())
+}
+
+/// The rollup upsert of `events` alone, in a transaction of its own: what the rollup adds
+/// to a batch's write, timed by `bench/src/bin/dashboard_queries.rs`. Returns the number of
+/// rollup rows upserted. (It adds counts without rows: a benchmark's database only.)
+pub async fn add_rollup_alone(
+    db: &DatabaseConnection,
+    events: &[LogEvent],
+    located: &HashMap<IpAddr, Location>,
+) -> anyhow::Result<usize> {
+    let backend = db.get_database_backend();
+    let counts = rollup_events(backend, events, located)?;
+    if backend == DbBackend::Postgres {
+        let mut txn = db
+            .get_postgres_connection_pool()
+            .begin()
+            .await
+            .context("cannot begin a transaction")?;
+        upsert_rollup_postgres(&mut txn, &counts).await?;
+        txn.commit().await.context("cannot commit")?;
+    } else {
+        let txn = db.begin().await.context("cannot begin a transaction")?;
+        add_rollup(&txn, &counts).await?;
+        txn.commit().await.context("cannot commit")?;
+    }
+    Ok(counts.len())
+}
+
+/// Adds a batch's rollup counts to `request_rollup` (PostgreSQL): one upsert of one array
+/// per column, in key order (see `upsert_counts_postgres`).
+async fn upsert_rollup_postgres(
+    txn: &mut PgConnection,
+    counts: &[(RollupKey, (String, i64))],
+) -> anyhow::Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut minutes = Vec::with_capacity(counts.len());
+    let mut classes = Vec::with_capacity(counts.len());
+    let mut codes = Vec::with_capacity(counts.len());
+    let mut names = Vec::with_capacity(counts.len());
+    let mut requests = Vec::with_capacity(counts.len());
+    for ((minute, class, code), (name, n)) in counts {
+        minutes.push(*minute);
+        classes.push(*class);
+        codes.push(code.as_str());
+        names.push(name.as_str());
+        requests.push(*n);
+    }
+    // Built from constants only: no value reaches the text.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO request_rollup (minute, status_class, country_code, country, requests) \
+         SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::text[], $4::text[], \
+                              $5::int8[]) \
+         ORDER BY 1, 2, 3 {}",
+        request_rollup::upsert_sql(DbBackend::Postgres)
+    )))
+    .bind(minutes)
+    .bind(classes)
+    .bind(codes)
+    .bind(names)
+    .bind(requests)
+    .execute(&mut *txn)
+    .await
+    .context("cannot add to request_rollup")?;
+    Ok(())
+}
+
+/// Adds a batch's rollup counts to `request_rollup` (SQLite), in multi-row upserts.
+async fn add_rollup(
+    txn: &DatabaseTransaction,
+    counts: &[(RollupKey, (String, i64))],
+) -> anyhow::Result<()> {
+    for chunk in counts.chunks(ROLLUP_PER_STATEMENT) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        for ((minute, class, code), (name, n)) in chunk {
+            values.extend([
+                Value::from(*minute),
+                Value::from(*class),
+                Value::from(code.clone()),
+                Value::from(name.clone()),
+                Value::from(*n),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "INSERT INTO request_rollup \
+                 (minute, status_class, country_code, country, requests) VALUES {rows} {}",
+                request_rollup::upsert_sql(DbBackend::Sqlite)
+            ),
+            values,
+        ))
+        .await
+        .context("cannot add to request_rollup")?;
     }
     Ok(())
 }

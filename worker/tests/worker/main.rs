@@ -13,6 +13,7 @@ mod geo_mmdb;
 mod geo_pipeline;
 mod ingest;
 mod queue_edges;
+mod rollup;
 mod supervisor;
 mod webhook;
 
