@@ -21,7 +21,7 @@ use iptrack_worker::{
         request_summaries::summarize_due,
     },
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
 
 use crate::batch;
 
@@ -253,10 +253,10 @@ both_backends!(
                 .unwrap(),
             0
         );
-        let summarized = stats::stats(&conn, &timeline, 10).await.unwrap();
-        assert_eq!(summarized.top_addresses, exact.top_addresses);
-        assert_eq!(summarized.top_paths, exact.top_paths);
-        assert_eq!(summarized.total, 19);
+        let from_summaries = stats::stats(&conn, &timeline, 10).await.unwrap();
+        assert_eq!(from_summaries.top_addresses, exact.top_addresses);
+        assert_eq!(from_summaries.top_paths, exact.top_paths);
+        assert_eq!(from_summaries.total, 19);
         let by_country = countries::countries(&conn, since, now).await.unwrap();
         let addresses: Vec<(String, i64, i64)> = by_country
             .countries
