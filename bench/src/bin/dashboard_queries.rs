@@ -103,6 +103,14 @@ async fn main() {
              {hours} hour summaries (the job's function): {:.1} s\n",
             started.elapsed().as_secs_f64()
         );
+        // The planner's statistics of the new tables, as autovacuum would gather them.
+        let analyze = match backend {
+            Backend::Postgres => "VACUUM ANALYZE",
+            Backend::Sqlite => "ANALYZE",
+        };
+        conn.execute_unprepared(analyze)
+            .await
+            .expect("analyze failed");
         run(&conn, backend, args.runs).await;
         busy_ingest(&conn, args.runs).await;
     }
