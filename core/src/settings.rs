@@ -59,7 +59,7 @@ pub use rate_limit::{
 };
 pub use redis::RedisSettings;
 pub use registry::{KNOWN_VARIABLES, VARIABLES, Variable};
-pub use schedules::{ScheduleSettings, parse_cron};
+pub use schedules::{LogPartition, ScheduleSettings, parse_cron};
 pub use secret_url::{SecretUrl, redact as redact_url};
 pub use telemetry::LogFormat;
 pub(crate) use telemetry::RUST_LOG;

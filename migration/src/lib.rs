@@ -13,6 +13,8 @@ mod m20261201_000006_ban_history;
 mod m20261201_000007_request_count;
 mod m20261201_000008_dashboard_indexes;
 mod m20261202_000009_request_rollup;
+mod m20261202_000010_partition_request_log;
+pub mod request_log_partitions;
 
 /// The SQL that builds `request_count`, shared with the request-log job that keeps it and
 /// the benchmarks that fill `request_log` directly.
@@ -44,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_request_count::Migration),
             Box::new(m20261201_000008_dashboard_indexes::Migration),
             Box::new(m20261202_000009_request_rollup::Migration),
+            Box::new(m20261202_000010_partition_request_log::Migration),
         ]
     }
 }

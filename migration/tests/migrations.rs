@@ -271,3 +271,185 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
     Migrator::up(&conn, None).await.unwrap();
     assert!(manager.has_table("request_log").await.unwrap());
 });
+
+/// Every row of `request_log` as text, by id (the API pages by id, so ids must survive).
+async fn request_log_rows(conn: &sea_orm::DatabaseConnection) -> Vec<(i64, String)> {
+    use sea_orm::ConnectionTrait;
+    conn.query_all_raw(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        "SELECT id, r::text AS row FROM request_log r ORDER BY id",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get("", "id").unwrap(),
+            row.try_get("", "row").unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// The partition holding the row `id` (`request_log` itself when not partitioned).
+async fn holder(conn: &sea_orm::DatabaseConnection, id: i64) -> String {
+    use sea_orm::ConnectionTrait;
+    conn.query_one_raw(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        format!("SELECT tableoid::regclass::text AS part FROM request_log WHERE id = {id}"),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "part")
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
+    use chrono::{Duration, NaiveDate};
+    use iptrack_migration::request_log_partitions::{self as partitions, midnight};
+
+    let db = TestDb::new(iptrack_tests::Backend::Postgres).await;
+    let conn = db.connect().await;
+    assert!(partitions::is_partitioned(&conn).await.unwrap());
+    // Back to the plain table, filled the way a running site's is: rows over several
+    // days, far in the past and the future, and an id gap (rows deleted).
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert!(!partitions::is_partitioned(&conn).await.unwrap());
+    let now = Utc::now().trunc_subsecs(6);
+    let today = midnight(now.date_naive());
+    let far_past = midnight(NaiveDate::from_ymd_opt(2001, 9, 11).unwrap());
+    let far_future = midnight(NaiveDate::from_ymd_opt(2099, 1, 1).unwrap());
+    let times = [
+        far_past,
+        today - Duration::days(40),
+        today - Duration::days(3) + Duration::hours(23),
+        today - Duration::days(3),
+        now,
+        today + Duration::days(2),
+        far_future,
+    ];
+    let log = |time| request_log::ActiveModel {
+        ip_address: Set("198.51.100.4".into()),
+        timestamp: Set(time),
+        method: Set("GET".into()),
+        path: Set("/x".into()),
+        status: Set(200),
+        country: Set("Ütopia, \"quoted\"".into()),
+        ..Default::default()
+    };
+    for time in times {
+        request_log::Entity::insert(log(time))
+            .exec(&conn)
+            .await
+            .unwrap();
+    }
+    let last = request_log::Entity::insert(log(now))
+        .exec(&conn)
+        .await
+        .unwrap()
+        .last_insert_id;
+    request_log::Entity::delete_by_id(last)
+        .exec(&conn)
+        .await
+        .unwrap();
+    let before = request_log_rows(&conn).await;
+    assert_eq!(before.len(), times.len());
+
+    Migrator::up(&conn, None).await.unwrap();
+    assert!(partitions::is_partitioned(&conn).await.unwrap());
+    assert_eq!(request_log_rows(&conn).await, before);
+    // A partition per day holding rows, today and the week ahead; the far future waits
+    // in the DEFAULT partition.
+    let names: Vec<String> = partitions::list(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let mut expected: Vec<String> = [
+        far_past,
+        today - Duration::days(40),
+        today - Duration::days(3),
+    ]
+    .into_iter()
+    .chain((0..=partitions::PREMAKE_DAYS).map(|d| today + Duration::days(d)))
+    .map(partitions::partition_name)
+    .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for (id, time) in before.iter().map(|(id, _)| *id).zip(times) {
+        let part = holder(&conn, id).await;
+        if time == far_future {
+            assert_eq!(part, partitions::DEFAULT_PARTITION);
+        } else {
+            assert_eq!(
+                part,
+                partitions::partition_name(midnight(time.date_naive()))
+            );
+        }
+    }
+    let manager = SchemaManager::new(&conn);
+    for index in [
+        "idx_request_log_timestamp",
+        "idx_request_log_ip_timestamp",
+        "idx_request_log_timestamp_status",
+    ] {
+        assert!(
+            manager.has_index("request_log", index).await.unwrap(),
+            "{index}"
+        );
+    }
+    // New rows: the next id after every id handed out (the deleted one too), in their
+    // day's partition, through SeaORM's insert as through the worker's COPY.
+    let id = request_log::Entity::insert(log(today + Duration::days(2) + Duration::hours(1)))
+        .exec(&conn)
+        .await
+        .unwrap()
+        .last_insert_id;
+    assert_eq!(id, last + 1);
+    assert_eq!(
+        holder(&conn, id).await,
+        partitions::partition_name(today + Duration::days(2))
+    );
+    let row = request_log::Entity::find_by_id(id)
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.country, "Ütopia, \"quoted\"");
+    request_log::Entity::delete_by_id(before[0].0)
+        .exec(&conn)
+        .await
+        .unwrap();
+    let kept = request_log_rows(&conn).await;
+    assert_eq!(kept.len(), before.len());
+
+    // And back: one plain table, the same rows and ids, ids still continuing.
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert!(!partitions::is_partitioned(&conn).await.unwrap());
+    assert_eq!(request_log_rows(&conn).await, kept);
+    assert_eq!(holder(&conn, id).await, "request_log");
+    for index in [
+        "idx_request_log_timestamp",
+        "idx_request_log_ip_timestamp",
+        "idx_request_log_timestamp_status",
+    ] {
+        assert!(
+            manager.has_index("request_log", index).await.unwrap(),
+            "{index}"
+        );
+    }
+    let next = request_log::Entity::insert(log(now))
+        .exec(&conn)
+        .await
+        .unwrap()
+        .last_insert_id;
+    assert_eq!(next, id + 1);
+    assert_eq!(
+        db.count(&conn, "pg_tables WHERE tablename LIKE 'request_log_%'")
+            .await,
+        0
+    );
+}

@@ -6,6 +6,10 @@
 //! The rate is taken between the first and the last batch committed (read from
 //! `log_batch`), so the worker's start-up is not counted.
 //!
+//! On PostgreSQL the worker can write into other layouts of `request_log` in the same run
+//! (`--layouts`): the partitioned table the migrations make, the plain table from before
+//! migration 000010, and either without migration 000008's `(timestamp, status)` index.
+//!
 //! Run: `cargo build --release --workspace --bins && cargo run --release -p iptrack-bench --bin ingest_rate`
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -41,6 +45,44 @@ struct Args {
     /// `IPTRACK_WORKER_CONCURRENCY` of the worker process (its default when left out).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// PostgreSQL layouts of `request_log` the worker writes into, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "partitioned")]
+    layouts: Vec<Layout>,
+    /// PostgreSQL only (no SQLite runs).
+    #[arg(long)]
+    postgres_only: bool,
+}
+
+/// A layout of PostgreSQL's `request_log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Layout {
+    /// What the migrations make: partitioned by day, with a DEFAULT partition.
+    Partitioned,
+    /// One table (migration 000010 undone).
+    Plain,
+    /// Partitioned, without the `(timestamp, status)` index of migration 000008.
+    PartitionedNoTsStatus,
+    /// One table, without the `(timestamp, status)` index.
+    PlainNoTsStatus,
+}
+
+impl Layout {
+    /// Turns the freshly migrated (partitioned) `request_log` into this layout.
+    async fn apply(self, conn: &sea_orm::DatabaseConnection) {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        if matches!(self, Self::Plain | Self::PlainNoTsStatus) {
+            let txn = conn.begin().await.unwrap();
+            iptrack_migration::request_log_partitions::unpartition(&txn)
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+        }
+        if matches!(self, Self::PartitionedNoTsStatus | Self::PlainNoTsStatus) {
+            conn.execute_unprepared("DROP INDEX idx_request_log_timestamp_status")
+                .await
+                .unwrap();
+        }
+    }
 }
 
 #[tokio::main]
@@ -55,20 +97,39 @@ async fn main() {
         args.concurrency
             .map_or_else(|| "default".to_owned(), |n| n.to_string())
     );
-    println!("target                 runs  rows/s p50  rows/s min  rows/s max");
+    println!("target                             runs  rows/s p50  rows/s min  rows/s max");
     let mut results = Vec::new();
-    for backend in [Backend::Postgres, Backend::Sqlite] {
-        let mut rates: Vec<f64> = Vec::new();
-        for _ in 0..args.runs {
-            rates.push(worker_run(backend, &batches, args.concurrency).await);
+    let backends = if args.postgres_only {
+        vec![Backend::Postgres]
+    } else {
+        vec![Backend::Postgres, Backend::Sqlite]
+    };
+    for backend in backends {
+        if backend == Backend::Postgres {
+            // Layouts interleaved run by run, so a change in the machine's load hits all.
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); args.layouts.len()];
+            for _ in 0..args.runs {
+                for (layout, rates) in args.layouts.iter().zip(&mut rates) {
+                    rates
+                        .push(worker_run(backend, &batches, args.concurrency, Some(*layout)).await);
+                }
+            }
+            for (layout, rates) in args.layouts.iter().zip(rates) {
+                results.push((format!("worker → pg {layout:?}").to_lowercase(), rates));
+            }
+        } else {
+            let mut rates: Vec<f64> = Vec::new();
+            for _ in 0..args.runs {
+                rates.push(worker_run(backend, &batches, args.concurrency, None).await);
+            }
+            results.push((format!("worker → {backend:?}").to_lowercase(), rates));
         }
-        results.push((format!("worker → {backend:?}").to_lowercase(), rates));
         if backend == Backend::Postgres {
             let mut copies = Vec::new();
             for _ in 0..args.runs {
                 copies.push(copy_run(&batches).await);
             }
-            results.push(("raw COPY → postgres".to_owned(), copies));
+            results.push(("raw COPY → pg partitioned".to_owned(), copies));
         }
     }
     for (name, mut rates) in results {
@@ -77,7 +138,7 @@ async fn main() {
             rates.iter().copied().fold(0.0, f64::max),
         );
         println!(
-            "{name:<22} {:>4}  {:>10.0}  {:>10.0}  {:>10.0}",
+            "{name:<34} {:>4}  {:>10.0}  {:>10.0}  {:>10.0}",
             rates.len(),
             median(&mut rates).unwrap(),
             min,
@@ -115,8 +176,12 @@ async fn worker_run(
     backend: Backend,
     batches: &[RequestLogBatch],
     concurrency: Option<usize>,
+    layout: Option<Layout>,
 ) -> f64 {
     let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+    if let Some(layout) = layout {
+        layout.apply(&db.connect().await).await;
+    }
     let settings = iptrack_tests::settings(&db, &redis);
     let mut jobs = JobQueue::new(
         queue::connect(&redis.url).unwrap(),

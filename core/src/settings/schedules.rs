@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use chrono::{Datelike, NaiveDate};
 use cron::Schedule;
 
 use super::{
     SettingsError,
-    parse::{bounded, invalid, required},
+    parse::{bounded, choice, invalid, required},
     registry::{Values, Variable},
 };
 
@@ -46,6 +47,11 @@ const LOG_RETENTION_DAYS: Variable = Variable::new(
     "30",
     "request logs older than this are purged",
 );
+const LOG_PARTITION: Variable = Variable::new(
+    "IPTRACK_LOG_PARTITION",
+    "day",
+    "PostgreSQL: `day`, `week` (Monday to Sunday, UTC) or `month`, the period of each `request_log` partition; purge-logs makes them a week ahead and drops those wholly past the retention (README, \"Retention\")",
+);
 const AUTO_BLOCK_SECS: Variable = Variable::new(
     "IPTRACK_AUTO_BLOCK_SECS",
     "0",
@@ -61,6 +67,7 @@ pub(super) const VARIABLES: &[&Variable] = &[
     &FLAG_CATCHUP_WINDOWS,
     &PURGE_SCHEDULE,
     &LOG_RETENTION_DAYS,
+    &LOG_PARTITION,
     &AUTO_BLOCK_SECS,
 ];
 
@@ -86,6 +93,10 @@ pub struct ScheduleSettings {
     pub purge_schedule: Schedule,
     /// `IPTRACK_LOG_RETENTION_DAYS`: request logs older than this are purged.
     pub log_retention: Duration,
+    /// `IPTRACK_LOG_PARTITION`: the period of each partition of PostgreSQL's `request_log`
+    /// (`purge-logs` makes them ahead and drops them past the retention). Changing it
+    /// changes the partitions made from then on; existing ones keep their ranges.
+    pub log_partition: LogPartition,
     /// `IPTRACK_AUTO_BLOCK_SECS`: when set (not 0), every address the flag job flags is
     /// also blocked for this long. Off by default.
     pub auto_block: Option<Duration>,
@@ -117,8 +128,44 @@ impl ScheduleSettings {
             log_retention: Duration::from_secs(
                 86_400 * bounded::<u64>(&LOG_RETENTION_DAYS, get(&LOG_RETENTION_DAYS)?, 1, 36_500)?,
             ),
+            log_partition: choice(
+                &LOG_PARTITION,
+                get(&LOG_PARTITION)?,
+                &[
+                    ("day", LogPartition::Day),
+                    ("week", LogPartition::Week),
+                    ("month", LogPartition::Month),
+                ],
+            )?,
             auto_block: (auto_block > 0).then(|| Duration::from_secs(auto_block)),
         })
+    }
+}
+
+/// The period of one partition of PostgreSQL's `request_log` (`IPTRACK_LOG_PARTITION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogPartition {
+    /// A UTC day: retention is exact to the day, partitions stay small.
+    Day,
+    /// Monday to Sunday (UTC): fewer partitions for long retentions.
+    Week,
+    /// A calendar month (UTC).
+    Month,
+}
+
+impl LogPartition {
+    /// The first day of the period after the one holding `day`.
+    pub fn next_start(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Self::Day => day + chrono::Days::new(1),
+            Self::Week => {
+                day + chrono::Days::new(7 - u64::from(day.weekday().num_days_from_monday()))
+            }
+            Self::Month => {
+                let first = day.with_day(1).unwrap_or(day);
+                first + chrono::Months::new(1)
+            }
+        }
     }
 }
 

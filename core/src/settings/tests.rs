@@ -401,3 +401,34 @@ fn a_redis_ca_file_must_hold_a_certificate_and_goes_with_a_tls_url_only() {
         assert!(error.contains("IPTRACK_REDIS_CA_FILE"), "{error}");
     }
 }
+
+#[test]
+fn the_log_partition_period_is_a_day_a_week_or_a_month() {
+    use chrono::NaiveDate;
+
+    let s = Settings::from_sources(None, env(&[])).unwrap();
+    assert_eq!(s.schedules.log_partition, LogPartition::Day);
+    let s = Settings::from_sources(None, env(&[("IPTRACK_LOG_PARTITION", "Month")])).unwrap();
+    assert_eq!(s.schedules.log_partition, LogPartition::Month);
+    // (An empty value means unset, as for every variable: the default.)
+    for bad in ["days", "7", "day; DROP TABLE request_log"] {
+        let err = Settings::from_sources(None, env(&[("IPTRACK_LOG_PARTITION", bad)])).unwrap_err();
+        assert!(
+            err.to_string().contains("IPTRACK_LOG_PARTITION"),
+            "{bad}: {err}"
+        );
+    }
+    let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+    // 2026-12-02 is a Wednesday; the week after starts on Monday the 7th.
+    for (period, from, next) in [
+        (LogPartition::Day, "2026-12-31", "2027-01-01"),
+        (LogPartition::Week, "2026-12-02", "2026-12-07"),
+        (LogPartition::Week, "2026-12-07", "2026-12-14"),
+        (LogPartition::Week, "2026-12-06", "2026-12-07"),
+        (LogPartition::Month, "2026-12-02", "2027-01-01"),
+        (LogPartition::Month, "2027-01-31", "2027-02-01"),
+        (LogPartition::Month, "2028-02-29", "2028-03-01"),
+    ] {
+        assert_eq!(period.next_start(day(from)), day(next), "{period:?} {from}");
+    }
+}

@@ -12,6 +12,7 @@ mod geo_https;
 mod geo_mmdb;
 mod geo_pipeline;
 mod ingest;
+mod partitions;
 mod queue_edges;
 mod rollup;
 mod supervisor;
