@@ -33,7 +33,10 @@ use std::{collections::HashMap, net::IpAddr, time::Instant};
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
 use iptrack_bench::{FILL_END_EPOCH, median};
-use iptrack_core::jobs::{LogEvent, RequestLogBatch};
+use iptrack_core::{
+    jobs::{LogEvent, RequestLogBatch},
+    settings::LogPartition,
+};
 use iptrack_entity::query::{
     addresses, countries,
     logs::{self, CountryFilter, LogFilter, NetworkFilter},
@@ -43,12 +46,13 @@ use iptrack_entity::query::{
     timeline::{self, Timeline},
 };
 use iptrack_entity::request_log;
+use iptrack_migration::request_log_partitions as partitions;
 use iptrack_tests::{Backend, TestDb};
 use iptrack_worker::{
     geo::Location,
     jobs::{request_logs, request_summaries},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -198,6 +202,22 @@ fn row_plain(name: &str, mut times: Vec<f64>) {
 /// on PostgreSQL the visibility map an index-only scan needs, as autovacuum would set it).
 async fn fill(conn: &DatabaseConnection, backend: Backend, rows: u64) {
     let end = FILL_END_EPOCH;
+    if backend == Backend::Postgres {
+        // The daily partitions the purge job keeps (migration 000010 makes only today's
+        // week): without them every row would land in the DEFAULT partition.
+        let end_at = DateTime::from_timestamp(end, 0).unwrap();
+        let txn = conn.begin().await.unwrap();
+        partitions::lock_for_create(&txn).await.unwrap();
+        partitions::cover(
+            &txn,
+            partitions::midnight((end_at - Duration::days(31)).date_naive()),
+            partitions::midnight(end_at.date_naive()) + Duration::days(2),
+            |day| LogPartition::Day.next_start(day),
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    }
     let offset = format!(
         "(CASE WHEN g % 4 = 1 THEN (g * 2654435761) % 86400 \
          ELSE (g * 2654435761) % {} END)",

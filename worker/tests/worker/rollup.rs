@@ -6,7 +6,10 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
-use iptrack_core::jobs::{LogEvent, PurgeLogs, RequestLogBatch};
+use iptrack_core::{
+    jobs::{LogEvent, PurgeLogs, RequestLogBatch},
+    settings::LogPartition,
+};
 use iptrack_entity::query::{
     countries, stats, status_class::case_sql, summaries::Coverage, timeline::Timeline,
 };
@@ -198,9 +201,14 @@ both_backends!(
 
         // Purged up to the middle of a minute: that minute is counted again from its rows.
         let cutoff = start + Duration::seconds(60) + Duration::seconds(25);
-        purge(&conn, &PurgeLogs { older_than: cutoff })
-            .await
-            .unwrap();
+        purge(
+            &conn,
+            &PurgeLogs { older_than: cutoff },
+            LogPartition::Day,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
         assert_rollup_is_raw(&conn, "after the purge").await;
     }
 );
