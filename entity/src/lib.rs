@@ -8,5 +8,6 @@ pub mod log_batch;
 pub mod query;
 pub mod request_count;
 pub mod request_log;
-pub mod request_rollup;
+pub mod request_rollup_hour;
+pub mod request_rollup_minute;
 pub mod suspicious_ip;

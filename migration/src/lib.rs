@@ -14,6 +14,7 @@ mod m20261201_000007_request_count;
 mod m20261201_000008_dashboard_indexes;
 mod m20261202_000009_request_rollup;
 mod m20261202_000010_partition_request_log;
+mod m20261202_000011_rollup_levels;
 pub mod request_log_partitions;
 
 /// The SQL that builds `request_count`, shared with the request-log job that keeps it and
@@ -24,10 +25,14 @@ pub mod request_count {
     };
 }
 
-/// The SQL that builds `request_rollup`, shared with the request-log job and the
-/// geolocation fill that keep it, and the benchmarks that fill `request_log` directly.
+/// The SQL that builds `request_rollup_minute` and `request_rollup_hour`, shared with the
+/// request-log job and the geolocation fill that keep them, the purge that trims them, and
+/// the benchmarks and tests that fill `request_log` directly.
 pub mod request_rollup {
-    pub use crate::m20261202_000009_request_rollup::{backfill, minute_sql, upsert_sql};
+    pub use crate::m20261201_000007_request_count::hour_sql;
+    pub use crate::m20261202_000011_rollup_levels::{
+        backfill, count_rows_sql, minute_sql, upsert_hour_sql, upsert_minute_sql,
+    };
 }
 
 #[derive(Debug)]
@@ -47,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_dashboard_indexes::Migration),
             Box::new(m20261202_000009_request_rollup::Migration),
             Box::new(m20261202_000010_partition_request_log::Migration),
+            Box::new(m20261202_000011_rollup_levels::Migration),
         ]
     }
 }

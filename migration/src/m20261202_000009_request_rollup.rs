@@ -2,7 +2,8 @@
 //! BENCHMARKS.md "Dashboard views"): a group-by over every request of a busy day cannot
 //! answer in 200 ms, so the views read these instead and only the edges of a range raw.
 //!
-//! - `request_rollup`: requests per minute × status class × country, **exact**. The
+//! - `request_rollup`: requests per minute × status class × country, **exact**. (Replaced
+//!   by two coarser tables in `m20261202_000011_rollup_levels`.) The
 //!   request-log job upserts a batch's counts in the batch's own transaction (idempotent
 //!   by the same `log_batch` claim as the rows), and the geolocation fill moves a row's
 //!   count from country `''` to its country in the transaction of its UPDATE, so the
@@ -31,29 +32,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table(RequestRollup::Table)
-                    .col(timestamp_with_time_zone(RequestRollup::Minute))
-                    // `status_class::StatusClass`'s code (its place in `ALL`).
-                    .col(big_integer(RequestRollup::StatusClass))
-                    // '' for rows not located (yet).
-                    .col(string(RequestRollup::CountryCode))
-                    // The largest name of the code's rows in the minute, as the views'
-                    // `MAX(country)` over the rows gives.
-                    .col(string(RequestRollup::Country))
-                    .col(big_integer(RequestRollup::Requests))
-                    // Every reader reads a range of minutes.
-                    .primary_key(
-                        Index::create()
-                            .col(RequestRollup::Minute)
-                            .col(RequestRollup::StatusClass)
-                            .col(RequestRollup::CountryCode),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        create_rollup(manager).await?;
         manager
             .create_table(
                 Table::create()
@@ -130,6 +109,34 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
+}
+
+/// Creates `request_rollup` as this migration made it (also migration 000011's `down`,
+/// which brings it back).
+pub(crate) async fn create_rollup(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(RequestRollup::Table)
+                .col(timestamp_with_time_zone(RequestRollup::Minute))
+                // `status_class::StatusClass`'s code (its place in `ALL`).
+                .col(big_integer(RequestRollup::StatusClass))
+                // '' for rows not located (yet).
+                .col(string(RequestRollup::CountryCode))
+                // The largest name of the code's rows in the minute, as the views'
+                // `MAX(country)` over the rows gives.
+                .col(string(RequestRollup::Country))
+                .col(big_integer(RequestRollup::Requests))
+                // Every reader reads a range of minutes.
+                .primary_key(
+                    Index::create()
+                        .col(RequestRollup::Minute)
+                        .col(RequestRollup::StatusClass)
+                        .col(RequestRollup::CountryCode),
+                )
+                .to_owned(),
+        )
+        .await
 }
 
 /// The minute a `timestamp` column's value falls in, as the same type, in SQL.

@@ -247,6 +247,8 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "blocklist_feed",
         "ban_history",
         "request_count",
+        "request_rollup_minute",
+        "request_rollup_hour",
     ] {
         assert!(
             manager.has_table(table).await.unwrap(),
@@ -262,6 +264,9 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
         "blocklist_feed",
         "ban_history",
         "request_count",
+        "request_rollup_minute",
+        "request_rollup_hour",
+        "request_rollup",
     ] {
         assert!(
             !manager.has_table(table).await.unwrap(),
@@ -313,9 +318,10 @@ async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
     let db = TestDb::new(iptrack_tests::Backend::Postgres).await;
     let conn = db.connect().await;
     assert!(partitions::is_partitioned(&conn).await.unwrap());
-    // Back to the plain table, filled the way a running site's is: rows over several
-    // days, far in the past and the future, and an id gap (rows deleted).
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    // Back to the plain table (000011 undone first, then 000010), filled the way a
+    // running site's is: rows over several days, far in the past and the future, and an
+    // id gap (rows deleted).
+    Migrator::down(&conn, Some(2)).await.unwrap();
     assert!(!partitions::is_partitioned(&conn).await.unwrap());
     let now = Utc::now().trunc_subsecs(6);
     let today = midnight(now.date_naive());
@@ -426,8 +432,9 @@ async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
     let kept = request_log_rows(&conn).await;
     assert_eq!(kept.len(), before.len());
 
-    // And back: one plain table, the same rows and ids, ids still continuing.
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    // And back (000011, then 000010): one plain table, the same rows and ids, ids still
+    // continuing.
+    Migrator::down(&conn, Some(2)).await.unwrap();
     assert!(!partitions::is_partitioned(&conn).await.unwrap());
     assert_eq!(request_log_rows(&conn).await, kept);
     assert_eq!(holder(&conn, id).await, "request_log");
@@ -453,3 +460,109 @@ async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
         0
     );
 }
+
+both_backends!(
+    the_rollup_becomes_two_levels_with_its_counts_and_back,
+    |backend| async move {
+        use chrono::{DateTime, Duration, DurationRound, TimeDelta};
+        use sea_orm::{FromQueryResult, Statement};
+
+        #[derive(Debug, PartialEq, Eq, FromQueryResult)]
+        struct Count {
+            key: String,
+            requests: i64,
+        }
+        async fn counts(conn: &sea_orm::DatabaseConnection, sql: &str) -> Vec<(String, i64)> {
+            Count::find_by_statement(Statement::from_string(
+                conn.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .all(conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.key, c.requests))
+            .collect()
+        }
+        let total = |table: &str| {
+            format!("SELECT '' AS key, CAST(SUM(requests) AS BIGINT) AS requests FROM {table}")
+        };
+        let by_country = |table: &str| {
+            format!(
+                "SELECT country_code AS key, CAST(SUM(requests) AS BIGINT) AS requests \
+                 FROM {table} GROUP BY country_code ORDER BY 1"
+            )
+        };
+        let expected = [
+            ("".to_owned(), 1),
+            ("GB".to_owned(), 3),
+            ("US".to_owned(), 2),
+        ];
+
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let manager = SchemaManager::new(&conn);
+        // Rows over two hours, two countries (one row not located) and three classes.
+        let start: DateTime<Utc> = (Utc::now() - Duration::hours(5))
+            .duration_trunc(TimeDelta::hours(1))
+            .unwrap();
+        for (i, (minutes, status, code)) in [
+            (0, 200, "GB"),
+            (0, 200, "GB"),
+            (1, 404, "GB"),
+            (59, 429, "US"),
+            (60, 200, "US"),
+            (61, 200, ""),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            request_log::Entity::insert(request_log::ActiveModel {
+                ip_address: Set(format!("198.51.100.{i}")),
+                timestamp: Set(start + Duration::minutes(minutes) + Duration::seconds(7)),
+                method: Set("GET".into()),
+                path: Set("/x".into()),
+                status: Set(status),
+                country_code: Set(code.into()),
+                country: Set(code.to_lowercase()),
+                ..Default::default()
+            })
+            .exec(&conn)
+            .await
+            .unwrap();
+        }
+
+        // Down: the one minute × class × country table, counted from the rows.
+        Migrator::down(&conn, Some(1)).await.unwrap();
+        assert!(!manager.has_table("request_rollup_hour").await.unwrap());
+        assert!(!manager.has_table("request_rollup_minute").await.unwrap());
+        assert_eq!(counts(&conn, &by_country("request_rollup")).await, expected);
+        assert_eq!(
+            db.count(&conn, "request_rollup").await,
+            5,
+            "per (minute, class, country)"
+        );
+
+        // Up: converted from it, with the same counts, by minute and by hour and country.
+        Migrator::up(&conn, None).await.unwrap();
+        assert!(!manager.has_table("request_rollup").await.unwrap());
+        assert_eq!(
+            counts(&conn, &total("request_rollup_minute")).await,
+            [(String::new(), 6)]
+        );
+        assert_eq!(
+            db.count(&conn, "request_rollup_minute").await,
+            5,
+            "(minute, class): 0 2xx, 1 4xx, 59 429, 60 2xx, 61 2xx"
+        );
+        assert_eq!(
+            counts(&conn, &by_country("request_rollup_hour")).await,
+            expected
+        );
+        assert_eq!(
+            db.count(&conn, "request_rollup_hour").await,
+            5,
+            "(hour, class, country): GB 2xx, GB 4xx, US 429; US 2xx, '' 2xx"
+        );
+    }
+);

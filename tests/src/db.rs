@@ -118,24 +118,29 @@ impl TestDb {
     }
 }
 
-/// Counts `request_rollup` again from `request_log`, for tests that seed `request_log`
-/// directly instead of through the request-log job (which keeps the rollup, and which
-/// the dashboard's views read). On PostgreSQL the table is locked first, so a batch a
-/// running worker commits meanwhile is counted once: by itself, after this.
+/// Counts `request_rollup_minute` and `request_rollup_hour` again from `request_log`, for
+/// tests that seed `request_log` directly instead of through the request-log job (which
+/// keeps the rollups, and which the dashboard's views read). On PostgreSQL the tables are
+/// locked first (in the order every batch writes them), so a batch a running worker
+/// commits meanwhile is counted once: by itself, after this.
 pub async fn recount_rollup(conn: &DatabaseConnection) {
     use sea_orm::TransactionTrait;
     let txn = conn.begin().await.expect("cannot begin");
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        txn.execute_unprepared("LOCK TABLE request_rollup IN EXCLUSIVE MODE")
-            .await
-            .expect("cannot lock request_rollup");
-    }
-    txn.execute_unprepared("DELETE FROM request_rollup")
+        txn.execute_unprepared(
+            "LOCK TABLE request_rollup_minute, request_rollup_hour IN EXCLUSIVE MODE",
+        )
         .await
-        .expect("cannot empty request_rollup");
+        .expect("cannot lock the rollups");
+    }
+    for table in ["request_rollup_minute", "request_rollup_hour"] {
+        txn.execute_unprepared(&format!("DELETE FROM {table}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot empty {table}: {e}"));
+    }
     iptrack_migration::request_rollup::backfill(&txn)
         .await
-        .expect("cannot count request_rollup");
+        .expect("cannot count the rollups");
     txn.commit().await.expect("cannot commit");
 }
 

@@ -16,9 +16,9 @@
 //! 2 % `POST /login`, the rest `GET /items/N`; 20 × 7 country codes with a tenth not
 //! located; seven user agents. The busy addresses are flagged, and their /24 is blocked.
 //!
-//! The pre-aggregates are then built as the product builds them: `request_rollup` by the
-//! migration's backfill SQL (`iptrack_migration::request_rollup::backfill`, what
-//! `m20261202_000009_request_rollup` runs over existing rows), the hour summaries by the
+//! The pre-aggregates are then built as the product builds them: `request_rollup_minute`
+//! and `request_rollup_hour` by the backfill SQL (`iptrack_migration::request_rollup::
+//! backfill`, the same GROUP BYs the request-log job keeps), the hour summaries by the
 //! `request-summaries` job's own function, looking back over the whole fill instead of the
 //! scheduled 24 hours. Both are timed.
 //!
@@ -103,7 +103,7 @@ async fn main() {
             .await
             .expect("summaries failed");
         println!(
-            "rollup backfill (the migration's SQL): {backfill_secs:.1} s; \
+            "rollup backfill (both levels): {backfill_secs:.1} s; \
              {hours} hour summaries (the job's function): {:.1} s\n",
             started.elapsed().as_secs_f64()
         );

@@ -2,8 +2,8 @@
 //! them: the dashboard's countries table and map.
 //!
 //! Read from the pre-aggregates (`rollup`, `summaries`), never every row of the range:
-//! - requests, 403, 429 and the requests not located: `request_rollup`'s whole minutes
-//!   plus the rows of the partial minutes at the edges, merged in one statement (exact);
+//! - requests, 403, 429 and the requests not located: `request_rollup_hour` and the rows
+//!   of the partial hours at the edges, in one statement (exact; `rollup::HourSplit`);
 //! - distinct addresses: with no summarized hour in the range, counted over the rows
 //!   (exact); otherwise the hours' HyperLogLog sketches merged with the rest's addresses
 //!   (an estimate, see `summaries`);
@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, QueryTrait, Select,
-    sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, UnionType},
+    sea_query::{Alias, Expr, Order, Query, SelectStatement},
 };
 use serde::Serialize;
 
 use super::{
-    rollup::Split,
+    rollup::HourSplit,
     status_class::StatusClass,
     summaries::{self, Coverage},
 };
@@ -62,83 +62,25 @@ fn in_range(since: DateTime<Utc>, until: DateTime<Utc>) -> Select<request_log::E
         .filter(Column::Timestamp.lt(until))
 }
 
-/// Requests, 403 and 429 per country code (`''`: not located), from the rollup's whole
-/// minutes and the edge rows. PostgreSQL's `SUM` of `bigint` is `numeric`: cast back, so
-/// both backends read `i64`.
+/// Requests, 403 and 429 per country code (`''`: not located), from `request_rollup_hour`
+/// and the rows of the partial hours ([`HourSplit`]), in one statement. PostgreSQL's `SUM`
+/// of `bigint` is `numeric`: cast back, so both backends read `i64`.
 fn per_country(since: DateTime<Utc>, until: DateTime<Utc>) -> SelectStatement {
-    let split = Split::new(since, until);
     let class_sum = |class: StatusClass| {
         format!(
-            "SUM(CASE WHEN status_class = {} THEN requests ELSE 0 END)",
+            "CAST(SUM(CASE WHEN status_class = {} THEN requests ELSE 0 END) AS BIGINT)",
             class.code()
         )
     };
-    let wrap = |part: SelectStatement, name: &str| {
-        Query::select()
-            .column(Asterisk)
-            .from_subquery(part, Alias::new(name))
-            .to_owned()
-    };
-    let mut parts: Vec<SelectStatement> = Vec::new();
-    if let Some((from, to)) = split.minutes {
-        parts.push(
-            Query::select()
-                .column(Alias::new("country_code"))
-                .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
-                .expr_as(Expr::cust("SUM(requests)"), Alias::new("requests"))
-                .expr_as(
-                    Expr::cust(class_sum(StatusClass::Forbidden403)),
-                    Alias::new("forbidden_403"),
-                )
-                .expr_as(
-                    Expr::cust(class_sum(StatusClass::TooMany429)),
-                    Alias::new("rate_limited_429"),
-                )
-                .from(Alias::new("request_rollup"))
-                .and_where(Expr::col(Alias::new("minute")).gte(from))
-                .and_where(Expr::col(Alias::new("minute")).lt(to))
-                .group_by_col(Alias::new("country_code"))
-                .to_owned(),
-        );
-    }
-    if let Some(rows) = split.rows_condition() {
-        parts.push(
-            request_log::Entity::find()
-                .select_only()
-                .filter(rows)
-                .column(Column::CountryCode)
-                // Names of one code can differ between provider versions; any will do.
-                .column_as(Column::Country.max(), "country")
-                .column_as(Expr::cust("COUNT(*)"), "requests")
-                .column_as(
-                    Expr::cust("COUNT(CASE WHEN status = 403 THEN 1 END)"),
-                    "forbidden_403",
-                )
-                .column_as(
-                    Expr::cust("COUNT(CASE WHEN status = 429 THEN 1 END)"),
-                    "rate_limited_429",
-                )
-                .group_by(Column::CountryCode)
-                .into_query(),
-        );
-    }
-    let mut parts = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| wrap(part, &format!("part{i}")));
-    let mut union = parts.next().unwrap_or_else(|| {
+    let parts = HourSplit::new(since, until).parts().unwrap_or_else(|| {
         // An empty range: nothing.
         in_range(since, since)
+            .column_as(Expr::cust("0"), "status_class")
             .column(Column::CountryCode)
             .column(Column::Country)
             .column_as(Expr::cust("0"), "requests")
-            .column_as(Expr::cust("0"), "forbidden_403")
-            .column_as(Expr::cust("0"), "rate_limited_429")
             .into_query()
     });
-    for part in parts {
-        union.union(UnionType::All, part);
-    }
     Query::select()
         .column(Alias::new("country_code"))
         .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
@@ -147,15 +89,16 @@ fn per_country(since: DateTime<Utc>, until: DateTime<Utc>) -> SelectStatement {
             Alias::new("requests"),
         )
         .expr_as(
-            Expr::cust("CAST(SUM(forbidden_403) AS BIGINT)"),
+            Expr::cust(class_sum(StatusClass::Forbidden403)),
             Alias::new("forbidden_403"),
         )
         .expr_as(
-            Expr::cust("CAST(SUM(rate_limited_429) AS BIGINT)"),
+            Expr::cust(class_sum(StatusClass::TooMany429)),
             Alias::new("rate_limited_429"),
         )
-        .from_subquery(union, Alias::new("parts"))
+        .from_subquery(parts, Alias::new("parts"))
         .group_by_col(Alias::new("country_code"))
+        .and_having(Expr::cust("SUM(requests) > 0"))
         .order_by_expr(Expr::cust("SUM(requests)"), Order::Desc)
         .order_by(Alias::new("country_code"), Order::Asc)
         .to_owned()

@@ -3,22 +3,23 @@
 //! rate-limited (429).
 //!
 //! The figures come from the pre-aggregates (`rollup`, `summaries`), not from every row of
-//! the range: the buckets and top countries from `request_rollup`'s whole minutes plus the
-//! rows of the partial minutes at the edges (exact); top addresses and paths from the hour
+//! the range: the buckets from `request_rollup_minute`'s whole minutes plus the rows of the
+//! partial minutes at the edges, top countries from `request_rollup_hour` and the rows of
+//! the partial hours (both exact); top addresses and paths from the hour
 //! summaries plus raw rows for the rest of the range (exact when no hour is summarized,
 //! merged per-hour top lists otherwise: see `summaries`). The totals are the buckets'
 //! sums, so the range is aggregated once for both.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, UnionType},
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
+    sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement},
 };
 use serde::Serialize;
 
 use super::{
-    rollup::Split,
+    rollup::HourSplit,
     summaries::{self, Coverage},
     timeline::{self, Bucket, BucketSize, Timeline},
 };
@@ -189,76 +190,36 @@ impl Queries {
         top_by(self.in_range(), column, self.top).column_as(column, "key")
     }
 
-    /// Top countries: the rollup's whole minutes and the edge rows, merged in SQL (so the
-    /// order of ties and the `MAX` of names follow the database's collation, as they did
-    /// over the rows alone).
+    /// Top countries: `request_rollup_hour` and the edge rows, merged in one statement (so
+    /// the order of ties and the `MAX` of names follow the database's collation, as they
+    /// did over the rows alone).
     fn top_countries(&self) -> SelectStatement {
-        let split = Split::new(self.timeline.since, self.timeline.until);
-        let rollup_part = |(from, to): (DateTime<Utc>, DateTime<Utc>)| {
-            Query::select()
-                .column(Alias::new("country_code"))
-                .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
-                .expr_as(Expr::cust("SUM(requests)"), Alias::new("requests"))
-                .from(Alias::new("request_rollup"))
-                .and_where(Expr::col(Alias::new("minute")).gte(from))
-                .and_where(Expr::col(Alias::new("minute")).lt(to))
-                .and_where(Expr::col(Alias::new("country_code")).ne(""))
-                .group_by_col(Alias::new("country_code"))
-                .to_owned()
+        let split = HourSplit::new(self.timeline.since, self.timeline.until);
+        let Some(parts) = split.parts() else {
+            // An empty range: no country.
+            return Query::select()
+                .expr_as(Expr::cust("''"), Alias::new("country_code"))
+                .expr_as(Expr::cust("''"), Alias::new("country"))
+                .expr_as(Expr::cust("CAST(0 AS BIGINT)"), Alias::new("requests"))
+                .and_where(Expr::cust("1 = 0"))
+                .to_owned();
         };
-        let rows_part = |rows: Condition| {
-            request_log::Entity::find()
-                .select_only()
-                .filter(rows)
-                .filter(Column::CountryCode.ne(""))
-                .column(Column::CountryCode)
-                // Names of one code can differ between provider versions; any one will do.
-                .column_as(Column::Country.max(), "country")
-                .column_as(Expr::cust("COUNT(*)"), "requests")
-                .group_by(Column::CountryCode)
-                .into_query()
-        };
-        let mut parts: Vec<SelectStatement> = split.minutes.map(rollup_part).into_iter().collect();
-        parts.extend(split.rows_condition().map(rows_part));
-        merged_top(parts, self.top)
-    }
-}
-
-/// `parts` (each `country_code`, `country`, `requests`) summed per country, most first.
-fn merged_top(parts: Vec<SelectStatement>, top: u64) -> SelectStatement {
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        // An empty range: no part, no country.
-        return Query::select()
-            .expr_as(Expr::cust("''"), Alias::new("country_code"))
-            .expr_as(Expr::cust("''"), Alias::new("country"))
-            .expr_as(Expr::cust("CAST(0 AS BIGINT)"), Alias::new("requests"))
-            .and_where(Expr::cust("1 = 0"))
-            .to_owned();
-    };
-    let wrap = |part: SelectStatement, name: &str| {
         Query::select()
-            .column(Asterisk)
-            .from_subquery(part, Alias::new(name))
+            .column(Alias::new("country_code"))
+            .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
+            .expr_as(
+                Expr::cust("CAST(SUM(requests) AS BIGINT)"),
+                Alias::new("requests"),
+            )
+            .from_subquery(parts, Alias::new("parts"))
+            .and_where(Expr::col(Alias::new("country_code")).ne(""))
+            .group_by_col(Alias::new("country_code"))
+            .and_having(Expr::cust("SUM(requests) > 0"))
+            .order_by_expr(Expr::cust("SUM(requests)"), Order::Desc)
+            .order_by(Alias::new("country_code"), Order::Asc)
+            .limit(self.top)
             .to_owned()
-    };
-    let mut union = wrap(first, "part0");
-    for part in parts {
-        union.union(UnionType::All, wrap(part, "part1"));
     }
-    Query::select()
-        .column(Alias::new("country_code"))
-        .expr_as(Expr::cust("MAX(country)"), Alias::new("country"))
-        .expr_as(
-            Expr::cust("CAST(SUM(requests) AS BIGINT)"),
-            Alias::new("requests"),
-        )
-        .from_subquery(union, Alias::new("parts"))
-        .group_by_col(Alias::new("country_code"))
-        .order_by_expr(Expr::cust("SUM(requests)"), Order::Desc)
-        .order_by(Alias::new("country_code"), Order::Asc)
-        .limit(top)
-        .to_owned()
 }
 
 /// The SQL [`stats`] runs for a range, by figure, for `EXPLAIN` in the benchmark (the top

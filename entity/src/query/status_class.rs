@@ -75,7 +75,7 @@ impl StatusClass {
     }
 
     /// The number [`case_sql`] gives rows of this class: its place in [`ALL`](Self::ALL).
-    /// `request_rollup.status_class` holds it too.
+    /// `request_rollup_minute` and `request_rollup_hour` hold it too.
     pub fn code(self) -> i64 {
         Self::ALL
             .iter()

@@ -4,7 +4,7 @@
 //!
 //! What is exact and what is not (README, "Admin API"; docs/ARCHITECTURE.md):
 //! - A summary stores how many rows, and unlocated rows, it summarized. It is used only
-//!   while `request_rollup` (exact) still holds that many for its hour; a late row or a
+//!   while `request_rollup_hour` (exact) still holds that many for its hour; a late row or a
 //!   location filled in sends the hour back to raw rows until the job summarizes it again.
 //! - With no summarized hour in a range, every figure is the raw, exact one.
 //! - Top lists over summarized hours merge each hour's top [`SUMMARY_TOP`] and the raw
@@ -17,17 +17,14 @@
 use std::collections::{HashMap, HashSet};
 
 use cardinality_estimator::CardinalityEstimator;
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Select, Statement,
     sea_query::{Alias, Asterisk, Expr, ExprTrait, Order, Query, SelectStatement, UnionType},
 };
 
-use super::{
-    rollup::{self, ranges_condition},
-    timeline::BucketSize,
-};
+use super::rollup::{self, ranges_condition};
 use crate::request_log::{self, Column};
 
 /// Entries per list and hour in a summary.
@@ -48,7 +45,7 @@ pub fn decode_sketch(bytes: &[u8]) -> Option<AddressSketch> {
     postcard::from_bytes(bytes).ok()
 }
 
-/// An hour's exact totals in `request_rollup`.
+/// An hour's exact totals in `request_rollup_hour`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HourTotals {
     pub hour: DateTime<Utc>,
@@ -58,24 +55,21 @@ pub struct HourTotals {
 
 #[derive(Debug, FromQueryResult)]
 struct TotalsRow {
-    hour: String,
+    hour_start: DateTime<Utc>,
     total_rows: i64,
     unlocated_rows: i64,
 }
 
-/// The exact totals of every hour with rows in `[from, to)` (hour starts), from the rollup.
+/// The exact totals of every hour with rows in `[from, to)` (hour starts), from
+/// `request_rollup_hour`.
 pub async fn hour_totals<C: ConnectionTrait>(
     db: &C,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<HourTotals>, DbErr> {
     let backend = db.get_database_backend();
-    let minute = "\"minute\"";
     let query = Query::select()
-        .expr_as(
-            Expr::cust(BucketSize::Hour.label_sql(backend, minute)),
-            Alias::new("hour"),
-        )
+        .column(Alias::new("hour_start"))
         .expr_as(
             Expr::cust("CAST(SUM(requests) AS BIGINT)"),
             Alias::new("total_rows"),
@@ -84,24 +78,20 @@ pub async fn hour_totals<C: ConnectionTrait>(
             Expr::cust("CAST(SUM(CASE WHEN country_code = '' THEN requests ELSE 0 END) AS BIGINT)"),
             Alias::new("unlocated_rows"),
         )
-        .from(Alias::new("request_rollup"))
-        .and_where(Expr::col(Alias::new("minute")).gte(from))
-        .and_where(Expr::col(Alias::new("minute")).lt(to))
-        .add_group_by([Expr::cust(BucketSize::Hour.group_sql(backend, minute))])
+        .from(Alias::new("request_rollup_hour"))
+        .and_where(Expr::col(Alias::new("hour_start")).gte(from))
+        .and_where(Expr::col(Alias::new("hour_start")).lt(to))
+        .group_by_col(Alias::new("hour_start"))
+        .and_having(Expr::cust("SUM(requests) > 0"))
         .to_owned();
-    let rows = TotalsRow::find_by_statement(backend.build(&query))
+    Ok(TotalsRow::find_by_statement(backend.build(&query))
         .all(db)
-        .await?;
-    Ok(rows
+        .await?
         .into_iter()
-        .filter_map(|row| {
-            let text = row.hour.replacen(' ', "T", 1);
-            let hour = NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M").ok()?;
-            Some(HourTotals {
-                hour: hour.and_utc(),
-                rows: row.total_rows,
-                unlocated_rows: row.unlocated_rows,
-            })
+        .map(|row| HourTotals {
+            hour: row.hour_start,
+            rows: row.total_rows,
+            unlocated_rows: row.unlocated_rows,
         })
         .collect())
 }

@@ -86,7 +86,7 @@ impl BucketSize {
 
     /// SQL giving the start of the bucket of a `column` holding a time, as text
     /// `YYYY-MM-DD?HH:MM` (`?` is `T` or a space): `timestamp` of `request_log` or `minute`
-    /// of `request_rollup`. PostgreSQL truncates the `timestamptz` in UTC, not the
+    /// of `request_rollup_minute`. PostgreSQL truncates the `timestamptz` in UTC, not the
     /// session's zone, and formats only each group's value (the GROUP BY is on the
     /// truncated timestamp). SQLite stores timestamps as RFC 3339 text in UTC, so a bucket
     /// is a prefix of it.
@@ -210,7 +210,7 @@ impl Timeline {
             .group_by(Expr::cust(case))
     }
 
-    /// The same grouping over `request_rollup`'s minutes `[from, to)`.
+    /// The same grouping over `request_rollup_minute`'s minutes `[from, to)`.
     fn query_rollup(
         &self,
         backend: DbBackend,
@@ -228,7 +228,7 @@ impl Timeline {
                 Expr::cust("CAST(SUM(requests) AS BIGINT)"),
                 Alias::new("requests"),
             )
-            .from(Alias::new("request_rollup"))
+            .from(Alias::new("request_rollup_minute"))
             .and_where(Expr::col(Alias::new("minute")).gte(from))
             .and_where(Expr::col(Alias::new("minute")).lt(to))
             .add_group_by([
@@ -274,9 +274,9 @@ pub async fn series<C: ConnectionTrait>(
 }
 
 /// Every bucket of `timeline`, oldest first, counting every row of the range: the whole
-/// minutes from `request_rollup`, the partial minute at the end (`until` need not be a
-/// minute's start; `since` is a bucket's) from `request_log`. Exact: the rollup equals the
-/// rows grouped by minute, class and country.
+/// minutes from `request_rollup_minute`, the partial minute at the end (`until` need not
+/// be a minute's start; `since` is a bucket's) from `request_log`. Exact: the rollup
+/// equals the rows grouped by minute and class.
 pub async fn series_all<C: ConnectionTrait>(
     db: &C,
     timeline: &Timeline,

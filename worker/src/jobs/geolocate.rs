@@ -108,8 +108,9 @@ impl Geo {
 
 /// Writes `location` onto `ip`'s rows that have none yet (this job's answers, and the
 /// request-log job's step 4 with answers another worker cached), and moves those rows'
-/// counts in `request_rollup` from country `''` to the location's country in the same
-/// transaction, so the rollup keeps equal to the rows. Returns how many rows were filled.
+/// counts in `request_rollup_hour` from country `''` to the location's country in the same
+/// transaction, so the rollup keeps equal to the rows (`request_rollup_minute` has no
+/// country, so nothing moves there). Returns how many rows were filled.
 pub async fn fill_rows(
     db: &DatabaseConnection,
     ip: IpAddr,
@@ -139,8 +140,8 @@ async fn fill_rows_postgres(
     ip: IpAddr,
     location: &Location,
 ) -> Result<u64, sqlx::Error> {
-    let (minute, class) = (
-        request_rollup::minute_sql(DbBackend::Postgres, "\"timestamp\""),
+    let (hour, class) = (
+        request_rollup::hour_sql(DbBackend::Postgres, "\"timestamp\""),
         case_sql("status"),
     );
     let mut txn = pool.begin().await?;
@@ -151,18 +152,19 @@ async fn fill_rows_postgres(
                UPDATE request_log SET country_code = $1, country = $2, city = $3 \
                WHERE ip_address = $4 AND {NOT_LOCATED} RETURNING \"timestamp\", status), \
              moved AS ( \
-               SELECT {minute} AS minute, {class} AS status_class, COUNT(*) AS requests \
+               SELECT {hour} AS hour_start, {class} AS status_class, COUNT(*) AS requests \
                FROM filled GROUP BY 1, 2), \
              upserted AS ( \
-               INSERT INTO request_rollup \
-               (minute, status_class, country_code, country, requests) \
-               SELECT minute, status_class, '', '', -requests FROM moved \
+               INSERT INTO request_rollup_hour \
+               (hour_start, status_class, country_code, country, requests) \
+               SELECT hour_start, status_class, '', '', -requests FROM moved \
                UNION ALL \
-               SELECT minute, status_class, $1, $2, requests FROM moved \
+               SELECT hour_start, status_class, $1, $2, requests FROM moved \
                ORDER BY 1, 2, 3 {} RETURNING 1) \
-             SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT), MIN(minute), MAX(minute) \
+             SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT), MIN(hour_start), \
+                    MAX(hour_start) \
              FROM moved",
-            request_rollup::upsert_sql(DbBackend::Postgres)
+            request_rollup::upsert_hour_sql(DbBackend::Postgres)
         )))
         .bind(&location.country_code)
         .bind(&location.country)
@@ -172,7 +174,7 @@ async fn fill_rows_postgres(
         .await?;
     if let (Some(first), Some(last)) = (first, last) {
         sqlx::query(
-            "DELETE FROM request_rollup WHERE minute BETWEEN $1 AND $2 \
+            "DELETE FROM request_rollup_hour WHERE hour_start BETWEEN $1 AND $2 \
              AND country_code = '' AND requests = 0",
         )
         .bind(first)
@@ -184,7 +186,7 @@ async fn fill_rows_postgres(
     Ok(u64::try_from(filled).unwrap_or_default())
 }
 
-/// SQLite: the UPDATE first, returning each filled row's minute and class (SQLite's
+/// SQLite: the UPDATE first, returning each filled row's hour and class (SQLite's
 /// `RETURNING`): counting before it would read before writing, and a read transaction
 /// that another writer overtakes cannot become a write transaction. The counts then move
 /// in the same transaction.
@@ -193,8 +195,8 @@ async fn fill_rows_sqlite(
     ip: IpAddr,
     location: &Location,
 ) -> Result<u64, DbErr> {
-    let (minute, class) = (
-        request_rollup::minute_sql(DbBackend::Sqlite, "\"timestamp\""),
+    let (hour, class) = (
+        request_rollup::hour_sql(DbBackend::Sqlite, "\"timestamp\""),
         case_sql("status"),
     );
     let txn = db.begin().await?;
@@ -204,7 +206,7 @@ async fn fill_rows_sqlite(
             format!(
                 "UPDATE request_log SET country_code = ?, country = ?, city = ? \
                  WHERE ip_address = ? AND {NOT_LOCATED} \
-                 RETURNING {minute} AS minute, {class} AS status_class"
+                 RETURNING {hour} AS hour_start, {class} AS status_class"
             ),
             [
                 location.country_code.clone().into(),
@@ -217,7 +219,7 @@ async fn fill_rows_sqlite(
     let mut moved: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for row in &filled {
         let key = (
-            row.try_get::<String>("", "minute")?,
+            row.try_get::<String>("", "hour_start")?,
             row.try_get::<i64>("", "status_class")?,
         );
         *moved.entry(key).or_default() += 1;
@@ -225,13 +227,13 @@ async fn fill_rows_sqlite(
     let counts: Vec<(&(String, i64), &i64)> = moved.iter().collect();
     for chunk in counts.chunks(3_000) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
-        for ((minute, class), n) in chunk {
+        for ((hour, class), n) in chunk {
             for (code, name, delta) in [
                 (String::new(), String::new(), -**n),
                 (location.country_code.clone(), location.country.clone(), **n),
             ] {
                 values.extend([
-                    Value::from(minute.clone()),
+                    Value::from(hour.clone()),
                     Value::from(*class),
                     Value::from(code),
                     Value::from(name),
@@ -243,9 +245,9 @@ async fn fill_rows_sqlite(
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             format!(
-                "INSERT INTO request_rollup \
-                 (minute, status_class, country_code, country, requests) VALUES {rows} {}",
-                request_rollup::upsert_sql(DbBackend::Sqlite)
+                "INSERT INTO request_rollup_hour \
+                 (hour_start, status_class, country_code, country, requests) VALUES {rows} {}",
+                request_rollup::upsert_hour_sql(DbBackend::Sqlite)
             ),
             values,
         ))
@@ -255,7 +257,7 @@ async fn fill_rows_sqlite(
     if let (Some((first, _)), Some((last, _))) = bounds {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
-            "DELETE FROM request_rollup WHERE minute BETWEEN ? AND ? \
+            "DELETE FROM request_rollup_hour WHERE hour_start BETWEEN ? AND ? \
              AND country_code = '' AND requests = 0",
             [first.clone().into(), last.clone().into()],
         ))

@@ -9,8 +9,9 @@
 //!
 //! The same transaction adds the batch to `request_count` (requests per hour, address and
 //! path section), which the hourly flag job reads instead of every request of its window,
-//! and to `request_rollup` (requests per minute, status class and country), which the
-//! dashboard's overview and countries views read instead of every request of their range:
+//! and to `request_rollup_minute` and `request_rollup_hour` (requests per minute and status
+//! class; per hour, status class and country), which the dashboard's overview and
+//! countries views read instead of every request of their range:
 //! both exact, and idempotent for the same reason as the rows. Their upserts go in key
 //! order, so two batches touching the same counts lock them in the same order and never
 //! deadlock.
@@ -69,7 +70,7 @@ use crate::{
 const ROWS_PER_STATEMENT: usize = 2_500;
 /// `request_count` rows per upsert (SQLite): 7 columns × 4,000 stays under the same limit.
 const COUNTS_PER_STATEMENT: usize = 4_000;
-/// `request_rollup` rows per upsert (SQLite): 5 columns × 6,000 stays under the same limit.
+/// Rollup rows per upsert (SQLite): 5 columns × 6,000 stays under the same limit.
 const ROLLUP_PER_STATEMENT: usize = 6_000;
 
 /// What writing a batch did.
@@ -451,23 +452,46 @@ async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::R
     Ok(())
 }
 
-/// `request_rollup`'s key: minute, status class code, country code (`''` not located).
-pub type RollupKey = (DateTime<Utc>, i64, String);
+/// `request_rollup_minute`'s key: minute, status class code.
+pub type MinuteKey = (DateTime<Utc>, i64);
+/// `request_rollup_hour`'s key: hour, status class code, country code (`''` not located).
+pub type HourKey = (DateTime<Utc>, i64, String);
 
-/// A batch's `request_rollup` rows, in key order, with the country name of each: the
-/// counts of `GROUP BY minute, class, country_code` over the rows [`to_row`] makes.
+/// A batch's counts for the two rollup tables, each in key order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RollupCounts {
+    /// Requests per minute and class.
+    pub minutes: Vec<(MinuteKey, i64)>,
+    /// Requests per hour, class and country, with the largest country name of each.
+    pub hours: Vec<(HourKey, (String, i64))>,
+}
+
+impl RollupCounts {
+    /// Rows the batch upserts, both tables together.
+    pub fn len(&self) -> usize {
+        self.minutes.len() + self.hours.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.minutes.is_empty() && self.hours.is_empty()
+    }
+}
+
+/// A batch's rollup counts: those of `GROUP BY minute, class` and `GROUP BY hour, class,
+/// country_code` over the rows [`to_row`] makes.
 ///
-/// The minute is the one of the time as the database stores it, which is what the readers
-/// and the migration's backfill group by: PostgreSQL keeps whole microseconds, cut toward
+/// The minute and hour are the ones of the time as the database stores it, which is what
+/// the readers and the backfill group by: PostgreSQL keeps whole microseconds, cut toward
 /// its epoch (2000-01-01) by the binary `COPY` ([`crate::pg_copy`]), so a time a fraction of
 /// a microsecond before a minute can be stored in the next one; SQLite keeps the text.
 pub fn rollup_events(
     backend: DbBackend,
     events: &[LogEvent],
     located: &HashMap<IpAddr, Location>,
-) -> anyhow::Result<Vec<(RollupKey, (String, i64))>> {
+) -> anyhow::Result<RollupCounts> {
     let pg_epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).context("epoch 2000")?;
-    let mut counts: BTreeMap<RollupKey, (String, i64)> = BTreeMap::new();
+    let mut minutes: BTreeMap<MinuteKey, i64> = BTreeMap::new();
+    let mut hours: BTreeMap<HourKey, (String, i64)> = BTreeMap::new();
     for event in events {
         let stored = match backend {
             DbBackend::Postgres => (event.timestamp - pg_epoch)
@@ -479,25 +503,33 @@ pub fn rollup_events(
         let minute = stored
             .duration_trunc(TimeDelta::minutes(1))
             .context("an event's time has no minute")?;
+        let hour = stored
+            .duration_trunc(TimeDelta::hours(1))
+            .context("an event's time has no hour")?;
         let class = StatusClass::of(i32::from(event.status)).code();
+        *minutes.entry((minute, class)).or_default() += 1;
         let (code, name) = located
             .get(&event.ip)
             .map(|l| (l.country_code.clone(), l.country.clone()))
             .unwrap_or_default();
-        let count = counts
-            .entry((minute, class, code))
+        let count = hours
+            .entry((hour, class, code))
             .or_insert_with(|| (name.clone(), 0));
         if name > count.0 {
             count.0 = name;
         }
         count.1 += 1;
     }
-    Ok(counts.into_iter().collect())
+    Ok(RollupCounts {
+        minutes: minutes.into_iter().collect(),
+        hours: hours.into_iter().collect(),
+    })
 }
 
-/// The rollup upsert of `events` alone, in a transaction of its own: what the rollup adds
-/// to a batch's write, timed by `bench/src/bin/dashboard_queries.rs`. Returns the number of
-/// rollup rows upserted. (It adds counts without rows: a benchmark's database only.)
+/// The rollup upserts of `events` alone, in a transaction of their own: what the rollup
+/// adds to a batch's write, timed by `bench/src/bin/dashboard_queries.rs`. Returns the
+/// number of rollup rows upserted. (It adds counts without rows: a benchmark's database
+/// only.)
 pub async fn add_rollup_alone(
     db: &DatabaseConnection,
     events: &[LogEvent],
@@ -521,56 +553,91 @@ pub async fn add_rollup_alone(
     Ok(counts.len())
 }
 
-/// Adds a batch's rollup counts to `request_rollup` (PostgreSQL): one upsert of one array
-/// per column, in key order (see `upsert_counts_postgres`).
+/// Adds a batch's rollup counts to both tables (PostgreSQL): one upsert of one array per
+/// column each, in key order (see `upsert_counts_postgres`), minutes first, as every
+/// batch does.
 async fn upsert_rollup_postgres(
     txn: &mut PgConnection,
-    counts: &[(RollupKey, (String, i64))],
+    counts: &RollupCounts,
 ) -> anyhow::Result<()> {
-    if counts.is_empty() {
-        return Ok(());
+    if !counts.minutes.is_empty() {
+        let (minutes, classes, requests): (Vec<_>, Vec<_>, Vec<_>) = counts
+            .minutes
+            .iter()
+            .map(|((minute, class), n)| (*minute, *class, *n))
+            .collect();
+        // Built from constants only: no value reaches the text.
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO request_rollup_minute (minute, status_class, requests) \
+             SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::int8[]) \
+             ORDER BY 1, 2 {}",
+            request_rollup::upsert_minute_sql()
+        )))
+        .bind(minutes)
+        .bind(classes)
+        .bind(requests)
+        .execute(&mut *txn)
+        .await
+        .context("cannot add to request_rollup_minute")?;
     }
-    let mut minutes = Vec::with_capacity(counts.len());
-    let mut classes = Vec::with_capacity(counts.len());
-    let mut codes = Vec::with_capacity(counts.len());
-    let mut names = Vec::with_capacity(counts.len());
-    let mut requests = Vec::with_capacity(counts.len());
-    for ((minute, class, code), (name, n)) in counts {
-        minutes.push(*minute);
-        classes.push(*class);
-        codes.push(code.as_str());
-        names.push(name.as_str());
-        requests.push(*n);
+    if !counts.hours.is_empty() {
+        let mut hours = Vec::with_capacity(counts.hours.len());
+        let mut classes = Vec::with_capacity(counts.hours.len());
+        let mut codes = Vec::with_capacity(counts.hours.len());
+        let mut names = Vec::with_capacity(counts.hours.len());
+        let mut requests = Vec::with_capacity(counts.hours.len());
+        for ((hour, class, code), (name, n)) in &counts.hours {
+            hours.push(*hour);
+            classes.push(*class);
+            codes.push(code.as_str());
+            names.push(name.as_str());
+            requests.push(*n);
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO request_rollup_hour \
+             (hour_start, status_class, country_code, country, requests) \
+             SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::text[], $4::text[], \
+                                  $5::int8[]) \
+             ORDER BY 1, 2, 3 {}",
+            request_rollup::upsert_hour_sql(DbBackend::Postgres)
+        )))
+        .bind(hours)
+        .bind(classes)
+        .bind(codes)
+        .bind(names)
+        .bind(requests)
+        .execute(&mut *txn)
+        .await
+        .context("cannot add to request_rollup_hour")?;
     }
-    // Built from constants only: no value reaches the text.
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO request_rollup (minute, status_class, country_code, country, requests) \
-         SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::text[], $4::text[], \
-                              $5::int8[]) \
-         ORDER BY 1, 2, 3 {}",
-        request_rollup::upsert_sql(DbBackend::Postgres)
-    )))
-    .bind(minutes)
-    .bind(classes)
-    .bind(codes)
-    .bind(names)
-    .bind(requests)
-    .execute(&mut *txn)
-    .await
-    .context("cannot add to request_rollup")?;
     Ok(())
 }
 
-/// Adds a batch's rollup counts to `request_rollup` (SQLite), in multi-row upserts.
-async fn add_rollup(
-    txn: &DatabaseTransaction,
-    counts: &[(RollupKey, (String, i64))],
-) -> anyhow::Result<()> {
-    for chunk in counts.chunks(ROLLUP_PER_STATEMENT) {
+/// Adds a batch's rollup counts to both tables (SQLite), in multi-row upserts.
+async fn add_rollup(txn: &DatabaseTransaction, counts: &RollupCounts) -> anyhow::Result<()> {
+    for chunk in counts.minutes.chunks(ROLLUP_PER_STATEMENT) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for ((minute, class), n) in chunk {
+            values.extend([Value::from(*minute), Value::from(*class), Value::from(*n)]);
+        }
+        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "INSERT INTO request_rollup_minute (minute, status_class, requests) \
+                 VALUES {rows} {}",
+                request_rollup::upsert_minute_sql()
+            ),
+            values,
+        ))
+        .await
+        .context("cannot add to request_rollup_minute")?;
+    }
+    for chunk in counts.hours.chunks(ROLLUP_PER_STATEMENT) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-        for ((minute, class, code), (name, n)) in chunk {
+        for ((hour, class, code), (name, n)) in chunk {
             values.extend([
-                Value::from(*minute),
+                Value::from(*hour),
                 Value::from(*class),
                 Value::from(code.clone()),
                 Value::from(name.clone()),
@@ -581,14 +648,14 @@ async fn add_rollup(
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             format!(
-                "INSERT INTO request_rollup \
-                 (minute, status_class, country_code, country, requests) VALUES {rows} {}",
-                request_rollup::upsert_sql(DbBackend::Sqlite)
+                "INSERT INTO request_rollup_hour \
+                 (hour_start, status_class, country_code, country, requests) VALUES {rows} {}",
+                request_rollup::upsert_hour_sql(DbBackend::Sqlite)
             ),
             values,
         ))
         .await
-        .context("cannot add to request_rollup")?;
+        .context("cannot add to request_rollup_hour")?;
     }
     Ok(())
 }

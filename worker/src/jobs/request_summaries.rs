@@ -5,7 +5,7 @@
 //! Per hour, in one transaction that reads one snapshot of the hour's rows (PostgreSQL
 //! `REPEATABLE READ`; a SQLite transaction reads one snapshot already):
 //! - the hour's rows and unlocated rows, stored with the summary: a reader uses it only
-//!   while `request_rollup` (exact) holds the same two numbers for the hour;
+//!   while `request_rollup_hour` (exact) holds the same two numbers for the hour;
 //! - the top [`SUMMARY_TOP`] addresses (with their country, 403 and 429) and paths;
 //! - per located country, a HyperLogLog sketch of its distinct addresses.
 //!
@@ -281,41 +281,25 @@ async fn insert_rows(
 }
 
 /// Deletes the pre-aggregates of what `purge-logs` deleted (rows older than
-/// `older_than`): rollup minutes wholly before it, and the rollup's partial minute at the
-/// cutoff counted again from the rows left; summaries of hours wholly before it. One hour
-/// of rollup per statement, so no statement holds its locks for long.
+/// `older_than`): rollup minutes and hours wholly before it, the partial minute and hour
+/// at the cutoff counted again from the rows left, and summaries of hours wholly before
+/// it. At most a day of rollup per statement, so no statement holds its locks for long.
 pub async fn purge_pre_aggregates(
     db: &DatabaseConnection,
     older_than: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let minute = BucketSize::Minute.floor(older_than);
+    let hour = BucketSize::Hour.floor(older_than);
+    delete_before(db, "request_rollup_minute", "minute", minute).await?;
+    delete_before(db, "request_rollup_hour", "hour_start", hour).await?;
+    if minute < older_than {
+        recount(db, Rollup::Minute, minute, minute + Duration::minutes(1)).await?;
+    }
+    if hour < older_than {
+        recount(db, Rollup::Hour, hour, hour + Duration::hours(1)).await?;
+    }
     let backend = db.get_database_backend();
     let p = placeholders(backend);
-    let cutoff = BucketSize::Minute.floor(older_than);
-    loop {
-        let oldest: Option<DateTime<Utc>> = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT MIN(minute) AS oldest FROM request_rollup",
-            ))
-            .await
-            .context("cannot find the oldest rollup minute")?
-            .and_then(|row| row.try_get::<Option<DateTime<Utc>>>("", "oldest").ok())
-            .flatten();
-        let Some(oldest) = oldest.filter(|oldest| *oldest < cutoff) else {
-            break;
-        };
-        let end = (oldest + Duration::hours(1)).min(cutoff);
-        db.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!("DELETE FROM request_rollup WHERE minute < {}", p[0]),
-            [end.into()],
-        ))
-        .await
-        .context("cannot delete old rollup minutes")?;
-    }
-    if cutoff < older_than {
-        recount_minute(db, cutoff).await?;
-    }
     let last_hour = older_than - Duration::hours(1);
     for table in [
         "request_summary_address",
@@ -334,39 +318,79 @@ pub async fn purge_pre_aggregates(
     Ok(())
 }
 
-/// Counts the rollup of the minute starting at `minute` again from its rows.
-async fn recount_minute(db: &DatabaseConnection, minute: DateTime<Utc>) -> anyhow::Result<()> {
+/// Deletes the rows of rollup `table` whose `column` (its time) is before `cutoff`, a day
+/// at a time from the oldest.
+async fn delete_before(
+    db: &DatabaseConnection,
+    table: &str,
+    column: &str,
+    cutoff: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let backend = db.get_database_backend();
     let p = placeholders(backend);
-    let (bucket, class) = (
-        iptrack_migration::request_rollup::minute_sql(backend, "\"timestamp\""),
-        iptrack_entity::query::status_class::case_sql("status"),
+    loop {
+        let oldest: Option<DateTime<Utc>> = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT MIN({column}) AS oldest FROM {table}"),
+            ))
+            .await
+            .with_context(|| format!("cannot find the oldest row of {table}"))?
+            .and_then(|row| row.try_get::<Option<DateTime<Utc>>>("", "oldest").ok())
+            .flatten();
+        let Some(oldest) = oldest.filter(|oldest| *oldest < cutoff) else {
+            return Ok(());
+        };
+        let end = (oldest + Duration::days(1)).min(cutoff);
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!("DELETE FROM {table} WHERE {column} < {}", p[0]),
+            [end.into()],
+        ))
+        .await
+        .with_context(|| format!("cannot delete old rows of {table}"))?;
+    }
+}
+
+/// A rollup table, by its time grain.
+#[derive(Debug, Clone, Copy)]
+enum Rollup {
+    Minute,
+    Hour,
+}
+
+/// Counts the rollup `level` of `[from, to)` (one minute or hour) again from its rows.
+async fn recount(
+    db: &DatabaseConnection,
+    level: Rollup,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let p = placeholders(backend);
+    let [minutes, hours] = iptrack_migration::request_rollup::count_rows_sql(
+        backend,
+        &format!("\"timestamp\" >= {} AND \"timestamp\" < {}", p[0], p[1]),
     );
+    let (table, column, count) = match level {
+        Rollup::Minute => ("request_rollup_minute", "minute", minutes),
+        Rollup::Hour => ("request_rollup_hour", "hour_start", hours),
+    };
+    let range: [Value; 2] = [from.into(), to.into()];
     let txn = db.begin().await.context("cannot begin a transaction")?;
-    let range: [Value; 2] = [minute.into(), (minute + Duration::minutes(1)).into()];
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
-            "DELETE FROM request_rollup WHERE minute >= {} AND minute < {}",
+            "DELETE FROM {table} WHERE {column} >= {} AND {column} < {}",
             p[0], p[1]
         ),
         range.clone(),
     ))
     .await
-    .context("cannot delete the cutoff's rollup minute")?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "INSERT INTO request_rollup (minute, status_class, country_code, country, requests) \
-             SELECT {bucket}, {class}, country_code, MAX(country), COUNT(*) FROM request_log \
-             WHERE \"timestamp\" >= {} AND \"timestamp\" < {} \
-             GROUP BY {bucket}, {class}, country_code",
-            p[0], p[1]
-        ),
-        range,
-    ))
-    .await
-    .context("cannot count the cutoff's rollup minute again")?;
+    .with_context(|| format!("cannot delete the cutoff's rows of {table}"))?;
+    txn.execute_raw(Statement::from_sql_and_values(backend, count, range))
+        .await
+        .with_context(|| format!("cannot count the cutoff's rows of {table} again"))?;
     txn.commit().await.context("cannot commit")?;
     Ok(())
 }

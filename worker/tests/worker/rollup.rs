@@ -1,7 +1,8 @@
-//! The dashboard's pre-aggregates: `request_rollup` equals a GROUP BY over `request_log`
-//! through ingest (batches delivered again included), geolocation fills and purges; and an
-//! hour summary made stale by a late row sends its hour back to raw rows, so the figures
-//! stay exact, until the job summarizes the hour again.
+//! The dashboard's pre-aggregates: `request_rollup_minute` and `request_rollup_hour` equal
+//! GROUP BYs over `request_log` through ingest (batches delivered again included),
+//! geolocation fills and purges; ranges with partial hours read exact counts either way;
+//! and an hour summary made stale by a late row sends its hour back to raw rows, so the
+//! figures stay exact, until the job summarizes the hour again.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -13,7 +14,7 @@ use iptrack_core::{
 use iptrack_entity::query::{
     countries, stats, status_class::case_sql, summaries::Coverage, timeline::Timeline,
 };
-use iptrack_migration::request_rollup::minute_sql;
+use iptrack_migration::request_rollup::{hour_sql, minute_sql};
 use iptrack_tests::{TestDb, both_backends};
 use iptrack_worker::{
     geo::Location,
@@ -29,44 +30,74 @@ use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
 use crate::batch;
 
 #[derive(Debug, PartialEq, Eq, FromQueryResult)]
-struct Group {
+struct MinuteGroup {
     minute: DateTime<Utc>,
+    class: i64,
+    requests: i64,
+}
+
+#[derive(Debug, PartialEq, Eq, FromQueryResult)]
+struct HourGroup {
+    hour_start: DateTime<Utc>,
     class: i64,
     country_code: String,
     country: String,
     requests: i64,
 }
 
-/// The rollup, and the same grouping over the rows, in one order.
-async fn rollup_and_raw(conn: &DatabaseConnection) -> (Vec<Group>, Vec<Group>) {
+/// Both rollups, and the same groupings over the rows, in one order.
+async fn rollup_and_raw(
+    conn: &DatabaseConnection,
+) -> (
+    (Vec<MinuteGroup>, Vec<HourGroup>),
+    (Vec<MinuteGroup>, Vec<HourGroup>),
+) {
     let backend = conn.get_database_backend();
-    let rollup = Group::find_by_statement(Statement::from_string(
-        backend,
-        "SELECT minute, status_class AS class, country_code, country, requests \
-         FROM request_rollup ORDER BY 1, 2, 3",
+    let query = |sql: String| Statement::from_string(backend, sql);
+    let (minute, hour, class) = (
+        minute_sql(backend, "\"timestamp\""),
+        hour_sql(backend, "\"timestamp\""),
+        case_sql("status"),
+    );
+    let minutes = MinuteGroup::find_by_statement(query(
+        "SELECT minute, status_class AS class, requests FROM request_rollup_minute \
+         ORDER BY 1, 2"
+            .into(),
     ))
     .all(conn)
     .await
     .unwrap();
-    let (minute, class) = (minute_sql(backend, "\"timestamp\""), case_sql("status"));
-    let raw = Group::find_by_statement(Statement::from_string(
-        backend,
-        format!(
-            "SELECT {minute} AS minute, {class} AS class, country_code, MAX(country) AS country, \
-             COUNT(*) AS requests FROM request_log \
-             GROUP BY {minute}, {class}, country_code ORDER BY 1, 2, 3"
-        ),
+    let hours = HourGroup::find_by_statement(query(
+        "SELECT hour_start, status_class AS class, country_code, country, requests \
+         FROM request_rollup_hour ORDER BY 1, 2, 3"
+            .into(),
     ))
     .all(conn)
     .await
     .unwrap();
-    (rollup, raw)
+    let raw_minutes = MinuteGroup::find_by_statement(query(format!(
+        "SELECT {minute} AS minute, {class} AS class, COUNT(*) AS requests FROM request_log \
+         GROUP BY {minute}, {class} ORDER BY 1, 2"
+    )))
+    .all(conn)
+    .await
+    .unwrap();
+    let raw_hours = HourGroup::find_by_statement(query(format!(
+        "SELECT {hour} AS hour_start, {class} AS class, country_code, \
+         MAX(country) AS country, COUNT(*) AS requests FROM request_log \
+         GROUP BY {hour}, {class}, country_code ORDER BY 1, 2, 3"
+    )))
+    .all(conn)
+    .await
+    .unwrap();
+    ((minutes, hours), (raw_minutes, raw_hours))
 }
 
 async fn assert_rollup_is_raw(conn: &DatabaseConnection, step: &str) {
     let (rollup, raw) = rollup_and_raw(conn).await;
-    assert!(!raw.is_empty(), "{step}: no rows");
-    assert_eq!(rollup, raw, "{step}");
+    assert!(!raw.0.is_empty(), "{step}: no rows");
+    assert_eq!(rollup.0, raw.0, "{step}: request_rollup_minute");
+    assert_eq!(rollup.1, raw.1, "{step}: request_rollup_hour");
 }
 
 fn event(ip: &str, at: DateTime<Utc>, status: u16, path: &str) -> LogEvent {
@@ -190,16 +221,17 @@ both_backends!(
         )
         .await
         .unwrap();
-        let (rollup, _) = rollup_and_raw(&conn).await;
+        let ((_, hours), _) = rollup_and_raw(&conn).await;
         assert!(
-            rollup
+            hours
                 .iter()
                 .all(|g| !g.country_code.is_empty() || g.requests > 0),
             "no rollup row is left at zero"
         );
         assert_rollup_is_raw(&conn, "after the second fill").await;
 
-        // Purged up to the middle of a minute: that minute is counted again from its rows.
+        // Purged up to the middle of a minute: that minute, and its hour, are counted again
+        // from their rows.
         let cutoff = start + Duration::seconds(60) + Duration::seconds(25);
         purge(
             &conn,
@@ -276,6 +308,27 @@ both_backends!(
             [("GB".to_owned(), 7, 1), ("US".to_owned(), 5, 1)]
         );
         assert_eq!(by_country.unlocated_requests, 7);
+        // Most of a past hour: read as the hour's rollup less the rows at both ends. A
+        // minute of it: read from its rows. Both exact.
+        for ((from, to), expected, unlocated) in [
+            ((5, 55), [("GB", 6), ("US", 4)], 2),
+            ((0, 1), [("GB", 1), ("US", 1)], 1),
+        ] {
+            let part = countries::countries(
+                &conn,
+                hour + Duration::minutes(from),
+                hour + Duration::minutes(to),
+            )
+            .await
+            .unwrap();
+            let requests: Vec<(&str, i64)> = part
+                .countries
+                .iter()
+                .map(|c| (c.country_code.as_str(), c.requests))
+                .collect();
+            assert_eq!(requests, expected, "{from}-{to} min");
+            assert_eq!(part.unlocated_requests, unlocated, "{from}-{to} min");
+        }
 
         // A late row in the summarized hour, from a new address: the hour is read raw.
         ingest(
