@@ -190,3 +190,30 @@ pub fn read_response(
         .ok_or_else(|| invalid("no status line"))?;
     Ok((status, closing))
 }
+
+/// Waits until `log_batch` holds `total` batches (every queued batch written), polling
+/// every 10 ms; panics after `limit`. Returns how many were written at the first poll
+/// that found any, and when that was: rates are taken from there, so a worker's start-up
+/// is not counted.
+#[allow(clippy::expect_used)] // A benchmark stops when ingest stalls.
+pub async fn wait_for_batches(
+    db: &iptrack_tests::TestDb,
+    conn: &sea_orm::DatabaseConnection,
+    total: i64,
+    limit: std::time::Duration,
+) -> (i64, std::time::Instant) {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut first = None;
+    loop {
+        let done = db.count(conn, "log_batch").await;
+        if first.is_none() && done > 0 {
+            first = Some((done, Instant::now()));
+        }
+        if done >= total {
+            return first.expect("batches were written");
+        }
+        assert!(started.elapsed() < limit, "ingest stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -23,12 +23,12 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::Utc;
 use clap::Parser;
-use iptrack_bench::XorShift;
+use iptrack_bench::{XorShift, wait_for_batches};
 use iptrack_core::{
     jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
     queue::{self, JobQueue},
@@ -208,22 +208,7 @@ async fn run(
         .map(|_| Service::start("iptrack-worker", &[], &env))
         .collect();
     let total = batches.len() as i64;
-    let (mut first, mut first_at) = (None, Instant::now());
-    let started = Instant::now();
-    loop {
-        let done = db.count(&conn, "log_batch").await;
-        if first.is_none() && done > 0 {
-            (first, first_at) = (Some(done), Instant::now());
-        }
-        if done >= total {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "ingest stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (first, first_at) = wait_for_batches(&db, &conn, total, Duration::from_secs(900)).await;
     let elapsed = first_at.elapsed().as_secs_f64();
     // Read before the workers stop: their backends exit with them.
     let worker_cpu = cpu_of(&processes.iter().map(Service::pid).collect::<Vec<_>>());
@@ -248,7 +233,7 @@ async fn run(
             relation_bytes(&conn, "log_batch").await,
         ),
     ];
-    let rows_after_first = (total - first.unwrap_or(0)) as f64 * per_batch as f64;
+    let rows_after_first = (total - first) as f64 * per_batch as f64;
     Run {
         workers,
         rows_per_sec: rows_after_first / elapsed,

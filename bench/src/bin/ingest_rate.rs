@@ -24,7 +24,7 @@ use std::{
 
 use chrono::Utc;
 use clap::Parser;
-use iptrack_bench::{XorShift, median};
+use iptrack_bench::{XorShift, median, wait_for_batches};
 use iptrack_core::{
     jobs::{LogEvent, REQUEST_LOGS_QUEUE, RequestLogBatch},
     queue::{self, JobQueue},
@@ -215,25 +215,10 @@ async fn worker_run(
     let conn = db.connect().await;
     let _worker = Service::start("iptrack-worker", &[], &env);
     let total = batches.len() as i64;
-    let (mut first, mut first_at) = (None, Instant::now());
-    let started = Instant::now();
-    loop {
-        let done = db.count(&conn, "log_batch").await;
-        if first.is_none() && done > 0 {
-            (first, first_at) = (Some(done), Instant::now());
-        }
-        if done >= total {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "ingest stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (first, first_at) = wait_for_batches(&db, &conn, total, Duration::from_secs(600)).await;
     let elapsed = first_at.elapsed().as_secs_f64();
     let rows_per_batch = batches[0].events.len() as f64;
-    let rows_after_first = (total - first.unwrap_or(0)) as f64 * rows_per_batch;
+    let rows_after_first = (total - first) as f64 * rows_per_batch;
     assert_eq!(
         db.count(&conn, "request_log").await as usize,
         batches.iter().map(|b| b.events.len()).sum::<usize>()
