@@ -277,6 +277,20 @@ both_backends!(migrations_roll_back_and_apply_again, |backend| async move {
     assert!(manager.has_table("request_log").await.unwrap());
 });
 
+/// Rolls back the migration `name` and every one after it.
+async fn down_through(conn: &sea_orm::DatabaseConnection, name: &str) {
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let position = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no migration {name}"));
+    let steps = u32::try_from(names.len() - position).unwrap();
+    Migrator::down(conn, Some(steps)).await.unwrap();
+}
+
 /// Every row of `request_log` as text, by id (the API pages by id, so ids must survive).
 async fn request_log_rows(conn: &sea_orm::DatabaseConnection) -> Vec<(i64, String)> {
     use sea_orm::ConnectionTrait;
@@ -318,10 +332,10 @@ async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
     let db = TestDb::new(iptrack_tests::Backend::Postgres).await;
     let conn = db.connect().await;
     assert!(partitions::is_partitioned(&conn).await.unwrap());
-    // Back to the plain table (000011 undone first, then 000010), filled the way a
-    // running site's is: rows over several days, far in the past and the future, and an
+    // Back to the plain table (000010 undone, and the migrations after it), filled the way
+    // a running site's is: rows over several days, far in the past and the future, and an
     // id gap (rows deleted).
-    Migrator::down(&conn, Some(2)).await.unwrap();
+    down_through(&conn, "m20261202_000010_partition_request_log").await;
     assert!(!partitions::is_partitioned(&conn).await.unwrap());
     let now = Utc::now().trunc_subsecs(6);
     let today = midnight(now.date_naive());
@@ -432,9 +446,8 @@ async fn postgres_request_log_is_partitioned_with_its_rows_and_ids_and_back() {
     let kept = request_log_rows(&conn).await;
     assert_eq!(kept.len(), before.len());
 
-    // And back (000011, then 000010): one plain table, the same rows and ids, ids still
-    // continuing.
-    Migrator::down(&conn, Some(2)).await.unwrap();
+    // And back: one plain table, the same rows and ids, ids still continuing.
+    down_through(&conn, "m20261202_000010_partition_request_log").await;
     assert!(!partitions::is_partitioned(&conn).await.unwrap());
     assert_eq!(request_log_rows(&conn).await, kept);
     assert_eq!(holder(&conn, id).await, "request_log");
@@ -533,7 +546,7 @@ both_backends!(
         }
 
         // Down: the one minute × class × country table, counted from the rows.
-        Migrator::down(&conn, Some(1)).await.unwrap();
+        down_through(&conn, "m20261202_000011_rollup_levels").await;
         assert!(!manager.has_table("request_rollup_hour").await.unwrap());
         assert!(!manager.has_table("request_rollup_minute").await.unwrap());
         assert_eq!(counts(&conn, &by_country("request_rollup")).await, expected);
@@ -566,3 +579,42 @@ both_backends!(
         );
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_counting_tables_leave_room_on_their_pages_for_updates() {
+    use iptrack_migration::request_count::{COUNTING_TABLES, FILLFACTOR};
+    use sea_orm::{FromQueryResult, Statement};
+
+    #[derive(Debug, FromQueryResult)]
+    struct Options {
+        options: String,
+    }
+    let db = TestDb::new(iptrack_tests::Backend::Postgres).await;
+    let conn = db.connect().await;
+    let options = |table: &str| {
+        Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT COALESCE(array_to_string(reloptions, ','), '') AS options \
+                 FROM pg_class WHERE relname = '{table}'"
+            ),
+        )
+    };
+    for table in COUNTING_TABLES {
+        let found = Options::find_by_statement(options(table))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.options, format!("fillfactor={FILLFACTOR}"), "{table}");
+    }
+    down_through(&conn, "m20261202_000012_count_fillfactor").await;
+    for table in COUNTING_TABLES {
+        let found = Options::find_by_statement(options(table))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.options, "fillfactor=100", "{table}");
+    }
+}

@@ -53,11 +53,14 @@ struct Args {
     postgres_only: bool,
 }
 
-/// A layout of PostgreSQL's `request_log`.
+/// A layout of PostgreSQL's `request_log` and the counting tables beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Layout {
     /// What the migrations make: partitioned by day, with a DEFAULT partition.
     Partitioned,
+    /// Partitioned, with the counting tables' pages filled whole (fillfactor 100: migration
+    /// 000012 undone).
+    PartitionedFullPages,
     /// One table (migration 000010 undone).
     Plain,
     /// Partitioned, without the `(timestamp, status)` index of migration 000008.
@@ -81,6 +84,13 @@ impl Layout {
             conn.execute_unprepared("DROP INDEX idx_request_log_timestamp_status")
                 .await
                 .unwrap();
+        }
+        if self == Self::PartitionedFullPages {
+            for table in iptrack_migration::request_count::COUNTING_TABLES {
+                conn.execute_unprepared(&format!("ALTER TABLE {table} SET (fillfactor = 100)"))
+                    .await
+                    .unwrap();
+            }
         }
     }
 }
@@ -223,7 +233,40 @@ async fn worker_run(
         db.count(&conn, "request_log").await as usize,
         batches.iter().map(|b| b.events.len()).sum::<usize>()
     );
+    if backend == Backend::Postgres {
+        print_count_updates(&conn, layout).await;
+    }
     rows_after_first / elapsed
+}
+
+/// How `request_count`'s updates went: the share written as HOT updates (same page, no
+/// new index entry) and the table's bytes per row, dead versions included.
+async fn print_count_updates(conn: &sea_orm::DatabaseConnection, layout: Option<Layout>) {
+    use sea_orm::{ConnectionTrait, Statement};
+    // The counters reach the statistics views within a second of each commit.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT n_tup_upd, n_tup_hot_upd, n_live_tup, \
+                    pg_total_relation_size('request_count') AS bytes \
+             FROM pg_stat_user_tables WHERE relname = 'request_count'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let get = |name: &str| row.try_get::<i64>("", name).unwrap_or_default();
+    let (updates, hot, live, bytes) = (
+        get("n_tup_upd"),
+        get("n_tup_hot_upd"),
+        get("n_live_tup"),
+        get("bytes"),
+    );
+    println!(
+        "  {layout:?}: request_count {updates} updates, {:.0} % HOT, {live} rows, {} B per row",
+        100.0 * hot as f64 / updates.max(1) as f64,
+        bytes / live.max(1)
+    );
 }
 
 /// `psql \copy` of the same rows into a fresh, migrated PostgreSQL database.
