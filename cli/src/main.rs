@@ -1,8 +1,5 @@
 //! `iptrack`: the operator's command. Each subcommand lives in `commands/`.
 
-// A command-line tool's results belong on stdout.
-#![allow(clippy::print_stdout)]
-
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +17,7 @@ use iptrack_core::{
 };
 
 mod commands;
+mod output;
 
 /// IP tracking for web services. Configuration comes from the environment (see README).
 #[derive(Debug, Parser)]

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::output::say;
 use anyhow::Context;
 use chrono::Utc;
 use ipnet::IpNet;
@@ -53,7 +54,7 @@ pub async fn block(
     } else {
         "updated the block of"
     };
-    println!("{verb} {} {until}", blocked.block.ip_address);
+    say!("{verb} {} {until}", blocked.block.ip_address);
     Ok(())
 }
 
@@ -62,9 +63,9 @@ pub async fn unblock(settings: &Settings, target: IpNet) -> anyhow::Result<()> {
     let unblocked = service(settings).await?.unblock(target).await?;
     if unblocked.removed {
         warn_if_unannounced(settings, unblocked.notice);
-        println!("unblocked {address}");
+        say!("unblocked {address}");
     } else {
-        println!("{address} is not blocked");
+        say!("{address} is not blocked");
     }
     Ok(())
 }
@@ -75,13 +76,13 @@ pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> an
         .await
         .context("cannot read blocked_ip")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&blocks)?);
+        say!("{}", serde_json::to_string_pretty(&blocks)?);
         return Ok(());
     }
     if blocks.is_empty() {
         match source {
-            Some(source) => println!("nothing is blocked by {source}"),
-            None => println!("nothing is blocked"),
+            Some(source) => say!("nothing is blocked by {source}"),
+            None => say!("nothing is blocked"),
         }
         return Ok(());
     }
@@ -106,7 +107,7 @@ pub async fn list(settings: &Settings, source: Option<String>, json: bool) -> an
                 .unwrap_or_else(|| "never".to_owned()),
         ]);
     }
-    println!("{table}");
+    say!("{table}");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `iptrack flag-suspicious`: enqueue a flag-suspicious-ips job now, outside the schedule.
 
+use crate::output::say;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use iptrack_core::{
@@ -26,7 +27,7 @@ pub async fn run(settings: &Settings, window_end: Option<DateTime<Utc>>) -> anyh
         ),
     );
     jobs.push(&[job]).await.context("cannot reach Redis")?;
-    println!(
+    say!(
         "enqueued flag-suspicious-ips for [{}, {})",
         job.window_start.to_rfc3339(),
         job.window_end.to_rfc3339()

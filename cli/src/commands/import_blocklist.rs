@@ -11,6 +11,7 @@
 
 use std::io::Read;
 
+use crate::output::say;
 use iptrack_core::{
     Settings,
     blocklist::{
@@ -83,7 +84,7 @@ pub async fn run(
     if imported.added + imported.withdrawn > 0 {
         super::block::warn_if_unannounced(settings, imported.notice);
     }
-    println!(
+    say!(
         "feed {feed} from {origin}: {} entries; {} added, {} withdrawn, {} unchanged, {} kept (blocked by another source), {} skipped (safelisted)",
         imported.entries,
         imported.added,

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::output::say;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use iptrack_core::Settings;
@@ -92,11 +93,11 @@ pub async fn run(settings: &Settings, args: LogsArgs) -> anyhow::Result<()> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        say!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no requests logged");
+        say!("no requests logged");
         return Ok(());
     }
     let mut table = super::table(&[
@@ -117,6 +118,6 @@ pub async fn run(settings: &Settings, args: LogsArgs) -> anyhow::Result<()> {
             row.country_code,
         ]);
     }
-    println!("{table}");
+    say!("{table}");
     Ok(())
 }

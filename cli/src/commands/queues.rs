@@ -1,6 +1,7 @@
 //! `iptrack queues`: what each queue holds and which workers serve it, read from Redis the
 //! way the redis-cli commands in README.md read it (see `iptrack_core::queue_stats`).
 
+use crate::output::say;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use iptrack_core::{Settings, jobs::ALL_QUEUES, queue, queue_stats::QueueStats};
@@ -11,7 +12,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
         .await
         .context("cannot read the queues from Redis (REDIS_URL)")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        say!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(());
     }
     let mut table = super::table(&["queue", "due", "scheduled", "in flight", "done", "dead"]);
@@ -25,7 +26,7 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
             q.dead.to_string(),
         ]);
     }
-    println!("{table}");
+    say!("{table}");
 
     let now = Utc::now().timestamp();
     let mut workers = super::table(&["queue", "worker", "last heartbeat (UTC)", "in flight"]);
@@ -56,9 +57,9 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
         }
     }
     if any {
-        println!("{workers}");
+        say!("{workers}");
     } else {
-        println!("no workers registered");
+        say!("no workers registered");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `iptrack suspicious`: the most recently active flags (incidents).
 
+use crate::output::say;
 use anyhow::Context;
 use iptrack_core::Settings;
 use iptrack_entity::suspicious_ip;
@@ -15,11 +16,11 @@ pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<
         .await
         .context("cannot read suspicious_ip")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&flags)?);
+        say!("{}", serde_json::to_string_pretty(&flags)?);
         return Ok(());
     }
     if flags.is_empty() {
-        println!("no suspicious addresses flagged");
+        say!("no suspicious addresses flagged");
         return Ok(());
     }
     let mut table = super::table(&[
@@ -40,6 +41,6 @@ pub async fn run(settings: &Settings, limit: u64, json: bool) -> anyhow::Result<
             flag.reason,
         ]);
     }
-    println!("{table}");
+    say!("{table}");
     Ok(())
 }

@@ -165,3 +165,25 @@ async fn queues_says_plainly_when_nothing_is_there_and_refuses_bad_flags() {
     assert_eq!(code, 2);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    // `iptrack queues | head -1`, `iptrack logs | less` quit early: the pipe's reading end
+    // is closed before the command writes (here, before it starts, so every write fails).
+    let (db, redis) = (TestDb::new(Backend::Sqlite).await, TestRedis::new());
+    let stack = Stack::new(&db, &redis);
+    for args in [&["queues"][..], &["logs"], &["suspicious"], &["blocked"]] {
+        let (reader, writer) = std::io::pipe().expect("cannot make a pipe");
+        drop(reader);
+        let output = Command::new(iptrack_tests::process::binary("iptrack"))
+            .args(args)
+            .env_clear()
+            .envs(&stack.env)
+            .stdout(writer)
+            .output()
+            .expect("cannot run iptrack");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
