@@ -1,5 +1,6 @@
-//! Requests per hour, address and path section, kept exactly by the request-log job in each
-//! batch's transaction, read by the hourly flag job (schema and the SQL that fills it:
+//! Requests per hour, address and path section (in up to `SHARDS` rows each, summed by
+//! readers), kept exactly by the request-log job in each batch's transaction, read by the
+//! hourly flag job (schema and the SQL that fills it:
 //! `iptrack_migration::request_count`).
 
 use sea_orm::entity::prelude::*;
@@ -15,6 +16,11 @@ pub struct Model {
     /// The path up to its second `/` (`/admin/users` → `/admin`; `/` → `/`).
     #[sea_orm(primary_key, auto_increment = false)]
     pub section: String,
+    /// Which of the key's count rows: a batch adds to the one its batch id picks, so
+    /// concurrent batches rarely wait on each other's rows. A key's counts are the sum over
+    /// its shards (migration `m20261202_000012_request_count_shards`).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub shard: i16,
     pub requests: i64,
     pub first_seen: DateTimeUtc,
     pub last_seen: DateTimeUtc,

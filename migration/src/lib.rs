@@ -15,16 +15,16 @@ mod m20261201_000008_dashboard_indexes;
 mod m20261202_000009_request_rollup;
 mod m20261202_000010_partition_request_log;
 mod m20261202_000011_rollup_levels;
-mod m20261202_000012_count_fillfactor;
+mod m20261202_000012_request_count_shards;
 pub mod request_log_partitions;
 
 /// The SQL that builds `request_count`, shared with the request-log job that keeps it and
 /// the benchmarks that fill `request_log` directly.
 pub mod request_count {
-    pub use crate::m20261201_000007_request_count::{
-        backfill, greatest, hour_sql, least, section_sql,
+    pub use crate::{
+        m20261201_000007_request_count::{greatest, hour_sql, least, section_sql},
+        m20261202_000012_request_count_shards::{SHARDS, backfill, upsert_sql},
     };
-    pub use crate::m20261202_000012_count_fillfactor::{COUNTING_TABLES, FILLFACTOR};
 }
 
 /// The SQL that builds `request_rollup_minute` and `request_rollup_hour`, shared with the
@@ -55,7 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_request_rollup::Migration),
             Box::new(m20261202_000010_partition_request_log::Migration),
             Box::new(m20261202_000011_rollup_levels::Migration),
-            Box::new(m20261202_000012_count_fillfactor::Migration),
+            Box::new(m20261202_000012_request_count_shards::Migration),
         ]
     }
 }

@@ -81,8 +81,9 @@ pub fn section_sql(backend: DbBackend, column: &str) -> String {
     )
 }
 
-/// Counts every row of `request_log` into `request_count` (adding to what is there). The
-/// migration runs it once; benchmarks that fill `request_log` with SQL run it after.
+/// Counts every row of `request_log` into `request_count` (adding to what is there), as
+/// the table was keyed then: this migration runs it once. Since migration 000012 the
+/// sharded key's `backfill` (`iptrack_migration::request_count`) is the one to use.
 pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let (hour, section) = (

@@ -580,41 +580,69 @@ both_backends!(
     }
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_counting_tables_leave_room_on_their_pages_for_updates() {
-    use iptrack_migration::request_count::{COUNTING_TABLES, FILLFACTOR};
-    use sea_orm::{FromQueryResult, Statement};
+both_backends!(
+    request_count_gets_shards_and_gives_them_back_with_its_counts,
+    |backend| async move {
+        use chrono::{Duration, DurationRound, TimeDelta};
+        use iptrack_entity::request_count;
+        use sea_orm::QueryOrder;
 
-    #[derive(Debug, FromQueryResult)]
-    struct Options {
-        options: String,
-    }
-    let db = TestDb::new(iptrack_tests::Backend::Postgres).await;
-    let conn = db.connect().await;
-    let options = |table: &str| {
-        Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            format!(
-                "SELECT COALESCE(array_to_string(reloptions, ','), '') AS options \
-                 FROM pg_class WHERE relname = '{table}'"
-            ),
-        )
-    };
-    for table in COUNTING_TABLES {
-        let found = Options::find_by_statement(options(table))
-            .one(&conn)
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        let manager = SchemaManager::new(&conn);
+        let hour = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
+        // One key counted in three shards (three batches), another in one.
+        for (ip, shard, requests, minute, path) in [
+            ("198.51.100.1", 0, 5, 10, "/b"),
+            ("198.51.100.1", 3, 2, 5, "/a"),
+            ("198.51.100.1", 15, 1, 50, "/c"),
+            ("198.51.100.2", 7, 4, 20, "/d"),
+        ] {
+            let at = hour + Duration::minutes(minute);
+            request_count::Entity::insert(request_count::ActiveModel {
+                hour_start: Set(hour),
+                ip_address: Set(ip.into()),
+                section: Set("/".into()),
+                shard: Set(shard),
+                requests: Set(requests),
+                first_seen: Set(at),
+                last_seen: Set(at),
+                min_path: Set(path.into()),
+            })
+            .exec_without_returning(&conn)
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(found.options, format!("fillfactor={FILLFACTOR}"), "{table}");
-    }
-    down_through(&conn, "m20261202_000012_count_fillfactor").await;
-    for table in COUNTING_TABLES {
-        let found = Options::find_by_statement(options(table))
-            .one(&conn)
+        }
+
+        // Down: one row per key, the shards' counts merged; no shard column.
+        down_through(&conn, "m20261202_000012_request_count_shards").await;
+        assert!(!manager.has_column("request_count", "shard").await.unwrap());
+        // Up: the same rows, as shard 0.
+        Migrator::up(&conn, None).await.unwrap();
+        let rows = request_count::Entity::find()
+            .order_by_asc(request_count::Column::IpAddress)
+            .all(&conn)
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(found.options, "fillfactor=100", "{table}");
+        let shown: Vec<(&str, i16, i64, i64, i64, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.ip_address.as_str(),
+                    r.shard,
+                    r.requests,
+                    (r.first_seen - hour).num_minutes(),
+                    (r.last_seen - hour).num_minutes(),
+                    r.min_path.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("198.51.100.1", 0, 8, 5, 50, "/a"),
+                ("198.51.100.2", 0, 4, 20, 20, "/d"),
+            ]
+        );
     }
-}
+);

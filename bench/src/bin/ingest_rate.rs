@@ -9,6 +9,8 @@
 //! On PostgreSQL the worker can write into other layouts of `request_log` in the same run
 //! (`--layouts`): the partitioned table the migrations make, the plain table from before
 //! migration 000010, and either without migration 000008's `(timestamp, status)` index.
+//! Each PostgreSQL run also prints how `request_count`'s upserts went: the updates, the
+//! share of them PostgreSQL wrote on the same page (HOT), and the table's bytes per row.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo run --release -p iptrack-bench --bin ingest_rate`
 
@@ -53,14 +55,11 @@ struct Args {
     postgres_only: bool,
 }
 
-/// A layout of PostgreSQL's `request_log` and the counting tables beside it.
+/// A layout of PostgreSQL's `request_log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Layout {
     /// What the migrations make: partitioned by day, with a DEFAULT partition.
     Partitioned,
-    /// Partitioned, with the counting tables' pages filled whole (fillfactor 100: migration
-    /// 000012 undone).
-    PartitionedFullPages,
     /// One table (migration 000010 undone).
     Plain,
     /// Partitioned, without the `(timestamp, status)` index of migration 000008.
@@ -84,13 +83,6 @@ impl Layout {
             conn.execute_unprepared("DROP INDEX idx_request_log_timestamp_status")
                 .await
                 .unwrap();
-        }
-        if self == Self::PartitionedFullPages {
-            for table in iptrack_migration::request_count::COUNTING_TABLES {
-                conn.execute_unprepared(&format!("ALTER TABLE {table} SET (fillfactor = 100)"))
-                    .await
-                    .unwrap();
-            }
         }
     }
 }

@@ -14,7 +14,8 @@
 //! countries views read instead of every request of their range:
 //! both exact, and idempotent for the same reason as the rows. Their upserts go in key
 //! order, so two batches touching the same counts lock them in the same order and never
-//! deadlock.
+//! deadlock; a batch's `request_count` rows are those of its shard ([`batch_shard`]), so
+//! concurrent batches seldom touch the same ones at all.
 //!
 //! With geolocation on, the job never waits on a provider before its rows are stored
 //! (docs/ARCHITECTURE.md, "Geolocation"):
@@ -46,10 +47,7 @@ use iptrack_core::{
     },
 };
 use iptrack_entity::{log_batch, query::status_class::StatusClass, request_log};
-use iptrack_migration::{
-    request_count::{greatest, least},
-    request_rollup,
-};
+use iptrack_migration::{request_count, request_rollup};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
@@ -68,7 +66,7 @@ use crate::{
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
 /// parameters; larger batches are written in several statements of one transaction.
 const ROWS_PER_STATEMENT: usize = 2_500;
-/// `request_count` rows per upsert (SQLite): 7 columns × 4,000 stays under the same limit.
+/// `request_count` rows per upsert (SQLite): 8 columns × 4,000 stays under the same limit.
 const COUNTS_PER_STATEMENT: usize = 4_000;
 /// Rollup rows per upsert (SQLite): 5 columns × 6,000 stays under the same limit.
 const ROLLUP_PER_STATEMENT: usize = 6_000;
@@ -180,7 +178,7 @@ pub async fn ingest_located(
         return Ok(Ingested::AlreadyWritten);
     }
     let rows = insert_many(&txn, &batch.events, located).await?;
-    add_counts(&txn, &batch.events).await?;
+    add_counts(&txn, &count_events(batch)?).await?;
     add_rollup(
         &txn,
         &rollup_events(DbBackend::Sqlite, &batch.events, located)?,
@@ -225,7 +223,7 @@ async fn ingest_postgres(
         return Ok(Ingested::AlreadyWritten);
     }
     let rows = copy_rows(&mut txn, &batch.events, located).await?;
-    upsert_counts_postgres(&mut txn, &count_events(&batch.events)?).await?;
+    upsert_counts_postgres(&mut txn, &count_events(batch)?).await?;
     upsert_rollup_postgres(
         &mut txn,
         &rollup_events(DbBackend::Postgres, &batch.events, located)?,
@@ -307,7 +305,7 @@ async fn copy_rows(
 }
 
 /// Adds a batch's counts to `request_count` (PostgreSQL): one upsert of one array per
-/// column, in key order.
+/// column, in key order (one shard: the batch's).
 async fn upsert_counts_postgres(
     txn: &mut PgConnection,
     counts: &[(CountKey<'_>, Count)],
@@ -323,24 +321,26 @@ async fn upsert_counts_postgres(
         Vec::with_capacity(counts.len()),
         Vec::with_capacity(counts.len()),
         Vec::with_capacity(counts.len()),
+        Vec::with_capacity(counts.len()),
     );
-    for ((hour, ip, section), count) in counts {
+    for ((hour, ip, section, shard), count) in counts {
         columns.0.push(*hour);
         columns.1.push(ip.as_str());
         columns.2.push(*section);
-        columns.3.push(count.requests);
-        columns.4.push(count.first_seen);
-        columns.5.push(count.last_seen);
-        columns.6.push(count.min_path.as_str());
+        columns.3.push(*shard);
+        columns.4.push(count.requests);
+        columns.5.push(count.first_seen);
+        columns.6.push(count.last_seen);
+        columns.7.push(count.min_path.as_str());
     }
     // Built from constants only: no value reaches the text.
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO request_count \
-         (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
-         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int8[], \
-                              $5::timestamptz[], $6::timestamptz[], $7::text[]) \
-         ORDER BY 1, 2, 3 {}",
-        upsert_counts(DbBackend::Postgres)
+         (hour_start, ip_address, section, shard, requests, first_seen, last_seen, min_path) \
+         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], \
+                              $5::int8[], $6::timestamptz[], $7::timestamptz[], $8::text[]) \
+         ORDER BY 1, 2, 3, 4 {}",
+        request_count::upsert_sql(DbBackend::Postgres)
     )))
     .bind(columns.0)
     .bind(columns.1)
@@ -349,22 +349,11 @@ async fn upsert_counts_postgres(
     .bind(columns.4)
     .bind(columns.5)
     .bind(columns.6)
+    .bind(columns.7)
     .execute(&mut *txn)
     .await
     .context("cannot add to request_count")?;
     Ok(())
-}
-
-/// `ON CONFLICT … DO UPDATE` adding new counts to stored ones.
-fn upsert_counts(backend: DbBackend) -> String {
-    let (least, greatest) = (least(backend), greatest(backend));
-    format!(
-        "ON CONFLICT (hour_start, ip_address, section) DO UPDATE SET \
-         requests = request_count.requests + excluded.requests, \
-         first_seen = {least}(request_count.first_seen, excluded.first_seen), \
-         last_seen = {greatest}(request_count.last_seen, excluded.last_seen), \
-         min_path = {least}(request_count.min_path, excluded.min_path)"
-    )
 }
 
 /// The section of a stored path, `request_count`'s key: the path up to, not including, its
@@ -387,21 +376,30 @@ struct Count {
     min_path: String,
 }
 
-/// `request_count`'s key: hour, address, path section.
-type CountKey<'a> = (DateTime<Utc>, String, &'a str);
+/// `request_count`'s key: hour, address, path section, shard.
+type CountKey<'a> = (DateTime<Utc>, String, &'a str, i16);
+
+/// The `request_count` shard a batch adds to: its id's last bits (random in a v7 UUID), so
+/// concurrent batches mostly write different rows (see `request_count::SHARDS`), and a
+/// batch delivered again picks the same one.
+pub fn batch_shard(batch: &RequestLogBatch) -> i16 {
+    let shards = u128::from(request_count::SHARDS.unsigned_abs());
+    i16::try_from(batch.batch_id.as_u128() % shards).unwrap_or_default()
+}
 
 /// A batch's counts, in key order, for both databases. The smallest path is the smallest
 /// by bytes, as Rust, SQLite and PostgreSQL's `C` and `C.UTF-8` collations compare text
 /// (paths are stored canonical, ASCII, so other collations differ at most on case and
 /// punctuation of this example path, never on the counts).
-fn count_events(events: &[LogEvent]) -> anyhow::Result<Vec<(CountKey<'_>, Count)>> {
+fn count_events(batch: &RequestLogBatch) -> anyhow::Result<Vec<(CountKey<'_>, Count)>> {
+    let shard = batch_shard(batch);
     let mut counts: BTreeMap<CountKey<'_>, Count> = BTreeMap::new();
-    for event in events {
+    for event in &batch.events {
         let hour = event
             .timestamp
             .duration_trunc(TimeDelta::hours(1))
             .context("an event's time has no hour")?;
-        let key = (hour, event.ip.to_string(), path_section(&event.path));
+        let key = (hour, event.ip.to_string(), path_section(&event.path), shard);
         let count = counts.entry(key).or_insert_with(|| Count {
             requests: 0,
             first_seen: event.timestamp,
@@ -418,31 +416,32 @@ fn count_events(events: &[LogEvent]) -> anyhow::Result<Vec<(CountKey<'_>, Count)
     Ok(counts.into_iter().collect())
 }
 
-/// Adds `events` to `request_count` (SQLite): counted here, in key order, then upserted in
-/// multi-row statements.
-async fn add_counts(txn: &DatabaseTransaction, events: &[LogEvent]) -> anyhow::Result<()> {
-    let counts = count_events(events)?;
+/// Adds a batch's counts to `request_count` (SQLite), in key order, in multi-row upserts.
+async fn add_counts(
+    txn: &DatabaseTransaction,
+    counts: &[(CountKey<'_>, Count)],
+) -> anyhow::Result<()> {
     for chunk in counts.chunks(COUNTS_PER_STATEMENT) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
-        for ((hour, ip, section), count) in chunk {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
+        for ((hour, ip, section, shard), count) in chunk {
             values.extend([
                 Value::from(*hour),
                 Value::from(ip.clone()),
                 Value::from((*section).to_owned()),
+                Value::from(*shard),
                 Value::from(count.requests),
                 Value::from(count.first_seen),
                 Value::from(count.last_seen),
                 Value::from(count.min_path.clone()),
             ]);
         }
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             format!(
-                "INSERT INTO request_count \
-                 (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
-                 VALUES {rows} {}",
-                upsert_counts(DbBackend::Sqlite)
+                "INSERT INTO request_count (hour_start, ip_address, section, shard, requests, \
+                 first_seen, last_seen, min_path) VALUES {rows} {}",
+                request_count::upsert_sql(DbBackend::Sqlite)
             ),
             values,
         ))

@@ -166,6 +166,7 @@ async fn stored_counts(conn: &DatabaseConnection) -> Vec<request_count::Model> {
         .order_by_asc(request_count::Column::HourStart)
         .order_by_asc(request_count::Column::IpAddress)
         .order_by_asc(request_count::Column::Section)
+        .order_by_asc(request_count::Column::Shard)
         .all(conn)
         .await
         .unwrap()
@@ -322,3 +323,38 @@ async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_o
         );
     }
 }
+
+both_backends!(
+    a_busy_address_is_counted_across_shards_and_sums_exactly,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let conn = db.connect().await;
+        // 32 batches of one address and section in one hour: each adds to its own shard.
+        let batches: Vec<RequestLogBatch> =
+            (0..32).map(|_| batch("busy", 5, "198.51.100.77")).collect();
+        for batch in &batches {
+            assert_eq!(ingest(&conn, batch).await.unwrap(), Ingested::Rows(5));
+        }
+        let counts = stored_counts(&conn).await;
+        let shards: std::collections::BTreeSet<i16> = counts.iter().map(|c| c.shard).collect();
+        assert!(shards.len() > 1, "one shard for 32 batches: {shards:?}");
+        assert!(
+            shards
+                .iter()
+                .all(|s| (0..iptrack_migration::request_count::SHARDS).contains(s))
+        );
+        for batch in &batches {
+            let shard = request_logs::batch_shard(batch);
+            assert!(shards.contains(&shard));
+        }
+        assert_eq!(counts.iter().map(|c| c.requests).sum::<i64>(), 160);
+        // Delivered again: each batch finds its id and adds nothing to any shard.
+        for batch in &batches {
+            assert_eq!(
+                ingest(&conn, batch).await.unwrap(),
+                Ingested::AlreadyWritten
+            );
+        }
+        assert_eq!(stored_counts(&conn).await, counts);
+    }
+);
