@@ -53,6 +53,16 @@ struct Args {
     /// PostgreSQL only (no SQLite runs).
     #[arg(long)]
     postgres_only: bool,
+    /// A setting for the worker process, `NAME=VALUE` (repeatable), e.g.
+    /// `IPTRACK_WORKER_POLL_MS=10`; the worker's environment is otherwise the bench's own.
+    #[arg(long = "worker-env", value_parser = parse_setting)]
+    worker_env: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
 /// A layout of PostgreSQL's `request_log`.
@@ -112,8 +122,7 @@ async fn main() {
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); args.layouts.len()];
             for _ in 0..args.runs {
                 for (layout, rates) in args.layouts.iter().zip(&mut rates) {
-                    rates
-                        .push(worker_run(backend, &batches, args.concurrency, Some(*layout)).await);
+                    rates.push(worker_run(backend, &batches, &args, Some(*layout)).await);
                 }
             }
             for (layout, rates) in args.layouts.iter().zip(rates) {
@@ -122,7 +131,7 @@ async fn main() {
         } else {
             let mut rates: Vec<f64> = Vec::new();
             for _ in 0..args.runs {
-                rates.push(worker_run(backend, &batches, args.concurrency, None).await);
+                rates.push(worker_run(backend, &batches, &args, None).await);
             }
             results.push((format!("worker → {backend:?}").to_lowercase(), rates));
         }
@@ -177,7 +186,7 @@ fn batches(rows: usize, per_batch: usize) -> Vec<RequestLogBatch> {
 async fn worker_run(
     backend: Backend,
     batches: &[RequestLogBatch],
-    concurrency: Option<usize>,
+    args: &Args,
     layout: Option<Layout>,
 ) -> f64 {
     let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
@@ -205,9 +214,10 @@ async fn worker_run(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    if let Some(n) = concurrency {
+    if let Some(n) = args.concurrency {
         env.insert("IPTRACK_WORKER_CONCURRENCY".to_owned(), n.to_string());
     }
+    env.extend(args.worker_env.iter().cloned());
     // Geolocation off unless asked for: this measures persistence, and the DB-IP files in
     // data/ would otherwise switch it on for some runs and not others.
     env.insert(
