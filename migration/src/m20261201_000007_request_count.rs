@@ -85,6 +85,20 @@ pub fn section_sql(backend: DbBackend, column: &str) -> String {
 /// the table was keyed then: this migration runs it once. Since migration 000012 the
 /// sharded key's `backfill` (`iptrack_migration::request_count`) is the one to use.
 pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let upsert = upsert_on(
+        conn.get_database_backend(),
+        "hour_start, ip_address, section",
+    );
+    count_rows_into(conn, &upsert).await
+}
+
+/// Counts every row of `request_log` into `request_count` with one `INSERT … SELECT …
+/// GROUP BY`, adding to stored counts by `upsert` (an [`upsert_on`] clause for the table's
+/// key at the time). Columns left out (a later key's `shard`) take their default.
+pub(crate) async fn count_rows_into<C: ConnectionTrait>(
+    conn: &C,
+    upsert: &str,
+) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let (hour, section) = (
         hour_sql(backend, "\"timestamp\""),
@@ -95,17 +109,23 @@ pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
          (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
          SELECT {hour}, ip_address, {section}, COUNT(*), MIN(\"timestamp\"), \
                 MAX(\"timestamp\"), MIN(path) \
-         FROM request_log WHERE true GROUP BY {hour}, ip_address, {section} \
-         ON CONFLICT (hour_start, ip_address, section) DO UPDATE SET \
-         requests = request_count.requests + excluded.requests, \
-         first_seen = {least}(request_count.first_seen, excluded.first_seen), \
-         last_seen = {greatest}(request_count.last_seen, excluded.last_seen), \
-         min_path = {least}(request_count.min_path, excluded.min_path)",
-        least = least(backend),
-        greatest = greatest(backend),
+         FROM request_log WHERE true GROUP BY {hour}, ip_address, {section} {upsert}"
     ))
     .await
     .map(|_| ())
+}
+
+/// The `ON CONFLICT` clause that adds counts to the `request_count` row with the same `key`
+/// columns: requests add up, first and last seen widen, the smallest path stays.
+pub(crate) fn upsert_on(backend: DbBackend, key: &str) -> String {
+    let (least, greatest) = (least(backend), greatest(backend));
+    format!(
+        "ON CONFLICT ({key}) DO UPDATE SET \
+         requests = request_count.requests + excluded.requests, \
+         first_seen = {least}(request_count.first_seen, excluded.first_seen), \
+         last_seen = {greatest}(request_count.last_seen, excluded.last_seen), \
+         min_path = {least}(request_count.min_path, excluded.min_path)"
+    )
 }
 
 /// The two-argument minimum: `LEAST` on PostgreSQL, `MIN` (scalar) on SQLite.

@@ -21,7 +21,7 @@ use sea_orm_migration::{
     sea_orm::{ConnectionTrait, DbBackend},
 };
 
-use crate::m20261201_000007_request_count::{greatest, hour_sql, least, section_sql};
+use crate::m20261201_000007_request_count::{count_rows_into, upsert_on};
 
 /// Count rows per key and hour at most: a batch's shard is its batch id modulo this. Twice
 /// the default request-log slots of a PostgreSQL worker (8), so two of a worker's
@@ -122,34 +122,13 @@ async fn rebuild_sqlite(manager: &SchemaManager<'_>, sharded: bool) -> Result<()
 /// The `ON CONFLICT` clause that adds counts to a `request_count` row (the request-log
 /// job's upsert and [`backfill`]).
 pub fn upsert_sql(backend: DbBackend) -> String {
-    let (least, greatest) = (least(backend), greatest(backend));
-    format!(
-        "ON CONFLICT (hour_start, ip_address, section, shard) DO UPDATE SET \
-         requests = request_count.requests + excluded.requests, \
-         first_seen = {least}(request_count.first_seen, excluded.first_seen), \
-         last_seen = {greatest}(request_count.last_seen, excluded.last_seen), \
-         min_path = {least}(request_count.min_path, excluded.min_path)"
-    )
+    upsert_on(backend, "hour_start, ip_address, section, shard")
 }
 
 /// Counts every row of `request_log` into `request_count`'s shard 0 (adding to what is
 /// there). Benchmarks and tests that fill `request_log` with SQL run it after.
 pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    let (hour, section) = (
-        hour_sql(backend, "\"timestamp\""),
-        section_sql(backend, "path"),
-    );
-    conn.execute_unprepared(&format!(
-        "INSERT INTO request_count \
-         (hour_start, ip_address, section, shard, requests, first_seen, last_seen, min_path) \
-         SELECT {hour}, ip_address, {section}, 0, COUNT(*), MIN(\"timestamp\"), \
-                MAX(\"timestamp\"), MIN(path) \
-         FROM request_log WHERE true GROUP BY {hour}, ip_address, {section} {}",
-        upsert_sql(backend)
-    ))
-    .await
-    .map(|_| ())
+    count_rows_into(conn, &upsert_sql(conn.get_database_backend())).await
 }
 
 #[derive(DeriveIden)]
