@@ -1,6 +1,7 @@
-//! Requests per hour, address and path section (in up to `SHARDS` rows each, summed by
-//! readers), kept exactly by the request-log job in each batch's transaction, read by the
-//! hourly flag job (schema and the SQL that fills it:
+//! Requests per hour, address and path section, read by the hourly flag job. Exact: on
+//! SQLite the request-log job adds to it in each batch's transaction; on PostgreSQL the
+//! batch stores its counts in `request_count_pending` and a fold moves them here, which
+//! the flag job runs before it reads (schema and the SQL that fills it:
 //! `iptrack_migration::request_count`).
 
 use sea_orm::entity::prelude::*;
@@ -16,11 +17,6 @@ pub struct Model {
     /// The path up to its second `/` (`/admin/users` → `/admin`; `/` → `/`).
     #[sea_orm(primary_key, auto_increment = false)]
     pub section: String,
-    /// Which of the key's count rows: a batch adds to the one its batch id picks, so
-    /// concurrent batches rarely wait on each other's rows. A key's counts are the sum over
-    /// its shards (migration `m20261202_000012_request_count_shards`).
-    #[sea_orm(primary_key, auto_increment = false)]
-    pub shard: i16,
     pub requests: i64,
     pub first_seen: DateTimeUtc,
     pub last_seen: DateTimeUtc,

@@ -16,14 +16,15 @@ mod m20261202_000009_request_rollup;
 mod m20261202_000010_partition_request_log;
 mod m20261202_000011_rollup_levels;
 mod m20261202_000012_request_count_shards;
+mod m20261202_000013_request_count_pending;
 pub mod request_log_partitions;
 
-/// The SQL that builds `request_count`, shared with the request-log job that keeps it and
-/// the benchmarks that fill `request_log` directly.
+/// The SQL that builds `request_count`, shared with the request-log job and the fold that
+/// keep it and the benchmarks that fill `request_log` directly.
 pub mod request_count {
     pub use crate::{
         m20261201_000007_request_count::{greatest, hour_sql, least, section_sql},
-        m20261202_000012_request_count_shards::{SHARDS, backfill, upsert_sql},
+        m20261202_000013_request_count_pending::{backfill, fold_sql, upsert_sql},
     };
 }
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_partition_request_log::Migration),
             Box::new(m20261202_000011_rollup_levels::Migration),
             Box::new(m20261202_000012_request_count_shards::Migration),
+            Box::new(m20261202_000013_request_count_pending::Migration),
         ]
     }
 }

@@ -82,8 +82,8 @@ pub fn section_sql(backend: DbBackend, column: &str) -> String {
 }
 
 /// Counts every row of `request_log` into `request_count` (adding to what is there), as
-/// the table was keyed then: this migration runs it once. Since migration 000012 the
-/// sharded key's `backfill` (`iptrack_migration::request_count`) is the one to use.
+/// the table was keyed then: this migration runs it once. The current key's `backfill`
+/// (`iptrack_migration::request_count`) is the one to use.
 pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let upsert = upsert_on(
         conn.get_database_backend(),

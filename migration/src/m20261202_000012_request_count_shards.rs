@@ -5,13 +5,16 @@
 //! address appears in every batch), so each waited for the other's commit: PostgreSQL's
 //! most sampled wait during ingest was `Lock:transactionid`, and the request-log job
 //! scaled with its slots only up to 8 (BENCHMARKS.md, "Request logging"). A batch now adds
-//! its counts to one of [`SHARDS`] rows per key, chosen from its batch id, so two
+//! its counts to one of 16 rows per key, chosen from its batch id, so two
 //! concurrent batches meet on a row only when their shards match. Readers already sum a
 //! key's rows (the flag job groups by address over hours and sections), so they read the
 //! sum over shards unchanged.
 //!
 //! The rows already stored become shard 0. Down merges every key's shards into one row
 //! before the column goes.
+//!
+//! Migration 000013 folds counts outside the batches' transactions, one fold at a time,
+//! and runs this `down` to merge the shards away again.
 
 #![allow(elided_lifetimes_in_paths)]
 
@@ -21,18 +24,19 @@ use sea_orm_migration::{
     sea_orm::{ConnectionTrait, DbBackend},
 };
 
-use crate::m20261201_000007_request_count::{count_rows_into, upsert_on};
-
-/// Count rows per key and hour at most: a batch's shard is its batch id modulo this. Twice
-/// the default request-log slots of a PostgreSQL worker (8), so two of a worker's
-/// concurrent batches share a shard one time in 16.
-pub const SHARDS: i16 = 16;
+use crate::m20261201_000007_request_count::upsert_on;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In one transaction on SQLite too (sea-orm runs SQLite migrations without one): a
+    /// rebuild is then all or nothing, on one connection.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
         match conn.get_database_backend() {
@@ -84,8 +88,16 @@ impl MigrationTrait for Migration {
 /// Builds `request_count` again on SQLite with the shard in its key (`sharded`) or without,
 /// keeping its rows (as shard 0 when the column is new): the old table is renamed, the new
 /// one made under the name and filled from it, the old one dropped.
+///
+/// Runs in the migration's transaction (see `use_transaction`), so on one connection.
+/// That connection's copy of the schema is read afresh first: SQLite checks a name for
+/// `ALTER TABLE … RENAME` and `CREATE TABLE` against the copy it holds, and a pooled
+/// connection's copy can predate a rebuild done on another connection (000013 rebuilds
+/// right after this migration's own), making it see `request_count_old` still there.
 async fn rebuild_sqlite(manager: &SchemaManager<'_>, sharded: bool) -> Result<(), DbErr> {
     let conn = manager.get_connection();
+    conn.execute_unprepared("SELECT COUNT(*) FROM sqlite_master")
+        .await?;
     conn.execute_unprepared("ALTER TABLE request_count RENAME TO request_count_old")
         .await?;
     let mut table = Table::create();
@@ -119,16 +131,9 @@ async fn rebuild_sqlite(manager: &SchemaManager<'_>, sharded: bool) -> Result<()
     Ok(())
 }
 
-/// The `ON CONFLICT` clause that adds counts to a `request_count` row (the request-log
-/// job's upsert and [`backfill`]).
-pub fn upsert_sql(backend: DbBackend) -> String {
+/// The `ON CONFLICT` clause that adds counts to a sharded `request_count` row.
+fn upsert_sql(backend: DbBackend) -> String {
     upsert_on(backend, "hour_start, ip_address, section, shard")
-}
-
-/// Counts every row of `request_log` into `request_count`'s shard 0 (adding to what is
-/// there). Benchmarks and tests that fill `request_log` with SQL run it after.
-pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    count_rows_into(conn, &upsert_sql(conn.get_database_backend())).await
 }
 
 #[derive(DeriveIden)]

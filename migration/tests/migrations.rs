@@ -581,17 +581,41 @@ both_backends!(
 );
 
 both_backends!(
-    request_count_gets_shards_and_gives_them_back_with_its_counts,
+    request_count_shards_merge_and_pending_counts_fold_in_both_ways,
     |backend| async move {
-        use chrono::{Duration, DurationRound, TimeDelta};
+        use chrono::{DateTime, Duration};
         use iptrack_entity::request_count;
-        use sea_orm::QueryOrder;
+        use sea_orm::{ConnectionTrait, QueryOrder};
 
         let db = TestDb::new(backend).await;
         let conn = db.connect().await;
         let manager = SchemaManager::new(&conn);
-        let hour = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap();
-        // One key counted in three shards (three batches), another in one.
+        let hour: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap();
+        let shown = |rows: Vec<request_count::Model>| -> Vec<(String, i64, i64, i64, String)> {
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r.ip_address,
+                        r.requests,
+                        (r.first_seen - hour).num_minutes(),
+                        (r.last_seen - hour).num_minutes(),
+                        r.min_path,
+                    )
+                })
+                .collect()
+        };
+        let stored = || async {
+            request_count::Entity::find()
+                .order_by_asc(request_count::Column::IpAddress)
+                .all(&conn)
+                .await
+                .unwrap()
+        };
+
+        // Before 000013: one key counted in three shards (three batches), another in one.
+        down_through(&conn, "m20261202_000013_request_count_pending").await;
+        assert!(manager.has_column("request_count", "shard").await.unwrap());
+        assert!(!manager.has_table("request_count_pending").await.unwrap());
         for (ip, shard, requests, minute, path) in [
             ("198.51.100.1", 0, 5, 10, "/b"),
             ("198.51.100.1", 3, 2, 5, "/a"),
@@ -599,50 +623,72 @@ both_backends!(
             ("198.51.100.2", 7, 4, 20, "/d"),
         ] {
             let at = hour + Duration::minutes(minute);
-            request_count::Entity::insert(request_count::ActiveModel {
-                hour_start: Set(hour),
-                ip_address: Set(ip.into()),
-                section: Set("/".into()),
-                shard: Set(shard),
-                requests: Set(requests),
-                first_seen: Set(at),
-                last_seen: Set(at),
-                min_path: Set(path.into()),
-            })
-            .exec_without_returning(&conn)
+            let marks = match conn.get_database_backend() {
+                sea_orm::DbBackend::Postgres => "$1, $2, $3, $4, $5, $6, $7, $8",
+                _ => "?, ?, ?, ?, ?, ?, ?, ?",
+            };
+            conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                format!(
+                    "INSERT INTO request_count (hour_start, ip_address, section, shard, \
+                     requests, first_seen, last_seen, min_path) VALUES ({marks})"
+                ),
+                [
+                    hour.into(),
+                    ip.into(),
+                    "/".into(),
+                    sea_orm::Value::from(shard as i16),
+                    sea_orm::Value::from(requests as i64),
+                    at.into(),
+                    at.into(),
+                    path.into(),
+                ],
+            ))
             .await
             .unwrap();
         }
 
-        // Down: one row per key, the shards' counts merged; no shard column.
-        down_through(&conn, "m20261202_000012_request_count_shards").await;
-        assert!(!manager.has_column("request_count", "shard").await.unwrap());
-        // Up: the same rows, as shard 0.
+        // Up: one row per key, the shards' counts merged; no shard column.
         Migrator::up(&conn, None).await.unwrap();
-        let rows = request_count::Entity::find()
-            .order_by_asc(request_count::Column::IpAddress)
-            .all(&conn)
+        assert!(!manager.has_column("request_count", "shard").await.unwrap());
+        let merged = vec![
+            ("198.51.100.1".to_owned(), 8, 5, 50, "/a".to_owned()),
+            ("198.51.100.2".to_owned(), 4, 20, 20, "/d".to_owned()),
+        ];
+        assert_eq!(shown(stored().await), merged);
+
+        let mut expected = merged;
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // A batch's counts still pending when the migration goes down: folded in,
+            // adding to one stored key and making another.
+            conn.execute_unprepared(&format!(
+                "INSERT INTO request_count_pending VALUES ('b1', \
+                 ARRAY['{hour}', '{hour}']::timestamptz[], \
+                 ARRAY['198.51.100.2', '198.51.100.3'], ARRAY['/', '/'], ARRAY[3, 1], \
+                 ARRAY['{early}', '{late}']::timestamptz[], \
+                 ARRAY['{late}', '{late}']::timestamptz[], ARRAY['/c', '/e'])",
+                hour = hour.to_rfc3339(),
+                early = (hour + Duration::minutes(1)).to_rfc3339(),
+                late = (hour + Duration::minutes(59)).to_rfc3339(),
+            ))
             .await
             .unwrap();
-        let shown: Vec<(&str, i16, i64, i64, i64, &str)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.ip_address.as_str(),
-                    r.shard,
-                    r.requests,
-                    (r.first_seen - hour).num_minutes(),
-                    (r.last_seen - hour).num_minutes(),
-                    r.min_path.as_str(),
-                )
-            })
-            .collect();
+            expected = vec![
+                ("198.51.100.1".to_owned(), 8, 5, 50, "/a".to_owned()),
+                ("198.51.100.2".to_owned(), 7, 1, 59, "/c".to_owned()),
+                ("198.51.100.3".to_owned(), 1, 59, 59, "/e".to_owned()),
+            ];
+        }
+        // Down again: the shard column is back (stored rows are shard 0), nothing pending
+        // is lost; up again: the same rows.
+        down_through(&conn, "m20261202_000013_request_count_pending").await;
+        assert!(manager.has_column("request_count", "shard").await.unwrap());
+        assert!(!manager.has_table("request_count_pending").await.unwrap());
         assert_eq!(
-            shown,
-            [
-                ("198.51.100.1", 0, 8, 5, 50, "/a"),
-                ("198.51.100.2", 0, 4, 20, 20, "/d"),
-            ]
+            db.count(&conn, "request_count WHERE shard = 0").await,
+            expected.len() as i64
         );
+        Migrator::up(&conn, None).await.unwrap();
+        assert_eq!(shown(stored().await), expected);
     }
 );

@@ -2,10 +2,12 @@
 //!
 //! [`startup::run`] starts, per queue, `IPTRACK_WORKER_CONCURRENCY` apalis workers (each
 //! under a [`supervisor`] that restarts it with back-off and a fresh unique name) plus the
-//! [`maintenance`] loop that keeps apalis-redis's sets within bounds.
+//! [`maintenance`] loop that keeps apalis-redis's sets within bounds and, on PostgreSQL,
+//! the [`count_fold`] loop that moves batches' pending counts into `request_count`.
 
 pub mod bans;
 pub mod context;
+pub mod count_fold;
 pub mod detect;
 pub mod feeds;
 pub mod geo;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bans::Bans,
     context::JobContext,
+    count_fold,
     feeds::FeedFetcher,
     geo::Geo,
     jobs::{
@@ -235,6 +236,9 @@ pub async fn start(
         dbip,
         shutdown.clone(),
     ));
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tasks.spawn(count_fold::run(db.clone(), shutdown.clone()));
+    }
     tasks.spawn(maintenance::run(conn, queues, shutdown));
     spawn_queue!(
         tasks,

@@ -80,8 +80,8 @@ fn worker_concurrency_defaults_to_the_backend_and_an_explicit_value_wins() {
         .worker;
     assert_eq!(
         slots.database_connections(),
-        11,
-        "8 slots + flag, purge, geolocate"
+        12,
+        "8 slots + flag, purge, geolocate, count fold"
     );
 }
 

@@ -62,9 +62,10 @@ impl WorkerSettings {
     pub const SQLITE_CONCURRENCY: usize = 2;
 
     /// Database connections a worker process needs: one per request-log slot, plus the
-    /// flag, purge and geolocate workers, so none of them waits for a connection.
+    /// flag, purge and geolocate workers and the count fold, so none of them waits for a
+    /// connection.
     pub fn database_connections(&self) -> u32 {
-        u32::try_from(self.concurrency + 3).unwrap_or(u32::MAX)
+        u32::try_from(self.concurrency + 4).unwrap_or(u32::MAX)
     }
 
     /// `database` decides the default concurrency.

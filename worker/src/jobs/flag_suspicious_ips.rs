@@ -7,7 +7,8 @@
 //!
 //! Both are one GROUP BY each, never rows loaded into memory. A window of whole hours (the
 //! schedule's: hourly at :00, one hour long) is read from `request_count`, the per-hour,
-//! per-address counts the request-log job keeps exactly at ingest: a few rows per address
+//! per-address counts kept exactly from each batch (folded in first on PostgreSQL:
+//! [`crate::count_fold`]): a few rows per address
 //! instead of every request, so a busy site's million requests an hour cost what its
 //! addresses do. Any other window, and a sensitive path of more than one segment
 //! (`/api/admin`), is read from `request_log` over the time index, as before; both give the
@@ -433,6 +434,12 @@ pub async fn flag_reading(
     );
     let threshold = i64::try_from(rules.flag_threshold).unwrap_or(i64::MAX);
     let counts = reading == Reading::Counts && counted(job);
+    if counts {
+        // Batches committed before now, whose counts may still be pending, count too.
+        crate::count_fold::fold_all(db)
+            .await
+            .context("cannot fold pending counts")?;
+    }
     type Seen = (String, i64, DateTime<Utc>, DateTime<Utc>);
     let heavy: Vec<Seen> = if counts {
         counted_volume_query(job, threshold)

@@ -220,7 +220,11 @@ async fn delete_old_rows(db: &DatabaseConnection, job: &PurgeLogs) -> anyhow::Re
             .context("cannot delete old batch ids")?;
     }
     // An hour's counts go when the whole hour is purged, one hour per statement (an hour
-    // holds a row per address and section: bounded by the requests of that hour).
+    // holds a row per address and section: bounded by the requests of that hour). Pending
+    // counts are folded first, so none of a purged hour comes back after it.
+    crate::count_fold::fold_all(db)
+        .await
+        .context("cannot fold pending counts")?;
     let last_hour = job.older_than - chrono::Duration::hours(1);
     loop {
         let oldest: Option<DateTime<Utc>> = request_count::Entity::find()

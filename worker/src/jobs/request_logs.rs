@@ -7,15 +7,18 @@
 //! A batch delivered again (a killed worker's jobs are re-queued; a push whose reply was
 //! lost is retried) finds its id taken and writes nothing.
 //!
-//! The same transaction adds the batch to `request_count` (requests per hour, address and
-//! path section), which the hourly flag job reads instead of every request of its window,
-//! and to `request_rollup_minute` and `request_rollup_hour` (requests per minute and status
+//! The same transaction records the batch's counts for `request_count` (requests per
+//! hour, address and path section), which the hourly flag job reads instead of every
+//! request of its window: on SQLite by adding to it directly; on PostgreSQL as one row of
+//! arrays in `request_count_pending`, which [`crate::count_fold`] moves into
+//! `request_count` for many batches at once, off the batch's path (an upsert per address
+//! cost each batch as much as its `COPY`). It also adds the batch to
+//! `request_rollup_minute` and `request_rollup_hour` (requests per minute and status
 //! class; per hour, status class and country), which the dashboard's overview and
-//! countries views read instead of every request of their range:
-//! both exact, and idempotent for the same reason as the rows. Their upserts go in key
-//! order, so two batches touching the same counts lock them in the same order and never
-//! deadlock; a batch's `request_count` rows are those of its shard ([`batch_shard`]), so
-//! concurrent batches seldom touch the same ones at all.
+//! countries views read instead of every request of their range.
+//! All of them are exact, and idempotent for the same reason as the rows. The upserts go
+//! in key order, so two batches touching the same counts lock them in the same order and
+//! never deadlock.
 //!
 //! With geolocation on, the job never waits on a provider before its rows are stored
 //! (docs/ARCHITECTURE.md, "Geolocation"):
@@ -66,7 +69,7 @@ use crate::{
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
 /// parameters; larger batches are written in several statements of one transaction.
 const ROWS_PER_STATEMENT: usize = 2_500;
-/// `request_count` rows per upsert (SQLite): 8 columns × 4,000 stays under the same limit.
+/// `request_count` rows per upsert (SQLite): 7 columns × 4,000 stays under the same limit.
 const COUNTS_PER_STATEMENT: usize = 4_000;
 /// Rollup rows per upsert (SQLite): 5 columns × 6,000 stays under the same limit.
 const ROLLUP_PER_STATEMENT: usize = 6_000;
@@ -193,8 +196,8 @@ fn batch_events(batch: &RequestLogBatch) -> i32 {
     i32::try_from(batch.events.len()).unwrap_or(i32::MAX)
 }
 
-/// The PostgreSQL write: the claim, a binary `COPY` of the rows and the counts' upsert,
-/// in one transaction on one sqlx connection. SeaORM has no `COPY`, and its own
+/// The PostgreSQL write: the claim, a binary `COPY` of the rows, the pending counts and
+/// the rollups' upserts, in one transaction on one sqlx connection. SeaORM has no `COPY`, and its own
 /// transaction cannot lend its connection to one, so the whole batch runs on the sqlx
 /// pool under SeaORM (the same connections, settings and statement timeout).
 ///
@@ -223,7 +226,7 @@ async fn ingest_postgres(
         return Ok(Ingested::AlreadyWritten);
     }
     let rows = copy_rows(&mut txn, &batch.events, located).await?;
-    upsert_counts_postgres(&mut txn, &count_events(batch)?).await?;
+    store_pending_counts(&mut txn, batch, &count_events(batch)?).await?;
     upsert_rollup_postgres(
         &mut txn,
         &rollup_events(DbBackend::Postgres, &batch.events, located)?,
@@ -304,10 +307,11 @@ async fn copy_rows(
     Ok(copied)
 }
 
-/// Adds a batch's counts to `request_count` (PostgreSQL): one upsert of one array per
-/// column, in key order (one shard: the batch's).
-async fn upsert_counts_postgres(
+/// Stores a batch's counts as its row of `request_count_pending` (PostgreSQL): one
+/// array per column, for the fold to add to `request_count` ([`crate::count_fold`]).
+async fn store_pending_counts(
     txn: &mut PgConnection,
+    batch: &RequestLogBatch,
     counts: &[(CountKey<'_>, Count)],
 ) -> anyhow::Result<()> {
     if counts.is_empty() {
@@ -321,27 +325,22 @@ async fn upsert_counts_postgres(
         Vec::with_capacity(counts.len()),
         Vec::with_capacity(counts.len()),
         Vec::with_capacity(counts.len()),
-        Vec::with_capacity(counts.len()),
     );
-    for ((hour, ip, section, shard), count) in counts {
+    for ((hour, ip, section), count) in counts {
         columns.0.push(*hour);
         columns.1.push(ip.as_str());
         columns.2.push(*section);
-        columns.3.push(*shard);
-        columns.4.push(count.requests);
-        columns.5.push(count.first_seen);
-        columns.6.push(count.last_seen);
-        columns.7.push(count.min_path.as_str());
+        columns.3.push(count.requests);
+        columns.4.push(count.first_seen);
+        columns.5.push(count.last_seen);
+        columns.6.push(count.min_path.as_str());
     }
-    // Built from constants only: no value reaches the text.
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO request_count \
-         (hour_start, ip_address, section, shard, requests, first_seen, last_seen, min_path) \
-         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], \
-                              $5::int8[], $6::timestamptz[], $7::timestamptz[], $8::text[]) \
-         ORDER BY 1, 2, 3, 4 {}",
-        request_count::upsert_sql(DbBackend::Postgres)
-    )))
+    sqlx::query(
+        "INSERT INTO request_count_pending \
+         (batch_id, hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(batch.batch_id.to_string())
     .bind(columns.0)
     .bind(columns.1)
     .bind(columns.2)
@@ -349,10 +348,9 @@ async fn upsert_counts_postgres(
     .bind(columns.4)
     .bind(columns.5)
     .bind(columns.6)
-    .bind(columns.7)
     .execute(&mut *txn)
     .await
-    .context("cannot add to request_count")?;
+    .context("cannot store the batch's counts")?;
     Ok(())
 }
 
@@ -376,30 +374,21 @@ struct Count {
     min_path: String,
 }
 
-/// `request_count`'s key: hour, address, path section, shard.
-type CountKey<'a> = (DateTime<Utc>, String, &'a str, i16);
-
-/// The `request_count` shard a batch adds to: its id's last bits (random in a v7 UUID), so
-/// concurrent batches mostly write different rows (see `request_count::SHARDS`), and a
-/// batch delivered again picks the same one.
-pub fn batch_shard(batch: &RequestLogBatch) -> i16 {
-    let shards = u128::from(request_count::SHARDS.unsigned_abs());
-    i16::try_from(batch.batch_id.as_u128() % shards).unwrap_or_default()
-}
+/// `request_count`'s key: hour, address, path section.
+type CountKey<'a> = (DateTime<Utc>, String, &'a str);
 
 /// A batch's counts, in key order, for both databases. The smallest path is the smallest
 /// by bytes, as Rust, SQLite and PostgreSQL's `C` and `C.UTF-8` collations compare text
 /// (paths are stored canonical, ASCII, so other collations differ at most on case and
 /// punctuation of this example path, never on the counts).
 fn count_events(batch: &RequestLogBatch) -> anyhow::Result<Vec<(CountKey<'_>, Count)>> {
-    let shard = batch_shard(batch);
     let mut counts: BTreeMap<CountKey<'_>, Count> = BTreeMap::new();
     for event in &batch.events {
         let hour = event
             .timestamp
             .duration_trunc(TimeDelta::hours(1))
             .context("an event's time has no hour")?;
-        let key = (hour, event.ip.to_string(), path_section(&event.path), shard);
+        let key = (hour, event.ip.to_string(), path_section(&event.path));
         let count = counts.entry(key).or_insert_with(|| Count {
             requests: 0,
             first_seen: event.timestamp,
@@ -422,24 +411,23 @@ async fn add_counts(
     counts: &[(CountKey<'_>, Count)],
 ) -> anyhow::Result<()> {
     for chunk in counts.chunks(COUNTS_PER_STATEMENT) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
-        for ((hour, ip, section, shard), count) in chunk {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
+        for ((hour, ip, section), count) in chunk {
             values.extend([
                 Value::from(*hour),
                 Value::from(ip.clone()),
                 Value::from((*section).to_owned()),
-                Value::from(*shard),
                 Value::from(count.requests),
                 Value::from(count.first_seen),
                 Value::from(count.last_seen),
                 Value::from(count.min_path.clone()),
             ]);
         }
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
             format!(
-                "INSERT INTO request_count (hour_start, ip_address, section, shard, requests, \
+                "INSERT INTO request_count (hour_start, ip_address, section, requests, \
                  first_seen, last_seen, min_path) VALUES {rows} {}",
                 request_count::upsert_sql(DbBackend::Sqlite)
             ),

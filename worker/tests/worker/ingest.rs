@@ -7,11 +7,13 @@ use std::{
 
 use apalis::prelude::Data;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::StreamExt;
 use iptrack_core::{Settings, blocklist::service::BlocklistService, jobs::RequestLogBatch};
 use iptrack_entity::{request_count, request_log};
 use iptrack_tests::{Backend, TestDb, TestRedis, both_backends, eventually};
 use iptrack_worker::{
     context::JobContext,
+    count_fold::{self, Folded},
     jobs::request_logs::{self, Ingested, ingest},
 };
 use redis::aio::ConnectionManager;
@@ -161,12 +163,24 @@ async fn stored_rows(conn: &DatabaseConnection) -> Vec<Stored> {
         .collect()
 }
 
+/// `batch` with its events' times moved into 10:00–11:00 on 2026-11-21, whole
+/// microseconds apart and distinct per `nth` batch: counts then fall in one hour however
+/// close to an hour's end the test runs.
+fn in_one_hour(mut batch: RequestLogBatch, nth: i64) -> RequestLogBatch {
+    let base: DateTime<Utc> = "2026-11-21T10:15:00Z".parse().unwrap();
+    for (i, event) in batch.events.iter_mut().enumerate() {
+        event.timestamp = base + chrono::Duration::milliseconds(nth * 100 + i as i64);
+    }
+    batch
+}
+
+/// `request_count` in key order, pending counts folded in first.
 async fn stored_counts(conn: &DatabaseConnection) -> Vec<request_count::Model> {
+    count_fold::fold_all(conn).await.unwrap();
     request_count::Entity::find()
         .order_by_asc(request_count::Column::HourStart)
         .order_by_asc(request_count::Column::IpAddress)
         .order_by_asc(request_count::Column::Section)
-        .order_by_asc(request_count::Column::Shard)
         .all(conn)
         .await
         .unwrap()
@@ -236,7 +250,12 @@ async fn a_nul_in_text_fails_the_whole_batch_on_postgres_and_claims_nothing() {
     let mut batch = batch("nul", 3, "198.51.100.4");
     batch.events[1].user_agent = "a\0b".into();
     assert!(ingest(&conn, &batch).await.is_err());
-    for table in ["request_log", "request_count", "log_batch"] {
+    for table in [
+        "request_log",
+        "request_count",
+        "request_count_pending",
+        "log_batch",
+    ] {
         assert_eq!(db.count(&conn, table).await, 0, "{table}");
     }
     // The connection went back to the pool usable.
@@ -325,30 +344,52 @@ async fn a_job_dropped_midway_still_writes_its_batch_and_leaves_no_transaction_o
 }
 
 both_backends!(
-    a_busy_address_is_counted_across_shards_and_sums_exactly,
+    a_busy_address_is_counted_exactly_while_batches_and_folds_run_at_once,
     |backend| async move {
         let db = TestDb::new(backend).await;
         let conn = db.connect().await;
-        // 32 batches of one address and section in one hour: each adds to its own shard.
-        let batches: Vec<RequestLogBatch> =
-            (0..32).map(|_| batch("busy", 5, "198.51.100.77")).collect();
-        for batch in &batches {
-            assert_eq!(ingest(&conn, batch).await.unwrap(), Ingested::Rows(5));
-        }
+        // 32 batches of one address and section in one hour, 8 at a time, while folds run
+        // (on PostgreSQL; on SQLite a fold has nothing to do).
+        let batches: Vec<RequestLogBatch> = (0..32)
+            .map(|i| {
+                let mut batch = in_one_hour(batch("busy", 5, "198.51.100.77"), i);
+                batch.events[0].path = format!("/busy/{i:02}");
+                batch
+            })
+            .collect();
+        let ingesting = futures::stream::iter(&batches)
+            .map(|batch| {
+                let conn = conn.clone();
+                async move { ingest(&conn, batch).await.unwrap() }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<Ingested>>();
+        let folding = async {
+            let mut folded = Folded::default();
+            for _ in 0..20 {
+                folded += count_fold::try_fold(&conn).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            folded
+        };
+        let (written, _) = tokio::join!(ingesting, folding);
+        assert!(written.iter().all(|w| *w == Ingested::Rows(5)));
+
         let counts = stored_counts(&conn).await;
-        let shards: std::collections::BTreeSet<i16> = counts.iter().map(|c| c.shard).collect();
-        assert!(shards.len() > 1, "one shard for 32 batches: {shards:?}");
-        assert!(
-            shards
-                .iter()
-                .all(|s| (0..iptrack_migration::request_count::SHARDS).contains(s))
+        let first = batches.iter().flat_map(|b| &b.events).map(|e| e.timestamp);
+        let last = first.clone();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        let count = &counts[0];
+        assert_eq!((count.section.as_str(), count.requests), ("/busy", 160));
+        assert_eq!(count.min_path, "/busy/00");
+        assert_eq!(
+            (count.first_seen, count.last_seen),
+            (first.min().unwrap(), last.max().unwrap())
         );
-        for batch in &batches {
-            let shard = request_logs::batch_shard(batch);
-            assert!(shards.contains(&shard));
+        if backend == Backend::Postgres {
+            assert_eq!(db.count(&conn, "request_count_pending").await, 0);
         }
-        assert_eq!(counts.iter().map(|c| c.requests).sum::<i64>(), 160);
-        // Delivered again: each batch finds its id and adds nothing to any shard.
+        // Delivered again: each batch finds its id and adds nothing, pending or folded.
         for batch in &batches {
             assert_eq!(
                 ingest(&conn, batch).await.unwrap(),
@@ -358,3 +399,53 @@ both_backends!(
         assert_eq!(stored_counts(&conn).await, counts);
     }
 );
+
+/// On PostgreSQL a batch's counts wait in `request_count_pending`, one row per batch,
+/// until a fold adds them to `request_count` and deletes the row, in one statement.
+#[tokio::test]
+async fn on_postgres_a_batch_leaves_its_counts_pending_until_a_fold() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let conn = db.connect().await;
+    let (a, b) = (
+        in_one_hour(batch("wait", 4, "198.51.100.78"), 0),
+        in_one_hour(batch("wait", 6, "198.51.100.79"), 1),
+    );
+    for batch in [&a, &b] {
+        ingest(&conn, batch).await.unwrap();
+    }
+    assert_eq!(db.count(&conn, "request_count").await, 0);
+    assert_eq!(db.count(&conn, "request_count_pending").await, 2);
+
+    let folded = count_fold::fold_all(&conn).await.unwrap();
+    assert_eq!(
+        folded,
+        Folded {
+            batches: 2,
+            keys: 2
+        }
+    );
+    assert_eq!(db.count(&conn, "request_count_pending").await, 0);
+    assert_eq!(
+        db.count(&conn, "request_count WHERE section = '/wait'")
+            .await,
+        2
+    );
+    // Nothing pending: a fold writes nothing.
+    assert_eq!(
+        count_fold::try_fold(&conn).await.unwrap(),
+        Folded::default()
+    );
+    // A batch of the same address adds to its folded row.
+    ingest(&conn, &in_one_hour(batch("wait", 3, "198.51.100.78"), 2))
+        .await
+        .unwrap();
+    count_fold::fold_all(&conn).await.unwrap();
+    assert_eq!(
+        db.count(
+            &conn,
+            "request_count WHERE ip_address = '198.51.100.78' AND requests = 7"
+        )
+        .await,
+        1
+    );
+}

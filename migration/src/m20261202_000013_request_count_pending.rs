@@ -1,0 +1,125 @@
+//! Counts that wait to be folded: `request_count_pending` (PostgreSQL).
+//!
+//! Every batch used to upsert about one `request_count` row per address in its own
+//! transaction. On PostgreSQL that upsert cost as much as the `COPY` of the rows itself
+//! (an index probe and a new row version per address), and it was the reason one worker
+//! reached only 0.57 of `psql \copy` (BENCHMARKS.md, "Request logging"). A batch now
+//! stores its counts as one row of arrays here, in the same transaction as its rows (so
+//! they stay exact and idempotent by batch id, as before), and a fold
+//! (`worker/src/count_fold.rs`) moves pending rows into `request_count`: one upsert per
+//! key for every batch folded together, and one `DELETE` per batch, not per address.
+//!
+//! One fold runs at a time, so concurrent batches no longer meet on count rows, and the
+//! shards of migration 000012 serve nothing: they are merged back into one row per key
+//! and the column goes (000012's own `down`).
+//!
+//! SQLite has one writer at a time: no two batches ever waited on each other there, and a
+//! batch keeps adding to `request_count` in its transaction. It gets no pending table.
+//!
+//! Down folds what is pending, drops the table and gives the shards back (000012's `up`).
+
+#![allow(elided_lifetimes_in_paths)]
+
+use sea_orm_migration::{
+    prelude::*,
+    sea_orm::{ConnectionTrait, DbBackend},
+};
+
+use crate::{
+    m20261201_000007_request_count::{count_rows_into, upsert_on},
+    m20261202_000012_request_count_shards as shards,
+};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    /// In one transaction on SQLite too, as 000012: the shards' merge and the rebuild of
+    /// `request_count` are all or nothing, on one connection.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        shards::Migration.down(manager).await?;
+        let conn = manager.get_connection();
+        if conn.get_database_backend() == DbBackend::Postgres {
+            // One row per batch: its counts as one array per column, a key per index. The
+            // arrays are what `request_count` would have been given; nothing is indexed
+            // but the batch id (a fold takes whole batches).
+            conn.execute_unprepared(
+                "CREATE TABLE request_count_pending (\
+                   batch_id varchar(36) PRIMARY KEY, \
+                   hour_start timestamptz[] NOT NULL, \
+                   ip_address text[] NOT NULL, \
+                   section text[] NOT NULL, \
+                   requests int8[] NOT NULL, \
+                   first_seen timestamptz[] NOT NULL, \
+                   last_seen timestamptz[] NOT NULL, \
+                   min_path text[] NOT NULL)",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        if conn.get_database_backend() == DbBackend::Postgres {
+            conn.execute_unprepared(&fold_sql(None)).await?;
+            conn.execute_unprepared("DROP TABLE request_count_pending")
+                .await?;
+        }
+        shards::Migration.up(manager).await
+    }
+}
+
+/// The `ON CONFLICT` clause that adds counts to a `request_count` row (the request-log
+/// job's SQLite upsert, the fold and [`backfill`]).
+pub fn upsert_sql(backend: DbBackend) -> String {
+    upsert_on(backend, "hour_start, ip_address, section")
+}
+
+/// Counts every row of `request_log` into `request_count` (adding to what is there).
+/// Benchmarks and tests that fill `request_log` with SQL run it after.
+pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    count_rows_into(conn, &upsert_sql(conn.get_database_backend())).await
+}
+
+/// One fold (PostgreSQL): deletes up to `batches` pending rows (all of them without a
+/// limit), oldest batch ids first, and adds their counts to `request_count` in one
+/// upsert, in key order. Returns one row: `batches` (pending rows folded) and `keys`
+/// (`request_count` rows written).
+///
+/// One statement, so the counts leave the pending table and reach `request_count` in one
+/// commit: a reader that folds before it reads (the flag job) sees every batch committed
+/// before its fold exactly once. A batch committing meanwhile is not in the `DELETE`'s
+/// snapshot and waits for the next fold.
+pub fn fold_sql(batches: Option<u32>) -> String {
+    let chosen = match batches {
+        Some(limit) => format!(
+            "WHERE batch_id IN (SELECT batch_id FROM request_count_pending \
+                                ORDER BY batch_id LIMIT {limit})"
+        ),
+        None => String::new(),
+    };
+    format!(
+        "WITH moved AS (DELETE FROM request_count_pending {chosen} RETURNING *), \
+         counts AS (\
+           SELECT c.* FROM moved, \
+           UNNEST(moved.hour_start, moved.ip_address, moved.section, moved.requests, \
+                  moved.first_seen, moved.last_seen, moved.min_path) \
+           AS c(hour_start, ip_address, section, requests, first_seen, last_seen, min_path)), \
+         added AS (\
+           INSERT INTO request_count \
+           (hour_start, ip_address, section, requests, first_seen, last_seen, min_path) \
+           SELECT hour_start, ip_address, section, SUM(requests)::int8, MIN(first_seen), \
+                  MAX(last_seen), MIN(min_path) \
+           FROM counts GROUP BY hour_start, ip_address, section \
+           ORDER BY hour_start, ip_address, section {} \
+           RETURNING 1) \
+         SELECT (SELECT COUNT(*) FROM moved) AS batches, (SELECT COUNT(*) FROM added) AS keys",
+        upsert_sql(DbBackend::Postgres)
+    )
+}
