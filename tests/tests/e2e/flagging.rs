@@ -94,3 +94,70 @@ both_backends!(
         let _: () = redis_conn.ping().await.unwrap();
     }
 );
+
+both_backends!(
+    a_scheduled_window_counts_every_logged_request_once,
+    |backend| async move {
+        use chrono::{DurationRound, TimeDelta, Timelike, Utc};
+
+        let (db, redis) = (TestDb::new(backend).await, TestRedis::new());
+        let stack = Stack::new(&db, &redis);
+        let _web = Service::start("iptrack-web", &[], &stack.env);
+        let _worker = Service::start("iptrack-worker", &[], &stack.env);
+        stack.wait_until_listening().await;
+        // All requests in one hour, however close to its end the test starts.
+        let now = Utc::now();
+        if now.minute() == 59 && now.second() >= 45 {
+            tokio::time::sleep(Duration::from_secs(u64::from(75 - now.second()))).await;
+        }
+        let client = reqwest::Client::new();
+        for path in ["/admin/a", "/admin/b", "/items/1", "/admin", "/items/2"]
+            .into_iter()
+            .chain(["/admin/c"; 5])
+        {
+            client
+                .get(stack.url(path))
+                .header("x-forwarded-for", "203.0.113.61")
+                .send()
+                .await
+                .unwrap();
+        }
+        let conn = db.connect().await;
+        eventually(Duration::from_secs(10), "10 rows", || async {
+            (db.count(&conn, "request_log").await == 10).then_some(())
+        })
+        .await;
+        // The worker folds pending counts on its own (PostgreSQL), nobody reading them.
+        eventually(Duration::from_secs(10), "the counts", || async {
+            (db.count(
+                &conn,
+                "request_count WHERE section = '/admin' AND requests = 8",
+            )
+            .await
+                == 1)
+                .then_some(())
+        })
+        .await;
+        if backend == iptrack_tests::Backend::Postgres {
+            assert_eq!(db.count(&conn, "request_count_pending").await, 0);
+        }
+
+        // The scheduled window (whole hours) reads those counts: 8 sensitive requests.
+        let window_end = (Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap()
+            + TimeDelta::hours(1))
+        .to_rfc3339();
+        let (code, stdout, _) = iptrack(&stack, &["flag-suspicious", "--window-end", &window_end]);
+        assert_eq!(code, 0, "{stdout}");
+        eventually(Duration::from_secs(10), "a flag", || async {
+            (db.count(
+                &conn,
+                "suspicious_ip WHERE ip_address = '203.0.113.61' \
+                 AND rule = 'sensitive-path' AND request_count = 8",
+            )
+            .await
+                == 1)
+                .then_some(())
+        })
+        .await;
+    }
+);
