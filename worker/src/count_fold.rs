@@ -2,7 +2,7 @@
 //! stored in `request_count_pending` into `request_count` (migration
 //! `m20261202_000013_request_count_pending`).
 //!
-//! Every worker process tries a fold once a second ([`run`]). A transaction-scoped
+//! Every worker process tries a fold every [`INTERVAL`] ([`run`]). A transaction-scoped
 //! advisory lock lets one fold through at a time and the others skip their turn, so
 //! `request_count` has one writer: no batch and no second fold waits on its rows.
 //! Whoever reads `request_count` (the flag job, the purge) calls [`fold_all`] first,
@@ -22,10 +22,13 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// How often each worker process tries a fold. Pending rows then hold about a second of
-/// batches (a few MB at 60,000 requests a second), and the flag job's own fold at the
-/// hour finds little left to do.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+/// How often each worker process tries a fold. A fold upserts every key its batches
+/// touched once, however many batches touched it, so the longer the interval the fewer
+/// upserts a busy address costs (`ingest_rate`: 0.68 of `psql \copy` folding every
+/// second, 0.84 every 10 s; BENCHMARKS.md). Nothing reads `request_count` without folding
+/// first, so the interval only bounds what waits: about 10 s of batches (some 7 MB of
+/// pending arrays at 75,000 requests a second) and the reader's own fold.
+pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Pending rows (batches) folded per transaction: a backlog is folded in bounded steps,
 /// each holding its `request_count` row locks for one statement of at most this many

@@ -127,8 +127,9 @@ both_backends!(
             (db.count(&conn, "request_log").await == 10).then_some(())
         })
         .await;
-        // The worker folds pending counts on its own (PostgreSQL), nobody reading them.
-        eventually(Duration::from_secs(10), "the counts", || async {
+        // The worker folds pending counts on its own (PostgreSQL, every 10 s), nobody
+        // reading them.
+        eventually(Duration::from_secs(30), "the counts", || async {
             (db.count(
                 &conn,
                 "request_count WHERE section = '/admin' AND requests = 8",
