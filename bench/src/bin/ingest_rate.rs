@@ -122,29 +122,27 @@ async fn main() {
     };
     for backend in backends {
         if backend == Backend::Postgres {
-            // Layouts interleaved run by run, so a change in the machine's load hits all.
+            // Layouts and the raw COPY interleaved run by run, so a change in the
+            // machine's load (a checkpoint, a neighbour) hits all of them.
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); args.layouts.len()];
+            let mut copies = Vec::new();
             for _ in 0..args.runs {
                 for (layout, rates) in args.layouts.iter().zip(&mut rates) {
                     rates.push(worker_run(backend, &batches, &args, Some(*layout)).await);
                 }
+                copies.push(copy_run(&batches).await);
+                println!("  raw COPY: {:.0} rows/s", copies.last().unwrap());
             }
             for (layout, rates) in args.layouts.iter().zip(rates) {
                 results.push((format!("worker → pg {layout:?}").to_lowercase(), rates));
             }
+            results.push(("raw COPY → pg partitioned".to_owned(), copies));
         } else {
             let mut rates: Vec<f64> = Vec::new();
             for _ in 0..args.runs {
                 rates.push(worker_run(backend, &batches, &args, None).await);
             }
             results.push((format!("worker → {backend:?}").to_lowercase(), rates));
-        }
-        if backend == Backend::Postgres {
-            let mut copies = Vec::new();
-            for _ in 0..args.runs {
-                copies.push(copy_run(&batches).await);
-            }
-            results.push(("raw COPY → pg partitioned".to_owned(), copies));
         }
     }
     for (name, mut rates) in results {
