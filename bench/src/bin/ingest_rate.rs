@@ -1,7 +1,8 @@
 //! Ingest rate: rows per second from a pre-filled `request-logs` queue into the database by
 //! one `iptrack-worker` process (release build, default settings), on PostgreSQL and
 //! SQLite; beside it, a raw `COPY` of the same rows into PostgreSQL (`psql \copy` from a
-//! CSV file) measured in the same run.
+//! CSV file) measured in the same run, both as one statement and batch by batch (a
+//! `\copy` and a commit per batch, from as many psql sessions as the worker has slots).
 //!
 //! The rate is taken from the first batch committed (read from `log_batch`), so the
 //! worker's start-up is not counted, to the last, plus the time the bench then takes to
@@ -125,18 +126,25 @@ async fn main() {
             // Layouts and the raw COPY interleaved run by run, so a change in the
             // machine's load (a checkpoint, a neighbour) hits all of them.
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); args.layouts.len()];
-            let mut copies = Vec::new();
+            let (mut copies, mut batched) = (Vec::new(), Vec::new());
+            let sessions = args.concurrency.unwrap_or(8);
             for _ in 0..args.runs {
                 for (layout, rates) in args.layouts.iter().zip(&mut rates) {
                     rates.push(worker_run(backend, &batches, &args, Some(*layout)).await);
                 }
                 copies.push(copy_run(&batches).await);
-                println!("  raw COPY: {:.0} rows/s", copies.last().unwrap());
+                batched.push(batched_copy_run(&batches, sessions).await);
+                println!(
+                    "  raw COPY: {:.0} rows/s; batch by batch: {:.0} rows/s",
+                    copies.last().unwrap(),
+                    batched.last().unwrap()
+                );
             }
             for (layout, rates) in args.layouts.iter().zip(rates) {
                 results.push((format!("worker → pg {layout:?}").to_lowercase(), rates));
             }
             results.push(("raw COPY → pg partitioned".to_owned(), copies));
+            results.push((format!("raw COPY, batch by batch, {sessions} sessions"), batched));
         } else {
             let mut rates: Vec<f64> = Vec::new();
             for _ in 0..args.runs {
@@ -281,25 +289,42 @@ async fn print_count_updates(conn: &sea_orm::DatabaseConnection, layout: Option<
     );
 }
 
-/// `psql \copy` of the same rows into a fresh, migrated PostgreSQL database.
+/// A batch's rows as the CSV `psql \copy` reads.
+fn write_csv(out: &mut impl Write, events: &[LogEvent]) {
+    for event in events {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},\"{}\",\"\",\"\"",
+            event.ip,
+            event.timestamp.to_rfc3339(),
+            event.method,
+            event.path,
+            event.status,
+            event.duration_us,
+            event.user_agent
+        )
+        .unwrap();
+    }
+}
+
+/// The `\copy` meta-command that reads `path` into `request_log`.
+fn copy_command(path: &std::path::Path) -> String {
+    format!(
+        "\\copy request_log (ip_address, timestamp, method, path, status, duration_us, \
+         user_agent, user_id, query_string) FROM '{}' WITH (FORMAT csv)",
+        path.display()
+    )
+}
+
+/// `psql \copy` of the same rows into a fresh, migrated PostgreSQL database: one
+/// statement, one transaction.
 async fn copy_run(batches: &[RequestLogBatch]) -> f64 {
     let db = TestDb::new(Backend::Postgres).await;
     let mut csv = tempfile::NamedTempFile::new().unwrap();
     {
         let mut out = std::io::BufWriter::new(csv.as_file_mut());
-        for event in batches.iter().flat_map(|b| &b.events) {
-            writeln!(
-                out,
-                "{},{},{},{},{},{},\"{}\",\"\",\"\"",
-                event.ip,
-                event.timestamp.to_rfc3339(),
-                event.method,
-                event.path,
-                event.status,
-                event.duration_us,
-                event.user_agent
-            )
-            .unwrap();
+        for batch in batches {
+            write_csv(&mut out, &batch.events);
         }
     }
     let rows: usize = batches.iter().map(|b| b.events.len()).sum();
@@ -307,15 +332,56 @@ async fn copy_run(batches: &[RequestLogBatch]) -> f64 {
     let status = Command::new("psql")
         .arg(&db.url)
         .arg("-qc")
-        .arg(format!(
-            "\\copy request_log (ip_address, timestamp, method, path, status, duration_us, \
-             user_agent, user_id, query_string) FROM '{}' WITH (FORMAT csv)",
-            csv.path().display()
-        ))
+        .arg(copy_command(csv.path()))
         .status()
         .expect("cannot run psql");
     let elapsed = started.elapsed().as_secs_f64();
     assert!(status.success(), "psql \\copy failed");
+    let conn = db.connect().await;
+    assert_eq!(db.count(&conn, "request_log").await as usize, rows);
+    rows as f64 / elapsed
+}
+
+/// `psql \copy` of the same rows batch by batch, each `\copy` its own transaction, from
+/// `sessions` psql processes at once (the worker's slots): what committing each batch by
+/// itself costs a bare `COPY`, with nothing else a batch does (claim, counts, rollups).
+async fn batched_copy_run(batches: &[RequestLogBatch], sessions: usize) -> f64 {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut scripts: Vec<String> = vec![String::new(); sessions];
+    for (i, batch) in batches.iter().enumerate() {
+        let path = dir.path().join(format!("batch{i}.csv"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        write_csv(&mut out, &batch.events);
+        scripts[i % sessions].push_str(&copy_command(&path));
+        scripts[i % sessions].push('\n');
+    }
+    let files: Vec<std::path::PathBuf> = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, script)| {
+            let path = dir.path().join(format!("session{i}.sql"));
+            std::fs::write(&path, script).unwrap();
+            path
+        })
+        .collect();
+    let rows: usize = batches.iter().map(|b| b.events.len()).sum();
+    let started = Instant::now();
+    let children: Vec<std::process::Child> = files
+        .iter()
+        .map(|file| {
+            Command::new("psql")
+                .arg(&db.url)
+                .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+                .arg(file)
+                .spawn()
+                .expect("cannot run psql")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "psql \\copy failed");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
     let conn = db.connect().await;
     assert_eq!(db.count(&conn, "request_log").await as usize, rows);
     rows as f64 / elapsed
