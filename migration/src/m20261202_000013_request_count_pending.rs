@@ -47,7 +47,9 @@ impl MigrationTrait for Migration {
         if conn.get_database_backend() == DbBackend::Postgres {
             // One row per batch: its counts as one array per column, a key per index. The
             // arrays are what `request_count` would have been given; nothing is indexed
-            // but the batch id (a fold takes whole batches).
+            // but the batch id (a fold takes whole batches). Arrays of unequal lengths
+            // would unnest into NULLs that `request_count` refuses, failing every fold
+            // after them: such a row is refused here instead, failing only its batch.
             conn.execute_unprepared(
                 "CREATE TABLE request_count_pending (\
                    batch_id varchar(36) PRIMARY KEY, \
@@ -57,7 +59,21 @@ impl MigrationTrait for Migration {
                    requests int8[] NOT NULL, \
                    first_seen timestamptz[] NOT NULL, \
                    last_seen timestamptz[] NOT NULL, \
-                   min_path text[] NOT NULL)",
+                   min_path text[] NOT NULL, \
+                   CONSTRAINT request_count_pending_aligned CHECK (\
+                     cardinality(ip_address) = cardinality(hour_start) \
+                     AND cardinality(section) = cardinality(hour_start) \
+                     AND cardinality(requests) = cardinality(hour_start) \
+                     AND cardinality(first_seen) = cardinality(hour_start) \
+                     AND cardinality(last_seen) = cardinality(hour_start) \
+                     AND cardinality(min_path) = cardinality(hour_start) \
+                     AND array_position(ip_address, NULL) IS NULL \
+                     AND array_position(section, NULL) IS NULL \
+                     AND array_position(min_path, NULL) IS NULL \
+                     AND array_position(requests, NULL) IS NULL \
+                     AND array_position(hour_start, NULL) IS NULL \
+                     AND array_position(first_seen, NULL) IS NULL \
+                     AND array_position(last_seen, NULL) IS NULL))",
             )
             .await?;
         }

@@ -673,6 +673,27 @@ both_backends!(
             ))
             .await
             .unwrap();
+            // A row whose arrays do not line up is refused at its insert (it would fail
+            // every fold after it).
+            for (addresses, requests) in [
+                ("ARRAY['198.51.100.4']", "ARRAY[1, 2]"),
+                ("ARRAY['198.51.100.4', NULL]", "ARRAY[1, 2]"),
+            ] {
+                let refused = conn
+                    .execute_unprepared(&format!(
+                        "INSERT INTO request_count_pending VALUES ('bad', \
+                         ARRAY[now(), now()], {addresses}, ARRAY['/', '/'], {requests}, \
+                         ARRAY[now(), now()], ARRAY[now(), now()], ARRAY['/', '/'])"
+                    ))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    refused
+                        .to_string()
+                        .contains("request_count_pending_aligned"),
+                    "{refused}"
+                );
+            }
             expected = vec![
                 ("198.51.100.1".to_owned(), 8, 5, 50, "/a".to_owned()),
                 ("198.51.100.2".to_owned(), 7, 1, 59, "/c".to_owned()),

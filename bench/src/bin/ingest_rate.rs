@@ -144,7 +144,10 @@ async fn main() {
                 results.push((format!("worker → pg {layout:?}").to_lowercase(), rates));
             }
             results.push(("raw COPY → pg partitioned".to_owned(), copies));
-            results.push((format!("raw COPY, batch by batch, {sessions} sessions"), batched));
+            results.push((
+                format!("raw COPY, batch by batch, {sessions} sessions"),
+                batched,
+            ));
         } else {
             let mut rates: Vec<f64> = Vec::new();
             for _ in 0..args.runs {
