@@ -223,6 +223,7 @@ pub async fn wait_for_batches(
 /// long that took. Added to a run's time up to its last commit, it charges the run with
 /// the folds its batches caused, the last one included, without the idle wait for the
 /// worker's next fold tick.
+#[allow(clippy::expect_used)] // A benchmark stops at a database error.
 pub async fn fold_the_rest(conn: &sea_orm::DatabaseConnection) -> std::time::Duration {
     let started = std::time::Instant::now();
     iptrack_worker::count_fold::fold_all(conn)
