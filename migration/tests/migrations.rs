@@ -673,6 +673,23 @@ both_backends!(
             ))
             .await
             .unwrap();
+            // The arrays are compressed with lz4 where the server has it.
+            let has_lz4 = db
+                .count(
+                    &conn,
+                    "pg_settings WHERE name = 'default_toast_compression' \
+                     AND 'lz4' = ANY(enumvals)",
+                )
+                .await
+                == 1;
+            let lz4_columns = db
+                .count(
+                    &conn,
+                    "pg_attribute WHERE attrelid = 'request_count_pending'::regclass \
+                     AND attnum > 1 AND attcompression = 'l'",
+                )
+                .await;
+            assert_eq!(lz4_columns, if has_lz4 { 7 } else { 0 });
             // A row whose arrays do not line up is refused at its insert (it would fail
             // every fold after it).
             for (addresses, requests) in [
