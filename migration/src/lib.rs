@@ -23,8 +23,10 @@ pub mod request_log_partitions;
 /// keep it and the benchmarks that fill `request_log` directly.
 pub mod request_count {
     pub use crate::{
-        m20261201_000007_request_count::{greatest, hour_sql, least, section_sql},
-        m20261202_000013_request_count_pending::{backfill, fold_sql, upsert_sql},
+        m20261201_000007_request_count::{
+            backfill, greatest, hour_sql, least, section_sql, upsert_sql,
+        },
+        m20261202_000013_request_count_pending::fold_sql,
     };
 }
 

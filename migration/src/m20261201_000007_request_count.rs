@@ -81,25 +81,19 @@ pub fn section_sql(backend: DbBackend, column: &str) -> String {
     )
 }
 
-/// Counts every row of `request_log` into `request_count` (adding to what is there), as
-/// the table was keyed then: this migration runs it once. The current key's `backfill`
-/// (`iptrack_migration::request_count`) is the one to use.
-pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    let upsert = upsert_on(
-        conn.get_database_backend(),
-        "hour_start, ip_address, section",
-    );
-    count_rows_into(conn, &upsert).await
+/// The `ON CONFLICT` clause that adds counts to a `request_count` row: the key this
+/// migration made, which is the key again since 000013 took 000012's shard out of it (the
+/// request-log job's SQLite upsert, the fold, [`backfill`]).
+pub fn upsert_sql(backend: DbBackend) -> String {
+    upsert_on(backend, "hour_start, ip_address, section")
 }
 
 /// Counts every row of `request_log` into `request_count` with one `INSERT … SELECT …
-/// GROUP BY`, adding to stored counts by `upsert` (an [`upsert_on`] clause for the table's
-/// key at the time). Columns left out (a later key's `shard`) take their default.
-pub(crate) async fn count_rows_into<C: ConnectionTrait>(
-    conn: &C,
-    upsert: &str,
-) -> Result<(), DbErr> {
+/// GROUP BY`, adding to what is there. This migration runs it once; benchmarks and tests
+/// that fill `request_log` with SQL run it after.
+pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
+    let upsert = upsert_sql(backend);
     let (hour, section) = (
         hour_sql(backend, "\"timestamp\""),
         section_sql(backend, "path"),

@@ -26,8 +26,7 @@ use sea_orm_migration::{
 };
 
 use crate::{
-    m20261201_000007_request_count::{count_rows_into, upsert_on},
-    m20261202_000012_request_count_shards as shards,
+    m20261201_000007_request_count::upsert_sql, m20261202_000012_request_count_shards as shards,
 };
 
 #[derive(DeriveMigrationName)]
@@ -120,18 +119,6 @@ async fn compress_with_lz4<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         .await?;
     }
     Ok(())
-}
-
-/// The `ON CONFLICT` clause that adds counts to a `request_count` row (the request-log
-/// job's SQLite upsert, the fold and [`backfill`]).
-pub fn upsert_sql(backend: DbBackend) -> String {
-    upsert_on(backend, "hour_start, ip_address, section")
-}
-
-/// Counts every row of `request_log` into `request_count` (adding to what is there).
-/// Benchmarks and tests that fill `request_log` with SQL run it after.
-pub async fn backfill<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    count_rows_into(conn, &upsert_sql(conn.get_database_backend())).await
 }
 
 /// One fold (PostgreSQL): deletes up to `batches` pending rows (all of them without a

@@ -60,30 +60,23 @@ impl std::ops::AddAssign for Folded {
 /// Folds everything committed so far, waiting for a fold running elsewhere to end: what a
 /// reader of `request_count` calls first.
 pub async fn fold_all(db: &DatabaseConnection) -> anyhow::Result<Folded> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(Folded::default());
-    }
-    let pool = db.get_postgres_connection_pool();
-    let mut total = Folded::default();
-    loop {
-        let folded = fold_once(pool, Lock::Wait)
-            .await?
-            .context("the fold lock was not taken")?;
-        total += folded;
-        if folded.batches < u64::from(BATCHES_PER_FOLD) {
-            return Ok(total);
-        }
-    }
+    fold_pending(db, Lock::Wait).await
 }
 
 /// Folds what is pending unless another fold holds the lock (then folds nothing).
 pub async fn try_fold(db: &DatabaseConnection) -> anyhow::Result<Folded> {
+    fold_pending(db, Lock::Try).await
+}
+
+/// Folds in steps of [`BATCHES_PER_FOLD`] until a step finds fewer (or, with `Lock::Try`,
+/// finds the lock taken).
+async fn fold_pending(db: &DatabaseConnection, lock: Lock) -> anyhow::Result<Folded> {
+    let mut total = Folded::default();
     if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(Folded::default());
+        return Ok(total);
     }
     let pool = db.get_postgres_connection_pool();
-    let mut total = Folded::default();
-    while let Some(folded) = fold_once(pool, Lock::Try).await? {
+    while let Some(folded) = fold_once(pool, lock).await? {
         total += folded;
         if folded.batches < u64::from(BATCHES_PER_FOLD) {
             break;

@@ -197,9 +197,9 @@ fn batch_events(batch: &RequestLogBatch) -> i32 {
 }
 
 /// The PostgreSQL write: the claim, a binary `COPY` of the rows, the pending counts and
-/// the rollups' upserts, in one transaction on one sqlx connection. SeaORM has no `COPY`, and its own
-/// transaction cannot lend its connection to one, so the whole batch runs on the sqlx
-/// pool under SeaORM (the same connections, settings and statement timeout).
+/// the rollups' upserts, in one transaction on one sqlx connection. SeaORM has no `COPY`,
+/// and its own transaction cannot lend its connection to one, so the whole batch runs on
+/// the sqlx pool under SeaORM (the same connections, settings and statement timeout).
 ///
 /// `COPY` instead of an `INSERT`: PostgreSQL reads lengths and bytes instead of planning a
 /// statement and unpacking one array per column, which is most of what an insert cost
