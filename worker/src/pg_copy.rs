@@ -1,5 +1,5 @@
-//! PostgreSQL's binary `COPY` format (`COPY … FROM STDIN (FORMAT binary)`), written from
-//! SeaORM values, for the few column types iptrack's bulk writes use.
+//! PostgreSQL's binary `COPY` format (`COPY … FROM STDIN (FORMAT binary)`), written field by
+//! field or from SeaORM values, for the few column types iptrack's bulk writes use.
 //!
 //! The stream (<https://www.postgresql.org/docs/current/sql-copy.html>, "Binary Format"):
 //! an 11-byte signature, a 32-bit flags field and a 32-bit header-extension length; per row
@@ -11,7 +11,7 @@
 //! side but lengths. A NUL in text is still refused by PostgreSQL (its `text` cannot hold
 //! one), and fails the `COPY` as it failed the `INSERT` it replaces.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::Value;
 
 /// The signature, flags (no OIDs) and an empty header extension.
@@ -44,23 +44,60 @@ impl Default for BinaryCopy {
 impl BinaryCopy {
     /// A stream holding the header.
     pub fn new() -> Self {
-        Self {
-            buffer: HEADER.to_vec(),
-        }
+        Self::with_capacity(0)
     }
 
-    /// Appends one row. The values must be in the column order of the `COPY` statement,
-    /// and of the columns' types: PostgreSQL reads the bytes as that type, and a mismatch
-    /// (an `Int` for a `bigint` column) fails the whole `COPY`.
+    /// A stream holding the header, with room for `bytes` more before it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buffer = Vec::with_capacity(HEADER.len() + bytes + TRAILER.len());
+        buffer.extend_from_slice(HEADER);
+        Self { buffer }
+    }
+
+    /// Appends one row of [`Value`]s. The values must be in the column order of the
+    /// `COPY` statement, and of the columns' types: PostgreSQL reads the bytes as that
+    /// type, and a mismatch (an `Int` for a `bigint` column) fails the whole `COPY`.
     pub fn row<'a>(
         &mut self,
         values: impl ExactSizeIterator<Item = &'a Value>,
     ) -> Result<(), CopyError> {
-        let fields = i16::try_from(values.len()).map_err(|_| CopyError::TooLarge)?;
-        self.buffer.extend_from_slice(&fields.to_be_bytes());
+        self.start_row(values.len())?;
         for value in values {
             self.value(value)?;
         }
+        Ok(())
+    }
+
+    /// Starts a row of `fields` fields, each to be appended next with [`Self::text`],
+    /// [`Self::int4`], [`Self::int8`] or [`Self::timestamptz`], in the `COPY`
+    /// statement's column order: the typed path, for a writer that has its values
+    /// without a [`Value`] each.
+    pub fn start_row(&mut self, fields: usize) -> Result<(), CopyError> {
+        let fields = i16::try_from(fields).map_err(|_| CopyError::TooLarge)?;
+        self.buffer.extend_from_slice(&fields.to_be_bytes());
+        Ok(())
+    }
+
+    /// A `text` field.
+    pub fn text(&mut self, text: &str) -> Result<(), CopyError> {
+        self.field(Some(text.as_bytes()))
+    }
+
+    /// An `integer` field.
+    pub fn int4(&mut self, n: i32) {
+        self.buffer.extend_from_slice(&4_i32.to_be_bytes());
+        self.buffer.extend_from_slice(&n.to_be_bytes());
+    }
+
+    /// A `bigint` field.
+    pub fn int8(&mut self, n: i64) {
+        self.buffer.extend_from_slice(&8_i32.to_be_bytes());
+        self.buffer.extend_from_slice(&n.to_be_bytes());
+    }
+
+    /// A `timestamptz` field.
+    pub fn timestamptz(&mut self, time: &DateTime<Utc>) -> Result<(), CopyError> {
+        self.int8(micros_since_2000(time)?);
         Ok(())
     }
 
@@ -72,13 +109,20 @@ impl BinaryCopy {
 
     fn value(&mut self, value: &Value) -> Result<(), CopyError> {
         match value {
-            Value::String(text) => self.field(text.as_ref().map(String::as_bytes)),
-            Value::Int(n) => self.field(n.map(i32::to_be_bytes).as_ref().map(|b| &b[..])),
-            Value::BigInt(n) => self.field(n.map(i64::to_be_bytes).as_ref().map(|b| &b[..])),
-            Value::ChronoDateTimeUtc(time) => {
-                let micros = time.as_ref().map(micros_since_2000).transpose()?;
-                self.field(micros.map(i64::to_be_bytes).as_ref().map(|b| &b[..]))
+            Value::String(Some(text)) => self.text(text),
+            Value::Int(Some(n)) => {
+                self.int4(*n);
+                Ok(())
             }
+            Value::BigInt(Some(n)) => {
+                self.int8(*n);
+                Ok(())
+            }
+            Value::ChronoDateTimeUtc(Some(time)) => self.timestamptz(time),
+            Value::String(None)
+            | Value::Int(None)
+            | Value::BigInt(None)
+            | Value::ChronoDateTimeUtc(None) => self.field(None),
             other => Err(CopyError::Unsupported(format!("{:?}", other.array_type()))),
         }
     }
@@ -101,14 +145,13 @@ impl BinaryCopy {
 /// digits are cut toward zero, as sqlx does when it binds the same value to an `INSERT`,
 /// so both writes store the same instant.
 fn micros_since_2000(time: &DateTime<Utc>) -> Result<i64, CopyError> {
-    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .ok_or(CopyError::TooLarge)?
-        .and_utc();
-    (*time - epoch)
+    (*time - POSTGRES_EPOCH)
         .num_microseconds()
         .ok_or(CopyError::TooLarge)
 }
+
+/// 2000-01-01 00:00 UTC, PostgreSQL's epoch.
+const POSTGRES_EPOCH: DateTime<Utc> = DateTime::from_timestamp_nanos(946_684_800_000_000_000);
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
+    sync::LazyLock,
 };
 
 use anyhow::Context;
@@ -52,10 +53,9 @@ use iptrack_core::{
 use iptrack_entity::{log_batch, query::status_class::StatusClass, request_log};
 use iptrack_migration::{request_count, request_rollup};
 use sea_orm::{
-    ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, IdenStatic,
-    Iterable, Statement, TransactionTrait, TryInsertResult, Value,
+    Statement, TransactionTrait, TryInsertResult, Value,
     sqlx::{self, AssertSqlSafe, PgPool, postgres::PgConnection},
 };
 
@@ -63,7 +63,7 @@ use super::geolocate::fill_rows;
 use crate::{
     context::JobContext,
     geo::{Geo, Location, Lookup, is_public},
-    pg_copy::BinaryCopy,
+    pg_copy::{BinaryCopy, CopyError},
 };
 
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
@@ -252,47 +252,23 @@ async fn insert_many(
     Ok(rows)
 }
 
-/// The whole batch as one binary `COPY request_log (…) FROM STDIN` (PostgreSQL).
-///
-/// The stream is cut from the very rows [`to_row`] makes for SQLite's INSERT, column by
-/// column in the entity's order, so the two writes cannot disagree on what goes where.
+/// The whole batch as one binary `COPY request_log (…) FROM STDIN` (PostgreSQL), each row
+/// written by [`copy_row`].
 async fn copy_rows(
     txn: &mut PgConnection,
     events: &[LogEvent],
     located: &HashMap<IpAddr, Location>,
 ) -> anyhow::Result<u64> {
-    let rows: Vec<request_log::ActiveModel> = events.iter().map(|e| to_row(e, located)).collect();
-    let Some(first) = rows.first() else {
+    if events.is_empty() {
         return Ok(0);
-    };
-    // Every column `to_row` sets: all but the generated id.
-    let columns: Vec<request_log::Column> = request_log::Column::iter()
-        .filter(|&c| first.get(c).is_set())
-        .collect();
-    let mut stream = BinaryCopy::new();
-    let mut values = Vec::with_capacity(columns.len());
-    for row in &rows {
-        values.clear();
-        for &column in &columns {
-            values.push(
-                row.get(column)
-                    .into_value()
-                    .with_context(|| format!("request_log.{} not set in a row", column.as_str()))?,
-            );
-        }
-        stream
-            .row(values.iter())
+    }
+    let mut stream = BinaryCopy::with_capacity(events.len() * ROW_BYTES_EXPECTED);
+    for event in events {
+        copy_row(&mut stream, event, located.get(&event.ip))
             .context("cannot encode a request_log row for COPY")?;
     }
-    let names: Vec<String> = columns
-        .iter()
-        .map(|c| format!("\"{}\"", c.as_str()))
-        .collect();
     let mut copy = txn
-        .copy_in_raw(&format!(
-            "COPY request_log ({}) FROM STDIN (FORMAT binary)",
-            names.join(", ")
-        ))
+        .copy_in_raw(COPY_STATEMENT.as_str())
         .await
         .context("cannot start COPY into request_log")?;
     if let Err(error) = copy.send(stream.finish()).await {
@@ -305,6 +281,66 @@ async fn copy_rows(
         .await
         .context("cannot insert request_log rows")?;
     Ok(copied)
+}
+
+/// A `request_log` row's usual size in the `COPY` stream (a browser's user agent, a short
+/// path), so a batch's stream is allocated once.
+const ROW_BYTES_EXPECTED: usize = 256;
+
+/// The columns [`copy_row`] writes, in its order: every column [`to_row`] sets (all but
+/// the generated id), in the entity's order.
+const COPY_COLUMNS: [request_log::Column; 12] = [
+    request_log::Column::IpAddress,
+    request_log::Column::Timestamp,
+    request_log::Column::Method,
+    request_log::Column::Path,
+    request_log::Column::Status,
+    request_log::Column::DurationUs,
+    request_log::Column::UserAgent,
+    request_log::Column::UserId,
+    request_log::Column::QueryString,
+    request_log::Column::CountryCode,
+    request_log::Column::Country,
+    request_log::Column::City,
+];
+
+/// `COPY request_log ("ip_address", …) FROM STDIN (FORMAT binary)`, of [`COPY_COLUMNS`].
+static COPY_STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<String> = COPY_COLUMNS
+        .iter()
+        .map(|c| format!("\"{}\"", c.as_str()))
+        .collect();
+    format!(
+        "COPY request_log ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    )
+});
+
+/// One `request_log` row of the `COPY`: the values [`to_row`] gives SQLite's INSERT, in
+/// [`COPY_COLUMNS`]' order, written straight from the event. An `ActiveModel` and a
+/// `Value` per field in between cost the worker about as much CPU as the rest of the
+/// batch (BENCHMARKS.md, "Counts folded outside the batch"); the test
+/// `copy_rows_are_the_insert_rows` holds both writes to the same bytes.
+fn copy_row(
+    stream: &mut BinaryCopy,
+    event: &LogEvent,
+    location: Option<&Location>,
+) -> Result<(), CopyError> {
+    let place = |field: fn(&Location) -> &str| location.map_or("", field);
+    stream.start_row(COPY_COLUMNS.len())?;
+    stream.text(&event.ip.to_string())?;
+    stream.timestamptz(&event.timestamp)?;
+    // Bounded again here: a queued event may come from any producer of the queue.
+    stream.text(&bounded_method(&event.method))?;
+    stream.text(&event.path)?;
+    stream.int4(i32::from(event.status));
+    stream.int8(i64::try_from(event.duration_us).unwrap_or(i64::MAX));
+    stream.text(&event.user_agent)?;
+    stream.text(event.user_id.as_deref().unwrap_or_default())?;
+    stream.text(event.query_string.as_deref().unwrap_or_default())?;
+    stream.text(place(|l| &l.country_code))?;
+    stream.text(place(|l| &l.country))?;
+    stream.text(place(|l| &l.city))
 }
 
 /// Stores a batch's counts as its row of `request_count_pending` (PostgreSQL): one
@@ -647,7 +683,8 @@ async fn add_rollup(txn: &DatabaseTransaction, counts: &RollupCounts) -> anyhow:
     Ok(())
 }
 
-/// The one mapping from a logged request to its `request_log` row, for both inserts.
+/// The mapping from a logged request to its `request_log` row, for SQLite's INSERT;
+/// [`copy_row`] writes the same values for PostgreSQL's `COPY`.
 fn to_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> request_log::ActiveModel {
     // Empty while unknown: the geolocate job fills them in. Always set (never NotSet) so
     // every row of a multi-row INSERT has the same columns.
@@ -782,5 +819,86 @@ impl Geo {
             enqueued: mine,
             filled,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveModelTrait, Iterable};
+
+    use super::*;
+
+    /// The `COPY` of [`to_row`]'s values, field by field as a SeaORM `Value` each: what
+    /// [`copy_row`] must write.
+    fn copy_of_insert_row(event: &LogEvent, located: &HashMap<IpAddr, Location>) -> Vec<u8> {
+        let row = to_row(event, located);
+        let set: Vec<request_log::Column> = request_log::Column::iter()
+            .filter(|&c| row.get(c).is_set())
+            .collect();
+        let names = |columns: &[request_log::Column]| -> Vec<&str> {
+            columns.iter().map(|c| c.as_str()).collect()
+        };
+        assert_eq!(
+            names(&set),
+            names(&COPY_COLUMNS),
+            "COPY_COLUMNS are the columns to_row sets, in its order"
+        );
+        let values: Vec<Value> = set
+            .iter()
+            .map(|&c| row.get(c).into_value().unwrap())
+            .collect();
+        let mut stream = BinaryCopy::new();
+        stream.row(values.iter()).unwrap();
+        stream.finish()
+    }
+
+    #[test]
+    fn copy_rows_are_the_insert_rows() {
+        let located_ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let located = HashMap::from([(
+            located_ip,
+            Location {
+                country_code: "NZ".into(),
+                country: "New Zealand".into(),
+                city: "Wellington".into(),
+            },
+        )]);
+        let event = |ip: &str| LogEvent {
+            ip: ip.parse().unwrap(),
+            timestamp: "2026-12-02T12:34:56.789012Z".parse().unwrap(),
+            method: "GET".into(),
+            path: "/login/\t\"x\"".into(),
+            status: 429,
+            duration_us: 1_234,
+            user_agent: "curl/8.5".into(),
+            user_id: None,
+            query_string: None,
+        };
+        let events = [
+            event("203.0.113.9"),
+            LogEvent {
+                method: "X".repeat(100),
+                user_id: Some("alice".into()),
+                query_string: Some("next=%2Fadmin".into()),
+                duration_us: u64::MAX,
+                user_agent: String::new(),
+                ..event("2001:db8::1")
+            },
+            LogEvent {
+                timestamp: "1999-12-31T23:59:59.9999995Z".parse().unwrap(),
+                ..event("10.0.0.1")
+            },
+        ];
+        for event in &events {
+            let mut direct = BinaryCopy::new();
+            copy_row(&mut direct, event, located.get(&event.ip)).unwrap();
+            assert_eq!(
+                direct.finish(),
+                copy_of_insert_row(event, &located),
+                "{event:?}"
+            );
+        }
     }
 }
