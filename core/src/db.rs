@@ -1,8 +1,12 @@
 //! Database connections, tuned per backend.
 
+pub mod nodelay;
+
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, sqlx::postgres::PgConnectOptions,
+};
 
 /// Like [`connect`], but without connecting yet: for processes that must start (and serve)
 /// while the database is away. Each query then fails until it is back.
@@ -43,5 +47,32 @@ fn options(database_url: &str) -> ConnectOptions {
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
         });
+    if let Some((host, port)) = postgres_tcp_server(database_url) {
+        // Every new pooled connection: its socket is found and changed right after connect.
+        options.map_sqlx_postgres_pool_opts(move |pool| {
+            let host = host.clone();
+            pool.after_connect(move |_, _| {
+                let host = host.clone();
+                Box::pin(async move {
+                    nodelay::enable(&host, port).await;
+                    Ok(())
+                })
+            })
+        });
+    }
     options
+}
+
+/// The host and port a PostgreSQL `database_url` connects to over TCP (`None` for SQLite
+/// and for a Unix socket), as sqlx reads them (`PGHOST` and `PGPORT` fill what the URL
+/// leaves out).
+fn postgres_tcp_server(database_url: &str) -> Option<(String, u16)> {
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    let options: PgConnectOptions = database_url.parse().ok()?;
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return None;
+    }
+    Some((options.get_host().to_owned(), options.get_port()))
 }

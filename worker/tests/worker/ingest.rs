@@ -449,3 +449,43 @@ async fn on_postgres_a_batch_leaves_its_counts_pending_until_a_fold() {
         1
     );
 }
+
+/// sqlx 0.9.0 connects with Nagle's algorithm on, which held every batch's `COPY` up to
+/// 40 ms (core/src/db/nodelay.rs). Every connection iptrack's pools open gets
+/// `TCP_NODELAY`; a bare sqlx pool beside them shows the check can see Nagle on.
+#[tokio::test]
+async fn postgres_connections_have_nagle_off() {
+    use iptrack_core::db::nodelay::connections_without_delay;
+    use sea_orm::ConnectionTrait;
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let options: sea_orm::sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let servers: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((options.get_host(), options.get_port()))
+            .await
+            .unwrap()
+            .collect();
+
+    let conn = iptrack_core::db::connect_with_pool(&db.url, 3)
+        .await
+        .unwrap();
+    // Three statements at once: the pool opens more than one connection.
+    let sleep = || conn.execute_unprepared("SELECT pg_sleep(0.2)");
+    let (a, b, c) = tokio::join!(sleep(), sleep(), sleep());
+    for result in [a, b, c] {
+        result.unwrap();
+    }
+    let (sockets, all_off) = connections_without_delay(&servers);
+    assert!(sockets >= 2, "{sockets} connections to {servers:?} found");
+    assert!(all_off, "a connection of iptrack's pool has Nagle on");
+
+    let bare = sea_orm::sqlx::PgPool::connect(&db.url).await.unwrap();
+    sea_orm::sqlx::query("SELECT 1")
+        .execute(&bare)
+        .await
+        .unwrap();
+    let (with_bare, all_off) = connections_without_delay(&servers);
+    assert!(with_bare > sockets, "the bare pool's connection is found");
+    assert!(!all_off, "sqlx's own connection keeps Nagle on");
+    bare.close().await;
+}
