@@ -16,16 +16,29 @@
 //! what that pool wants too. Elsewhere than Linux it does nothing, and a Unix-socket
 //! `DATABASE_URL` (no Nagle there) installs no hook (`super::options`).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
+
+/// Longest wait for the database host's addresses.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Turns Nagle's algorithm off on every TCP connection of this process to `host:port` (the
 /// database); returns how many it changed. Never fails: a connection left with Nagle on is
 /// slower, not wrong, so trouble is logged at debug level.
 pub async fn enable(host: &str, port: u16) -> usize {
-    let servers: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-        Ok(addresses) => addresses.collect(),
-        Err(error) => {
+    // sqlx has just resolved the same name, so this is quick; the bound keeps a resolver
+    // that hangs from holding up the connection (and the pool's acquire) for longer.
+    let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port)));
+    let servers: Vec<SocketAddr> = match lookup.await {
+        Ok(Ok(addresses)) => addresses.collect(),
+        Ok(Err(error)) => {
             tracing::debug!(%error, host, "cannot resolve the database host for TCP_NODELAY");
+            return 0;
+        }
+        Err(_) => {
+            tracing::debug!(
+                host,
+                "resolving the database host for TCP_NODELAY timed out"
+            );
             return 0;
         }
     };
@@ -115,7 +128,10 @@ mod sockets {
 
 #[cfg(not(target_os = "linux"))]
 mod sockets {
-    use std::net::SocketAddr;
+    use std::{net::SocketAddr, time::Duration};
+
+    /// Longest wait for the database host's addresses.
+    const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// No socket is ever found here: the descriptors are not listed the Linux way.
     pub enum Socket {}
