@@ -42,15 +42,22 @@ pub async fn enable(host: &str, port: u16) -> usize {
             return 0;
         }
     };
-    let mut changed = 0;
-    for socket in sockets::connected_to(&servers) {
-        match socket.set_nodelay(&servers) {
-            Ok(true) => changed += 1,
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, "cannot set TCP_NODELAY on a database socket"),
+    // Off the async threads: a web process serving thousands of clients has as many
+    // descriptors to look at.
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut changed = 0;
+        for socket in sockets::connected_to(&servers) {
+            match socket.set_nodelay(&servers) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY on a database socket");
+                }
+            }
         }
-    }
-    changed
+        changed
+    });
+    scan.await.unwrap_or_default()
 }
 
 /// Whether every TCP connection of this process to one of `servers` has Nagle off, and how
