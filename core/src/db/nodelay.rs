@@ -60,12 +60,13 @@ pub async fn enable(host: &str, port: u16) -> usize {
     scan.await.unwrap_or_default()
 }
 
-/// Whether every TCP connection of this process to one of `servers` has Nagle off, and how
-/// many there are: what [`enable`] leaves behind, for tests and diagnostics.
-pub fn connections_without_delay(servers: &[SocketAddr]) -> (usize, bool) {
-    let sockets = sockets::connected_to(servers);
-    let all = sockets.iter().all(|s| s.nodelay().unwrap_or(false));
-    (sockets.len(), all)
+/// This process's TCP connections to one of `servers`: each one's local address, and
+/// whether it has Nagle off. What [`enable`] leaves behind, for tests and diagnostics.
+pub fn connections_to(servers: &[SocketAddr]) -> Vec<(SocketAddr, bool)> {
+    sockets::connected_to(servers)
+        .iter()
+        .filter_map(|socket| Some((socket.local()?, socket.nodelay().ok()?)))
+        .collect()
 }
 
 #[cfg(target_os = "linux")]
@@ -114,6 +115,10 @@ mod sockets {
             self.with(|s| s.peer_addr().ok()?.as_socket())
         }
 
+        pub fn local(&self) -> Option<SocketAddr> {
+            self.with(|s| s.local_addr().ok()?.as_socket())
+        }
+
         pub fn nodelay(&self) -> std::io::Result<bool> {
             self.with(|s| s.tcp_nodelay())
         }
@@ -148,6 +153,10 @@ mod sockets {
     }
 
     impl Socket {
+        pub fn local(&self) -> Option<SocketAddr> {
+            match *self {}
+        }
+
         pub fn nodelay(&self) -> std::io::Result<bool> {
             match *self {}
         }
@@ -155,5 +164,52 @@ mod sockets {
         pub fn set_nodelay(&self, _servers: &[SocketAddr]) -> std::io::Result<bool> {
             match *self {}
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn nagle_goes_off_on_connections_to_the_server_named_and_no_other() {
+        let (server, other) = (
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        let (port, other_port) = (
+            server.local_addr().unwrap().port(),
+            other.local_addr().unwrap().port(),
+        );
+        let to_server = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let to_other = TcpStream::connect(("127.0.0.1", other_port)).unwrap();
+        assert!(!to_server.nodelay().unwrap(), "a new socket has Nagle on");
+
+        assert_eq!(enable("127.0.0.1", port).await, 1);
+        assert!(to_server.nodelay().unwrap());
+        assert!(
+            !to_other.nodelay().unwrap(),
+            "a socket to another port is left alone"
+        );
+        // The server's side of the connection is not a connection *to* the server.
+        let (accepted, _) = server.accept().unwrap();
+        assert!(!accepted.nodelay().unwrap());
+
+        assert_eq!(
+            enable("127.0.0.1", port).await,
+            0,
+            "already off: nothing to do"
+        );
+        let found = connections_to(&[SocketAddr::from(([127, 0, 0, 1], port))]);
+        assert_eq!(found, [(to_server.local_addr().unwrap(), true)]);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_changes_nothing() {
+        assert_eq!(enable("no-such-host.invalid", 5432).await, 0);
     }
 }
