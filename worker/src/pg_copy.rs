@@ -1,5 +1,6 @@
 //! PostgreSQL's binary `COPY` format (`COPY … FROM STDIN (FORMAT binary)`), written field by
-//! field or from SeaORM values, for the few column types iptrack's bulk writes use.
+//! field, for the few column types iptrack's bulk writes use. Tests also write rows of
+//! SeaORM values ([`BinaryCopy::row`]): the reference a typed writer is held to.
 //!
 //! The stream (<https://www.postgresql.org/docs/current/sql-copy.html>, "Binary Format"):
 //! an 11-byte signature, a 32-bit flags field and a 32-bit header-extension length; per row
@@ -12,6 +13,7 @@
 //! one), and fails the `COPY` as it failed the `INSERT` it replaces.
 
 use chrono::{DateTime, Utc};
+#[cfg(test)]
 use sea_orm::Value;
 
 /// The signature, flags (no OIDs) and an empty header extension.
@@ -24,6 +26,7 @@ const TRAILER: [u8; 2] = (-1_i16).to_be_bytes();
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CopyError {
     #[error("no binary COPY encoding for {0}")]
+    #[cfg(test)]
     Unsupported(String),
     #[error("a value or row is too large for binary COPY")]
     TooLarge,
@@ -57,6 +60,7 @@ impl BinaryCopy {
     /// Appends one row of [`Value`]s. The values must be in the column order of the
     /// `COPY` statement, and of the columns' types: PostgreSQL reads the bytes as that
     /// type, and a mismatch (an `Int` for a `bigint` column) fails the whole `COPY`.
+    #[cfg(test)]
     pub fn row<'a>(
         &mut self,
         values: impl ExactSizeIterator<Item = &'a Value>,
@@ -107,6 +111,7 @@ impl BinaryCopy {
         self.buffer
     }
 
+    #[cfg(test)]
     fn value(&mut self, value: &Value) -> Result<(), CopyError> {
         match value {
             Value::String(Some(text)) => self.text(text),
@@ -144,14 +149,15 @@ impl BinaryCopy {
 /// `timestamptz`'s binary form: microseconds since 2000-01-01 00:00 UTC. Sub-microsecond
 /// digits are cut toward zero, as sqlx does when it binds the same value to an `INSERT`,
 /// so both writes store the same instant.
-fn micros_since_2000(time: &DateTime<Utc>) -> Result<i64, CopyError> {
+pub(crate) fn micros_since_2000(time: &DateTime<Utc>) -> Result<i64, CopyError> {
     (*time - POSTGRES_EPOCH)
         .num_microseconds()
         .ok_or(CopyError::TooLarge)
 }
 
 /// 2000-01-01 00:00 UTC, PostgreSQL's epoch.
-const POSTGRES_EPOCH: DateTime<Utc> = DateTime::from_timestamp_nanos(946_684_800_000_000_000);
+pub(crate) const POSTGRES_EPOCH: DateTime<Utc> =
+    DateTime::from_timestamp_nanos(946_684_800_000_000_000);
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 //! data's last, partial segment, which Linux delays by up to 40 ms. Every request-log batch
 //! waited that long with its CPU idle: one worker at 4 slots ingested 52,900 rows/s with
 //! the box 40–50 % idle, and 93,200 rows/s once the loopback route stopped delaying
-//! acknowledgements (BENCHMARKS.md, "Nagle's algorithm and the COPY").
+//! acknowledgements (BENCHMARKS.md, "Nagle's algorithm and the `COPY`").
 //!
 //! sqlx does not lend out its socket, so the pool's `after_connect` hook ([`enable`]) finds
 //! it among the process's open descriptors (`/proc/self/fd`): every TCP socket whose peer is
@@ -140,10 +140,7 @@ mod sockets {
 
 #[cfg(not(target_os = "linux"))]
 mod sockets {
-    use std::{net::SocketAddr, time::Duration};
-
-    /// Longest wait for the database host's addresses.
-    const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+    use std::net::SocketAddr;
 
     /// No socket is ever found here: the descriptors are not listed the Linux way.
     pub enum Socket {}

@@ -63,7 +63,7 @@ use super::geolocate::fill_rows;
 use crate::{
     context::JobContext,
     geo::{Geo, Location, Lookup, is_public},
-    pg_copy::{BinaryCopy, CopyError},
+    pg_copy::{BinaryCopy, CopyError, POSTGRES_EPOCH, micros_since_2000},
 };
 
 /// Rows per multi-row INSERT (SQLite): 12 columns × 2,500 stays under SQLite's 32,766 bind
@@ -317,10 +317,10 @@ static COPY_STATEMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// One `request_log` row of the `COPY`: the values [`to_row`] gives SQLite's INSERT, in
-/// [`COPY_COLUMNS`]' order, written straight from the event. An `ActiveModel` and a
-/// `Value` per field in between cost the worker about as much CPU as the rest of the
-/// batch (BENCHMARKS.md, "Counts folded outside the batch"); the test
-/// `copy_rows_are_the_insert_rows` holds both writes to the same bytes.
+/// [`COPY_COLUMNS`]' order, written straight from the event: an `ActiveModel` and a
+/// `Value` per field in between cost the worker about a tenth of its CPU per row (0.38–0.42
+/// s per 100,000 rows against 0.35–0.37 s; BENCHMARKS.md, "Nagle's algorithm and the
+/// `COPY`"). The test `copy_rows_are_the_insert_rows` holds both writes to the same bytes.
 fn copy_row(
     stream: &mut BinaryCopy,
     event: &LogEvent,
@@ -512,14 +512,12 @@ pub fn rollup_events(
     events: &[LogEvent],
     located: &HashMap<IpAddr, Location>,
 ) -> anyhow::Result<RollupCounts> {
-    let pg_epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).context("epoch 2000")?;
     let mut minutes: BTreeMap<MinuteKey, i64> = BTreeMap::new();
     let mut hours: BTreeMap<HourKey, (String, i64)> = BTreeMap::new();
     for event in events {
         let stored = match backend {
-            DbBackend::Postgres => (event.timestamp - pg_epoch)
-                .num_microseconds()
-                .map(|micros| pg_epoch + TimeDelta::microseconds(micros))
+            DbBackend::Postgres => micros_since_2000(&event.timestamp)
+                .map(|micros| POSTGRES_EPOCH + TimeDelta::microseconds(micros))
                 .context("an event's time is out of PostgreSQL's range")?,
             _ => event.timestamp,
         };
